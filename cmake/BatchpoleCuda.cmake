@@ -1,0 +1,40 @@
+# Optional CUDA: BATCHPOLE_CUDA=AUTO (default) uses nvcc when found, ON requires it, OFF never
+# looks. The CPU-only build needs no CUDA header or library.
+set(BATCHPOLE_CUDA AUTO CACHE STRING "Build the CUDA path: AUTO, ON or OFF")
+set_property(CACHE BATCHPOLE_CUDA PROPERTY STRINGS AUTO ON OFF)
+string(TOUPPER "${BATCHPOLE_CUDA}" _bp_cuda)
+if(NOT _bp_cuda MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "BATCHPOLE_CUDA must be AUTO, ON or OFF, got '${BATCHPOLE_CUDA}'")
+endif()
+
+set(BATCHPOLE_WITH_CUDA OFF)
+if(NOT _bp_cuda STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    # Hopper (H100/H200) is what we measure on; nvcc 13 supports nothing older than sm_75.
+    # Must be set before enable_language(CUDA), which would otherwise pick the compiler default.
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES 90)
+    endif()
+    enable_language(CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    set(BATCHPOLE_WITH_CUDA ON)
+  elseif(_bp_cuda STREQUAL "ON")
+    message(FATAL_ERROR "BATCHPOLE_CUDA=ON but no CUDA compiler (nvcc) was found. Put nvcc on "
+                        "PATH or set CMAKE_CUDA_COMPILER, or configure with -DBATCHPOLE_CUDA=OFF.")
+  endif()
+endif()
+
+if(BATCHPOLE_WITH_CUDA)
+  # Static runtime, shared cuBLAS, never the driver library: one binary then runs everywhere and
+  # falls back to the CPU where cudaGetDeviceCount reports no driver.
+  set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+  # CMake 3.25 knows no C++20 dialect flag for nvcc 13, so the .cu files are C++17 (the headers
+  # they include stay C++17-clean); the host code is C++20.
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  message(STATUS "batchpole: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
+else()
+  message(STATUS "batchpole: CUDA off (BATCHPOLE_CUDA=${BATCHPOLE_CUDA}); CPU path only")
+endif()

@@ -1,0 +1,17 @@
+# Warnings on everywhere; errors with -DBATCHPOLE_WERROR=ON (CI sets it).
+option(BATCHPOLE_WERROR "Treat warnings as errors" OFF)
+
+function(batchpole_warnings target)
+  set(_cxx -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion)
+  if(BATCHPOLE_WERROR)
+    list(APPEND _cxx -Werror)
+  endif()
+  target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${_cxx}>)
+  if(BATCHPOLE_WITH_CUDA)
+    set(_cu -Xcompiler=-Wall,-Wextra)
+    if(BATCHPOLE_WERROR)
+      list(APPEND _cu -Werror=all-warnings)
+    endif()
+    target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${_cu}>)
+  endif()
+endfunction()

@@ -1,0 +1,119 @@
+// `batchpole bench env`: environment steps per second on one device.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "batchpole/buffer.hpp"
+#include "batchpole/vec_env.hpp"
+#include "commands.hpp"
+
+namespace batchpole::cli {
+
+namespace {
+
+struct EnvBenchOptions {
+  std::string device = "auto";
+  int64_t envs = 0;  // 0: 65536 on the CPU, 4M on the GPU
+  int32_t steps = 0;  // 0: 1000 on the CPU fused path, 200 per call in step mode
+  std::string precision = "f32";
+  std::string mode = "fused";
+  int repeats = 5;
+  int threads = 0;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t m = v.size() / 2;
+  return v.size() % 2 == 1 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+void run_env_bench(const EnvBenchOptions& o) {
+  BP_CHECK_ARG(o.envs >= 0, "--envs must be positive, got " << o.envs);
+  BP_CHECK_ARG(o.steps >= 0, "--steps must be positive, got " << o.steps);
+  BP_CHECK_ARG(o.repeats >= 1, "--repeats must be at least 1, got " << o.repeats);
+  BP_CHECK_ARG(o.mode == "fused" || o.mode == "step",
+               "--mode must be fused or step, got '" << o.mode << "'");
+  BackendOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto backend = make_backend(bo);
+  const bool gpu = backend->kind() == DeviceKind::kCuda;
+  const int64_t envs = o.envs > 0 ? o.envs : (gpu ? int64_t{1} << 22 : int64_t{1} << 16);
+  const int32_t steps = o.steps > 0 ? o.steps : (o.mode == "fused" ? 1000 : 200);
+  const Precision precision = parse_precision(o.precision);
+
+  VecEnv env(*backend, envs, CartPoleParams{}, precision);
+  env.reset(o.seed);
+  Buffer<int32_t> actions(*backend, static_cast<std::size_t>(envs));
+  uint64_t episodes = 0;
+  const auto run_once = [&] {
+    if (o.mode == "fused") {
+      episodes += env.run_random(steps);
+    } else {
+      for (int32_t t = 0; t < steps; ++t) {
+        env.random_actions(actions.data());
+        env.step(actions.data());
+      }
+    }
+    backend->synchronize();
+  };
+  run_once();  // warm-up: page faults, module load, caches
+  std::vector<double> rates;
+  for (int r = 0; r < o.repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_once();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(envs) * steps / s);
+  }
+  const double rate = median(rates);
+  if (o.json) {
+    nlohmann::json j = {{"benchmark", "env"},
+                        {"device", backend->description()},
+                        {"precision", to_string(precision)},
+                        {"mode", o.mode},
+                        {"envs", envs},
+                        {"steps_per_repeat", steps},
+                        {"repeats", o.repeats},
+                        {"env_steps_per_s", rate},
+                        {"env_steps_per_s_all", rates},
+                        {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  precision {}  mode {}  envs {}  steps {}  repeats {}\n",
+             backend->description(), to_string(precision), o.mode, envs, steps, o.repeats);
+  fmt::print("env steps per second (median): {:.4g}\n", rate);
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& bench) {
+  auto o = std::make_shared<EnvBenchOptions>();
+  auto* cmd = bench.add_subcommand(
+      "env", "Environment steps per second with random actions and auto-reset");
+  cmd->add_option("--device", o->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--envs", o->envs, "Number of environments (default 65536 CPU, 4194304 GPU)");
+  cmd->add_option("--steps", o->steps, "Steps per timed repeat (default 1000 fused, 200 step)");
+  cmd->add_option("--precision", o->precision, "Physics precision: f32 or f64")
+      ->check(CLI::IsMember({"f32", "f64"}))
+      ->capture_default_str();
+  cmd->add_option("--mode", o->mode,
+                  "fused: many steps per launch, state in registers; step: one launch per step")
+      ->check(CLI::IsMember({"fused", "step"}))
+      ->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "Timed repeats; the median is reported")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads (0 = all)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of resets and random actions")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON (key env_steps_per_s)");
+  cmd->callback([o] { run_env_bench(*o); });
+}
+
+}  // namespace batchpole::cli

@@ -1,0 +1,15 @@
+// The subcommands of the `batchpole` program. Each adds itself to the parser; errors are thrown
+// as batchpole::Error and turned into exit codes by main() alone.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace batchpole::cli {
+
+void add_info_command(CLI::App& app);
+void add_bench_commands(CLI::App& bench);
+
+// Checks at start-up that this CPU runs the instruction set the build was compiled for.
+void require_cpu_features();
+
+}  // namespace batchpole::cli

@@ -1,0 +1,77 @@
+// `batchpole info`: what this build and this machine offer.
+#include <omp.h>
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "batchpole/backend.hpp"
+#include "commands.hpp"
+
+extern "C" char* openblas_get_config();  // OpenBLAS's own description of its build
+
+namespace batchpole::cli {
+
+namespace {
+
+std::string simd_level() {
+  if (__builtin_cpu_supports("avx512f")) return "avx512f";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2+fma";
+  if (__builtin_cpu_supports("sse4.2")) return "sse4.2";
+  return "baseline";
+}
+
+nlohmann::json collect_info() {
+  nlohmann::json j;
+  j["version"] = BATCHPOLE_VERSION;
+  j["cuda_compiled"] = cuda_compiled();
+  const int count = cuda_device_count();
+  j["cuda_devices"] = nlohmann::json::array();
+  for (int i = 0; i < count; ++i) j["cuda_devices"].push_back(cuda_device_name(i));
+  j["blas"] = std::string("OpenBLAS ") + openblas_get_config();
+  j["cpu_threads"] = omp_get_max_threads();
+  j["simd_runtime"] = simd_level();
+  j["march_compiled"] = BATCHPOLE_MARCH;
+  j["default_device"] = count > 0 ? "cuda" : "cpu";
+  return j;
+}
+
+}  // namespace
+
+void require_cpu_features() {
+  const std::string march = BATCHPOLE_MARCH;
+  if (march == "x86-64-v3" && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+    BP_REQUIRE(false, kUnavailable,
+               "this build uses -march=x86-64-v3 (AVX2, FMA) but this CPU lacks them; rebuild "
+               "with -DBATCHPOLE_MARCH=x86-64-v2");
+  }
+}
+
+void add_info_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("info", "Show the build (CUDA, BLAS, SIMD) and the devices found");
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "Print JSON instead of text");
+  cmd->callback([json] {
+    const auto j = collect_info();
+    if (*json) {
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("batchpole {}\n", j["version"].get<std::string>());
+    fmt::print("  CUDA compiled in : {}\n", j["cuda_compiled"].get<bool>() ? "yes" : "no");
+    if (j["cuda_devices"].empty()) {
+      fmt::print("  CUDA devices     : none found\n");
+    } else {
+      for (std::size_t i = 0; i < j["cuda_devices"].size(); ++i) {
+        fmt::print("  CUDA device {}    : {}\n", i, j["cuda_devices"][i].get<std::string>());
+      }
+    }
+    fmt::print("  BLAS             : {}\n", j["blas"].get<std::string>());
+    fmt::print("  CPU threads      : {}\n", j["cpu_threads"].get<int>());
+    fmt::print("  SIMD (runtime)   : {}, compiled for -march={}\n",
+               j["simd_runtime"].get<std::string>(), j["march_compiled"].get<std::string>());
+    fmt::print("  default device   : {}\n", j["default_device"].get<std::string>());
+  });
+}
+
+}  // namespace batchpole::cli

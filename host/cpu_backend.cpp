@@ -1,0 +1,184 @@
+#include "cpu_backend.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace batchpole {
+
+namespace {
+
+constexpr std::size_t kAlignment = 64;
+// Below this many envs a step is a few microseconds: waking a second thread costs more.
+constexpr int64_t kParallelMinEnvs = 8192;
+// Envs per chunk: small enough that a chunk's state stays in L1 across the steps of
+// run_random, large enough that the vectorised pass dominates the scalar reset pass.
+constexpr int64_t kChunk = 512;
+
+int64_t chunk_count(int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+template <class Real>
+void reset_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
+  for (int64_t i = 0; i < n; ++i) env_begin_episode(c, a, i);
+}
+
+template <class Real>
+void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
+              const int32_t* actions, int threads) {
+  // Validate everything before touching any state, so a bad call changes nothing.
+  int64_t first_bad = n;
+  for (int64_t i = 0; i < n; ++i) {
+    if ((actions[i] & ~1) != 0) {
+      first_bad = i;
+      break;
+    }
+  }
+  BP_CHECK_ARG(first_bad == n, "invalid action " << (first_bad < n ? actions[first_bad] : 0)
+                                                 << " for env " << first_bad
+                                                 << " (CartPole actions are 0 and 1)");
+  const int64_t chunks = chunk_count(n);
+#pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t begin = ch * kChunk;
+    const int64_t end = std::min(n, begin + kChunk);
+    uint8_t done[kChunk];
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      done[i - begin] = static_cast<uint8_t>(env_step_physics(c, a, i, actions[i]));
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      if (done[i - begin] != 0) env_end_episode(c, a, i);
+    }
+  }
+}
+
+// The CPU form of env_run_random: per chunk, time runs inside and envs vectorise. The results
+// equal env_run_random's (tests/test_vec_env.cpp checks it), which the GPU runs per thread.
+template <class Real>
+uint64_t run_random_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
+                        uint64_t first_step, int32_t steps, int threads) {
+  const int64_t chunks = chunk_count(n);
+  uint64_t ended = 0;
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : ended) if (n >= kParallelMinEnvs)
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    const int64_t begin = ch * kChunk;
+    const int64_t len = std::min(n, begin + kChunk) - begin;
+    uint32_t bits[4][kChunk];
+    uint8_t done[kChunk];
+    for (int32_t t = 0; t < steps; ++t) {
+      const uint64_t step = first_step + static_cast<uint64_t>(t);
+      const auto bit = static_cast<uint32_t>(step) & 127U;
+      if (t == 0 || bit == 0) {
+#pragma omp simd
+        for (int64_t j = 0; j < len; ++j) {
+          const auto r = philox_draw(c.seed, Stream::kBenchAction,
+                                     static_cast<uint32_t>(begin + j), step >> 7U);
+          for (int w = 0; w < 4; ++w) bits[w][j] = r[w];
+        }
+      }
+      const uint32_t* word = bits[bit >> 5U];
+      const uint32_t shift = bit & 31U;
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t i = begin + j;
+        CartState<Real> s = load_state(a, i);
+        const bool term = cartpole_physics_step(c.physics, ((word[j] >> shift) & 1U) != 0U, s);
+        store_state(a, i, s);
+        const int32_t l = a.length[i] + 1;
+        a.length[i] = l;
+        a.ret[i] = a.ret[i] + cartpole_reward(c.reward_mode, term);
+        done[j] = static_cast<uint8_t>(
+            term | ((c.max_episode_steps > 0) & (l >= c.max_episode_steps)));
+      }
+      for (int64_t j = 0; j < len; ++j) {
+        if (done[j] == 0) continue;
+        const int64_t i = begin + j;
+        ++ended;
+        a.episode[i] = a.episode[i] + 1;
+        store_state(a, i, cartpole_reset_state<Real>(c.seed, static_cast<uint32_t>(i),
+                                                     a.episode[i], c.reset_bound));
+        a.length[i] = 0;
+        a.ret[i] = 0.0F;
+      }
+    }
+    for (int64_t i = begin; i < begin + len; ++i) store_obs(a.obs, i, load_state(a, i));
+  }
+  return ended;
+}
+
+}  // namespace
+
+std::size_t host_available_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  std::size_t value = 0;
+  std::string unit;
+  while (meminfo >> key >> value >> unit) {
+    if (key == "MemAvailable:") return value * 1024;
+  }
+  return static_cast<std::size_t>(-1);  // unknown: let the allocator decide
+}
+
+CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {}
+
+std::string CpuBackend::description() const {
+  return "cpu (" + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+}
+
+std::size_t CpuBackend::available_memory() const { return host_available_memory(); }
+
+void* CpuBackend::allocate(std::size_t bytes) {
+  const std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  void* ptr = std::aligned_alloc(kAlignment, rounded);
+  BP_REQUIRE(ptr != nullptr, kOutOfMemory,
+             "cannot allocate " << bytes << " bytes of host memory");
+  return ptr;
+}
+
+void CpuBackend::deallocate(void* ptr) noexcept { std::free(ptr); }
+
+void CpuBackend::copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy_from_host(void* dst, const void* src, std::size_t bytes) {
+  std::memcpy(dst, src, bytes);
+}
+void CpuBackend::copy_on_device(void* dst, const void* src, std::size_t bytes) {
+  std::memmove(dst, src, bytes);
+}
+void CpuBackend::fill_zero(void* ptr, std::size_t bytes) { std::memset(ptr, 0, bytes); }
+
+void CpuBackend::env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) {
+  reset_all(c, a, n, threads_);
+}
+void CpuBackend::env_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) {
+  reset_all(c, a, n, threads_);
+}
+void CpuBackend::env_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                          const int32_t* actions) {
+  step_all(c, a, n, actions, threads_);
+}
+void CpuBackend::env_step(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                          const int32_t* actions) {
+  step_all(c, a, n, actions, threads_);
+}
+uint64_t CpuBackend::env_run_random(const EnvConfig<float>& c, const EnvArrays<float>& a,
+                                    int64_t n, uint64_t first_step, int32_t steps) {
+  return run_random_all(c, a, n, first_step, steps, threads_);
+}
+uint64_t CpuBackend::env_run_random(const EnvConfig<double>& c, const EnvArrays<double>& a,
+                                    int64_t n, uint64_t first_step, int32_t steps) {
+  return run_random_all(c, a, n, first_step, steps, threads_);
+}
+
+void CpuBackend::bench_actions(uint64_t seed, uint64_t step, int64_t n, int32_t* out) {
+#pragma omp parallel for simd schedule(static) num_threads(threads_) if (n >= kParallelMinEnvs)
+  for (int64_t i = 0; i < n; ++i) out[i] = bench_action(seed, static_cast<uint32_t>(i), step);
+}
+
+}  // namespace batchpole

@@ -1,0 +1,15 @@
+#include <sstream>
+
+#include "batchpole/common.hpp"
+
+namespace batchpole::detail {
+
+void throw_error(Error::Kind kind, const char* expr, const char* file, int line,
+                 const std::string& message) {
+  std::ostringstream os;
+  os << message;
+  if (kind == Error::Kind::kRuntime) os << " [" << expr << " failed at " << file << ':' << line << ']';
+  throw Error(kind, os.str());
+}
+
+}  // namespace batchpole::detail

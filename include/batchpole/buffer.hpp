@@ -1,0 +1,67 @@
+// Move-only typed memory on a Backend's device, with explicit host copies.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "batchpole/backend.hpp"
+
+namespace batchpole {
+
+template <class T>
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Backend& backend, std::size_t size)
+      : backend_(&backend),
+        data_(size == 0 ? nullptr : static_cast<T*>(backend.allocate(size * sizeof(T)))),
+        size_(size) {}
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& other) noexcept
+      : backend_(other.backend_),
+        data_(std::exchange(other.data_, nullptr)),
+        size_(std::exchange(other.size_, 0)) {}
+  Buffer& operator=(Buffer&& other) noexcept {
+    if (this != &other) {
+      release();
+      backend_ = other.backend_;
+      data_ = std::exchange(other.data_, nullptr);
+      size_ = std::exchange(other.size_, 0);
+    }
+    return *this;
+  }
+  ~Buffer() { release(); }
+
+  [[nodiscard]] T* data() { return data_; }
+  [[nodiscard]] const T* data() const { return data_; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  [[nodiscard]] std::size_t bytes() const { return size_ * sizeof(T); }
+
+  [[nodiscard]] std::vector<T> to_host() const {
+    std::vector<T> out(size_);
+    if (size_ > 0) backend_->copy_to_host(out.data(), data_, bytes());
+    return out;
+  }
+  void from_host(std::span<const T> src) {
+    BP_CHECK_ARG(src.size() == size_, "buffer of " << size_ << " elements given " << src.size());
+    if (size_ > 0) backend_->copy_from_host(data_, src.data(), bytes());
+  }
+  void zero() {
+    if (size_ > 0) backend_->fill_zero(data_, bytes());
+  }
+
+ private:
+  void release() noexcept {
+    if (data_ != nullptr) backend_->deallocate(data_);
+    data_ = nullptr;
+  }
+
+  Backend* backend_ = nullptr;
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+}  // namespace batchpole

@@ -1,0 +1,132 @@
+// CartPole dynamics, written once for the CPU loops and the CUDA kernels.
+//
+// Reference: Gymnasium CartPole-v1 (gymnasium/envs/classic_control/cartpole.py), itself after
+// Barto, Sutton and Anderson (1983). The evaluation order below is Gymnasium's, operation for
+// operation, so that float64 mode reproduces its states to the last bit or two; the build turns
+// off FMA contraction so the CPU and GPU round every operation the same way.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "batchpole/common.hpp"
+#include "batchpole/portable_math.hpp"
+#include "batchpole/random.hpp"
+
+namespace batchpole {
+
+enum class Integrator : uint8_t { kEuler, kSemiImplicit };
+
+// kV1: 1 on every step, the terminating one included (CartPole-v1).
+// kNotebook: 1 per step but 0 on the terminating step (the notebook's CartPoleSimple).
+// kSuttonBarto: 0 per step, -1 on failure (Gymnasium's sutton_barto_reward=True).
+enum class RewardMode : uint8_t { kV1, kNotebook, kSuttonBarto };
+
+enum class Precision : uint8_t { kF32, kF64 };
+
+struct CartPoleParams {
+  double gravity = 9.8;
+  double masscart = 1.0;
+  double masspole = 0.1;
+  double length = 0.5;  // half the pole's length
+  double force_mag = 10.0;
+  double tau = 0.02;  // seconds between state updates
+  double x_threshold = 2.4;
+  double theta_threshold = 12.0 * 2.0 * 3.141592653589793 / 360.0;  // 0.20943951023931953
+  double reset_bound = 0.05;  // each state variable starts uniform in [-b, b)
+  Integrator integrator = Integrator::kEuler;
+  RewardMode reward_mode = RewardMode::kV1;
+  int32_t max_episode_steps = 500;  // truncation; 0 means never
+
+  // Throws batchpole::Error (invalid argument) naming the bad field.
+  void validate() const;
+};
+
+std::string to_string(Integrator v);
+std::string to_string(RewardMode v);
+std::string to_string(Precision v);
+Integrator parse_integrator(const std::string& s);
+RewardMode parse_reward_mode(const std::string& s);
+Precision parse_precision(const std::string& s);
+
+// The constants in the precision the physics runs in, derived as Gymnasium derives them.
+template <class Real>
+struct Physics {
+  Real gravity, masspole, total_mass, length, polemass_length, force_mag, tau;
+  Real x_threshold, theta_threshold;
+  Integrator integrator;
+
+  static Physics from(const CartPoleParams& p) {
+    return {static_cast<Real>(p.gravity),
+            static_cast<Real>(p.masspole),
+            static_cast<Real>(p.masspole + p.masscart),
+            static_cast<Real>(p.length),
+            static_cast<Real>(p.masspole * p.length),
+            static_cast<Real>(p.force_mag),
+            static_cast<Real>(p.tau),
+            static_cast<Real>(p.x_threshold),
+            static_cast<Real>(p.theta_threshold),
+            p.integrator};
+  }
+};
+
+template <class Real>
+struct CartState {
+  Real x, x_dot, theta, theta_dot;
+};
+
+// One physics step in place; returns whether the new state is out of bounds (terminated).
+// `push_right` is action == 1.
+template <class Real>
+BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartState<Real>& s) {
+  const Real force = push_right ? k.force_mag : -k.force_mag;
+  Real sintheta;
+  Real costheta;
+  portable_sincos(s.theta, &sintheta, &costheta);
+  const Real temp = (force + k.polemass_length * (s.theta_dot * s.theta_dot) * sintheta) /
+                    k.total_mass;
+  const Real thetaacc =
+      (k.gravity * sintheta - costheta * temp) /
+      (k.length * (Real(4.0) / Real(3.0) - k.masspole * (costheta * costheta) / k.total_mass));
+  const Real xacc = temp - k.polemass_length * thetaacc * costheta / k.total_mass;
+  if (k.integrator == Integrator::kEuler) {
+    s.x = s.x + k.tau * s.x_dot;
+    s.x_dot = s.x_dot + k.tau * xacc;
+    s.theta = s.theta + k.tau * s.theta_dot;
+    s.theta_dot = s.theta_dot + k.tau * thetaacc;
+  } else {
+    s.x_dot = s.x_dot + k.tau * xacc;
+    s.x = s.x + k.tau * s.x_dot;
+    s.theta_dot = s.theta_dot + k.tau * thetaacc;
+    s.theta = s.theta + k.tau * s.theta_dot;
+  }
+  // Strict comparisons on the full-precision state, as Gymnasium does.
+  const bool out_x = (s.x < -k.x_threshold) | (s.x > k.x_threshold);
+  const bool out_theta = (s.theta < -k.theta_threshold) | (s.theta > k.theta_threshold);
+  return out_x | out_theta;
+}
+
+BP_HD float cartpole_reward(RewardMode mode, bool terminated) {
+  // Selects rather than a switch, so that the CPU loop stays vectorised.
+  const float notebook = terminated ? 0.0F : 1.0F;
+  const float sutton_barto = terminated ? -1.0F : 0.0F;
+  return mode == RewardMode::kNotebook      ? notebook
+         : mode == RewardMode::kSuttonBarto ? sutton_barto
+                                            : 1.0F;
+}
+
+// The start state of episode `episode` of env `env`: each variable uniform in [-b, b), drawn in
+// double and rounded to Real so that both precisions start from the same point.
+template <class Real>
+BP_HD CartState<Real> cartpole_reset_state(uint64_t seed, uint32_t env, uint64_t episode,
+                                           double bound) {
+  const auto a = philox_draw(seed, Stream::kReset, env, 2 * episode);
+  const auto b = philox_draw(seed, Stream::kReset, env, 2 * episode + 1);
+  const double width = 2.0 * bound;
+  return {static_cast<Real>(-bound + width * uniform_double(a[0], a[1])),
+          static_cast<Real>(-bound + width * uniform_double(a[2], a[3])),
+          static_cast<Real>(-bound + width * uniform_double(b[0], b[1])),
+          static_cast<Real>(-bound + width * uniform_double(b[2], b[3]))};
+}
+
+}  // namespace batchpole

@@ -1,0 +1,92 @@
+// sin/cos built from + - * only, identical on host and device.
+//
+// libm differs between glibc and CUDA in the last bits, and CUDA's sinf contains FMAs even with
+// -fmad=false, so the physics cannot call either and stay bit-identical across devices. These
+// are the classic fdlibm (double) and Cephes (float) kernels: Cody-Waite reduction by pi/2 and
+// minimax polynomials on [-pi/4, pi/4]. Both stay within 1-2 ulp of the true value for the
+// arguments CartPole produces (|theta| well under 1e5). Quadrant choice is written as selects so
+// that the CPU loops vectorise.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "batchpole/common.hpp"
+
+namespace batchpole {
+
+template <class To, class From>
+BP_HD To bit_cast_hd(const From& from) {
+  static_assert(sizeof(To) == sizeof(From));
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
+BP_HD void portable_sincos(float x, float* sin_out, float* cos_out) {
+  constexpr float kTwoOverPi = 0.636619772367581343f;
+  // pi/2 split so that k * kPio2A and k * kPio2B are exact for the k that occur.
+  constexpr float kPio2A = 1.5703125f;
+  constexpr float kPio2B = 4.837512969970703125e-4f;
+  constexpr float kPio2C = 7.54978995489188216e-8f;
+  const float kf = std::floor(x * kTwoOverPi + 0.5f);
+  const float r = ((x - kf * kPio2A) - kf * kPio2B) - kf * kPio2C;
+  const float z = r * r;
+  const float s = r + r * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
+  const float c = 1.0f - 0.5f * z +
+                  z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
+  const auto q = static_cast<uint32_t>(static_cast<int32_t>(kf)) & 3U;
+  const float sq = (q & 1U) != 0U ? c : s;
+  const float cq = (q & 1U) != 0U ? s : c;
+  *sin_out = (q == 2U || q == 3U) ? -sq : sq;
+  *cos_out = (q == 1U || q == 2U) ? -cq : cq;
+}
+
+BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
+  constexpr double kTwoOverPi = 6.36619772367581382433e-01;
+  constexpr double kPio2Hi = 1.57079632673412561417e+00;  // first 33 bits of pi/2
+  constexpr double kPio2Lo = 6.07710050650619224932e-11;  // pi/2 - kPio2Hi
+  constexpr double kS1 = -1.66666666666666324348e-01;
+  constexpr double kS2 = 8.33333333332248946124e-03;
+  constexpr double kS3 = -1.98412698298579493134e-04;
+  constexpr double kS4 = 2.75573137070700676789e-06;
+  constexpr double kS5 = -2.50507602534068634195e-08;
+  constexpr double kS6 = 1.58969099521155010221e-10;
+  constexpr double kC1 = 4.16666666666666019037e-02;
+  constexpr double kC2 = -1.38888888888741095749e-03;
+  constexpr double kC3 = 2.48015872894767294178e-05;
+  constexpr double kC4 = -2.75573143513906633035e-07;
+  constexpr double kC5 = 2.08757232129817482790e-09;
+  constexpr double kC6 = -1.13596475577881948265e-11;
+
+  const double kd = std::floor(x * kTwoOverPi + 0.5);
+  // Reduced argument as a head y0 and a tail y1 (fdlibm's __ieee754_rem_pio2, medium case).
+  const double r = x - kd * kPio2Hi;
+  const double w = kd * kPio2Lo;
+  const double y0 = r - w;
+  const double y1 = (r - y0) - w;
+
+  const double z = y0 * y0;
+  const double v = z * y0;
+  // __kernel_sin(y0, y1, 1)
+  const double rs = kS2 + z * (kS3 + z * (kS4 + z * (kS5 + z * kS6)));
+  const double s = y0 - ((z * (0.5 * y1 - v * rs) - y1) - v * kS1);
+  // __kernel_cos(y0, y1): for |y0| >= 0.3 subtract qx first to keep the leading terms exact.
+  const double rc = z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
+  const double ay = std::fabs(y0);
+  const double quarter = bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) &
+                                             0xFFFFFFFF00000000ULL);
+  const double qx = ay > 0.78125 ? 0.28125 : quarter;
+  const double c_small = 1.0 - (0.5 * z - (z * rc - y0 * y1));
+  const double c_large = (1.0 - qx) - ((0.5 * z - qx) - (z * rc - y0 * y1));
+  const double c = ay < 0.3 ? c_small : c_large;
+
+  const auto q = static_cast<uint64_t>(static_cast<int64_t>(kd)) & 3U;
+  const double sq = (q & 1U) != 0U ? c : s;
+  const double cq = (q & 1U) != 0U ? s : c;
+  *sin_out = (q == 2U || q == 3U) ? -sq : sq;
+  *cos_out = (q == 1U || q == 2U) ? -cq : cq;
+}
+
+}  // namespace batchpole

@@ -1,0 +1,56 @@
+// The error-check family of the CUDA side: each records the expression, file and line and
+// throws batchpole::Error, so tests can EXPECT_THROW and only main() picks an exit code.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+
+#include "batchpole/common.hpp"
+
+#define BP_CUDA_CHECK(expr)                                                              \
+  do {                                                                                   \
+    const cudaError_t bp_err_ = (expr);                                                  \
+    if (bp_err_ != cudaSuccess) {                                                        \
+      ::batchpole::detail::throw_error(                                                  \
+          bp_err_ == cudaErrorMemoryAllocation ? ::batchpole::Error::Kind::kOutOfMemory  \
+                                               : ::batchpole::Error::Kind::kRuntime,     \
+          #expr, __FILE__, __LINE__,                                                     \
+          std::string("CUDA error: ") + cudaGetErrorString(bp_err_));                    \
+    }                                                                                    \
+  } while (0)
+
+// After a launch: configuration errors surface here, execution errors at the next sync.
+#define BP_CUDA_CHECK_LAUNCH() BP_CUDA_CHECK(cudaGetLastError())
+
+// For destructors: report and carry on, never throw.
+#define BP_CUDA_LOG(expr)                                                                  \
+  do {                                                                                     \
+    const cudaError_t bp_err_ = (expr);                                                    \
+    if (bp_err_ != cudaSuccess) {                                                          \
+      std::fprintf(stderr, "batchpole: %s failed at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
+                   cudaGetErrorString(bp_err_));                                           \
+    }                                                                                      \
+  } while (0)
+
+#define BP_CUBLAS_CHECK(expr)                                                            \
+  do {                                                                                   \
+    const cublasStatus_t bp_st_ = (expr);                                                \
+    if (bp_st_ != CUBLAS_STATUS_SUCCESS) {                                               \
+      ::batchpole::detail::throw_error(::batchpole::Error::Kind::kRuntime, #expr, __FILE__, \
+                                       __LINE__,                                         \
+                                       std::string("cuBLAS error: ") +                   \
+                                           cublasGetStatusString(bp_st_));               \
+    }                                                                                    \
+  } while (0)
+
+namespace batchpole::cuda {
+
+constexpr int kBlock = 256;
+
+inline unsigned grid_for(int64_t n, int block = kBlock) {
+  return static_cast<unsigned>((n + block - 1) / block);
+}
+
+}  // namespace batchpole::cuda

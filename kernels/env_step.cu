@@ -1,0 +1,97 @@
+// Environment kernels: one thread per environment, each a thin call of the element functions
+// in env_kernels.hpp that the CPU loops call too.
+#include "cuda_check.cuh"
+#include "env_step.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+template <class Real>
+__global__ void env_reset_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) env_begin_episode(c, a, i);
+}
+
+template <class Real>
+__global__ void env_step_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
+                                const int32_t* __restrict__ actions,
+                                unsigned long long* bad_action) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int32_t action = actions[i];
+  if ((action & ~1) != 0) {
+    atomicMin(bad_action, (static_cast<unsigned long long>(i) << 32U) |
+                              static_cast<uint32_t>(action));
+  }
+  if (env_step_physics(c, a, i, action)) env_end_episode(c, a, i);
+}
+
+template <class Real>
+__global__ void env_run_random_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
+                                      uint64_t first_step, int32_t steps,
+                                      unsigned long long* ended) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const uint32_t mine = i < n ? env_run_random(c, a, i, first_step, steps) : 0U;
+  // One atomic per block: a warp sum, then the first warp sums the warps.
+  __shared__ uint32_t warp_sums[kBlock / 32];
+  uint32_t sum = __reduce_add_sync(0xFFFFFFFFU, mine);
+  if ((threadIdx.x & 31U) == 0) warp_sums[threadIdx.x >> 5U] = sum;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    sum = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0U;
+    sum = __reduce_add_sync(0xFFFFFFFFU, sum);
+    if (threadIdx.x == 0 && sum > 0) atomicAdd(ended, static_cast<unsigned long long>(sum));
+  }
+}
+
+__global__ void bench_actions_kernel(uint64_t seed, uint64_t step, int64_t n, int32_t* out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = bench_action(seed, static_cast<uint32_t>(i), step);
+}
+
+}  // namespace
+
+template <class Real>
+void launch_env_reset(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                      int64_t n) {
+  env_reset_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+template <class Real>
+void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                     int64_t n, const int32_t* actions, unsigned long long* bad_action) {
+  env_step_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n, actions, bad_action);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+template <class Real>
+void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c,
+                           const EnvArrays<Real>& a, int64_t n, uint64_t first_step,
+                           int32_t steps, unsigned long long* ended) {
+  env_run_random_kernel<Real>
+      <<<grid_for(n), kBlock, 0, stream>>>(c, a, n, first_step, steps, ended);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int64_t n,
+                          int32_t* out) {
+  bench_actions_kernel<<<grid_for(n), kBlock, 0, stream>>>(seed, step, n, out);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+#define BP_INSTANTIATE(Real)                                                                \
+  template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                \
+                                       const EnvArrays<Real>&, int64_t);                    \
+  template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                 \
+                                      const EnvArrays<Real>&, int64_t, const int32_t*,      \
+                                      unsigned long long*);                                 \
+  template void launch_env_run_random<Real>(cudaStream_t, const EnvConfig<Real>&,           \
+                                            const EnvArrays<Real>&, int64_t, uint64_t,      \
+                                            int32_t, unsigned long long*);
+BP_INSTANTIATE(float)
+BP_INSTANTIATE(double)
+#undef BP_INSTANTIATE
+
+}  // namespace batchpole::cuda

@@ -1,0 +1,28 @@
+// Launchers of the environment kernels (kernels/env_step.cu). Element logic: env_kernels.hpp.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "batchpole/env_kernels.hpp"
+
+namespace batchpole::cuda {
+
+template <class Real>
+void launch_env_reset(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                      int64_t n);
+
+// bad_action: a device word that receives min((env << 32) | action) over invalid actions.
+template <class Real>
+void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                     int64_t n, const int32_t* actions, unsigned long long* bad_action);
+
+// ended: a device counter that receives the number of episodes that ended.
+template <class Real>
+void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c,
+                           const EnvArrays<Real>& a, int64_t n, uint64_t first_step,
+                           int32_t steps, unsigned long long* ended);
+
+void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int64_t n,
+                          int32_t* out);
+
+}  // namespace batchpole::cuda

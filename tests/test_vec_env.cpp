@@ -1,0 +1,318 @@
+#include <cstring>
+#include <limits>
+
+#include "batchpole/buffer.hpp"
+#include "batchpole/vec_env.hpp"
+#include "test_util.hpp"
+
+namespace batchpole {
+namespace {
+
+std::unique_ptr<Backend> cpu(int threads = 0) {
+  BackendOptions o;
+  o.device = DeviceRequest::parse("cpu");
+  o.threads = threads;
+  return make_backend(o);
+}
+
+std::vector<int32_t> host_random_actions(int64_t n, uint64_t seed, uint64_t step) {
+  std::vector<int32_t> a(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) a[i] = bench_action(seed, static_cast<uint32_t>(i), step);
+  return a;
+}
+
+// Steps `steps` times with the benchmark actions and returns everything observable.
+struct Trajectory {
+  std::vector<HostStep> outputs;
+  EnvState final_state;
+};
+
+Trajectory run(Backend& b, int64_t n, Precision p, uint64_t seed, int steps,
+               const CartPoleParams& params = {}) {
+  VecEnv env(b, n, params, p);
+  env.reset(seed);
+  Trajectory t;
+  for (int s = 0; s < steps; ++s) {
+    env.step_host(host_random_actions(n, seed, env.steps_taken()));
+    t.outputs.push_back(env.fetch());
+  }
+  t.final_state = env.get_state();
+  return t;
+}
+
+template <class T>
+bool bitwise_equal(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+void expect_same(const HostStep& a, const HostStep& b, int step) {
+  EXPECT_TRUE(bitwise_equal(a.obs, b.obs)) << "obs differ at step " << step;
+  EXPECT_TRUE(bitwise_equal(a.reward, b.reward)) << "reward differs at step " << step;
+  EXPECT_TRUE(bitwise_equal(a.terminated, b.terminated)) << "terminated differs at " << step;
+  EXPECT_TRUE(bitwise_equal(a.truncated, b.truncated)) << "truncated differs at " << step;
+  EXPECT_TRUE(bitwise_equal(a.final_obs, b.final_obs)) << "final_obs differs at " << step;
+  EXPECT_TRUE(bitwise_equal(a.final_return, b.final_return)) << "final_return at " << step;
+  EXPECT_TRUE(bitwise_equal(a.final_length, b.final_length)) << "final_length at " << step;
+}
+
+TEST(VecEnv, ResetObservationsInBoundsAndSeeded) {
+  auto b = cpu();
+  VecEnv env(*b, 1000);
+  env.reset(42);
+  const auto first = env.fetch().obs;
+  for (float v : first) {
+    EXPECT_GE(v, -0.05F);
+    EXPECT_LT(v, 0.05F);
+  }
+  env.reset(42);
+  EXPECT_EQ(env.fetch().obs, first);
+  env.reset(43);
+  EXPECT_NE(env.fetch().obs, first);
+  // Every env draws its own start state.
+  EXPECT_NE(first[0], first[4]);
+}
+
+TEST(VecEnv, SameSeedSameTrajectoryOtherSeedDifferent) {
+  auto b = cpu();
+  const auto a1 = run(*b, 64, Precision::kF32, 7, 100);
+  const auto a2 = run(*b, 64, Precision::kF32, 7, 100);
+  const auto c = run(*b, 64, Precision::kF32, 8, 100);
+  for (int s = 0; s < 100; ++s) expect_same(a1.outputs[s], a2.outputs[s], s);
+  EXPECT_NE(a1.outputs[50].obs, c.outputs[50].obs);
+}
+
+TEST(VecEnv, EpisodeStatisticsAcrossResets) {
+  auto b = cpu();
+  CartPoleParams p;
+  p.max_episode_steps = 30;
+  VecEnv env(*b, 256, p);
+  env.reset(3);
+  std::vector<int32_t> len(256, 0);
+  int ended = 0;
+  int truncated = 0;
+  for (int s = 0; s < 300; ++s) {
+    env.step_host(host_random_actions(256, 3, env.steps_taken()));
+    const HostStep out = env.fetch();
+    for (int i = 0; i < 256; ++i) {
+      len[i] += 1;
+      const bool done = out.terminated[i] != 0 || out.truncated[i] != 0;
+      ASSERT_EQ(out.truncated[i] != 0, len[i] == 30) << "env " << i << " step " << s;
+      ASSERT_EQ(out.reward[i], 1.0F);
+      if (done) {
+        ++ended;
+        truncated += out.truncated[i];
+        ASSERT_EQ(out.final_length[i], len[i]);
+        ASSERT_EQ(out.final_return[i], static_cast<float>(len[i]));  // v1: 1 per step
+        len[i] = 0;
+      }
+    }
+  }
+  EXPECT_GT(ended, 1000);
+  EXPECT_GT(truncated, 0);
+  const EnvState st = env.get_state();
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(st.length[i], len[i]);
+}
+
+TEST(VecEnv, NotebookAndSuttonBartoRewards) {
+  auto b = cpu();
+  for (RewardMode mode : {RewardMode::kNotebook, RewardMode::kSuttonBarto}) {
+    CartPoleParams p;
+    p.reward_mode = mode;
+    const auto t = run(*b, 128, Precision::kF32, 1, 60, p);
+    int terminal = 0;
+    for (const auto& out : t.outputs) {
+      for (std::size_t i = 0; i < out.reward.size(); ++i) {
+        const bool term = out.terminated[i] != 0;
+        terminal += term;
+        const float want = cartpole_reward(mode, term);
+        ASSERT_EQ(out.reward[i], want);
+      }
+    }
+    EXPECT_GT(terminal, 50);
+  }
+}
+
+TEST(VecEnv, ResultsDoNotDependOnThreadCount) {
+  // Large enough to run multi-threaded (the CPU goes parallel from 8192 envs).
+  auto one = cpu(1);
+  auto two = cpu(2);
+  for (Precision p : {Precision::kF32, Precision::kF64}) {
+    const auto a = run(*one, 20000, p, 11, 40);
+    const auto c = run(*two, 20000, p, 11, 40);
+    for (int s = 0; s < 40; ++s) expect_same(a.outputs[s], c.outputs[s], s);
+    VecEnv e1(*one, 20000, {}, p);
+    VecEnv e2(*two, 20000, {}, p);
+    e1.reset(5);
+    e2.reset(5);
+    EXPECT_EQ(e1.run_random(300), e2.run_random(300));
+    EXPECT_TRUE(bitwise_equal(e1.fetch().obs, e2.fetch().obs));
+  }
+}
+
+// The fused random-action path leaves the envs exactly where step() with the same actions
+// does, and the CPU's chunked form equals env_run_random, the per-env loop the GPU runs.
+TEST(VecEnv, RunRandomEqualsSteppingAndTheElementLoop) {
+  auto b = cpu();
+  for (Precision p : {Precision::kF32, Precision::kF64}) {
+    constexpr int64_t kN = 700;  // not a multiple of the CPU chunk
+    constexpr int kSteps = 300;  // crosses several 128-step action draws
+    VecEnv fused(*b, kN, {}, p);
+    VecEnv stepped(*b, kN, {}, p);
+    fused.reset(9);
+    stepped.reset(9);
+    stepped.step_host(host_random_actions(kN, 9, 0));
+    fused.run_random(1);  // unaligned start
+    const uint64_t ended = fused.run_random(kSteps);
+    uint64_t ended_stepped = 0;
+    for (int s = 0; s < kSteps; ++s) {
+      stepped.step_host(host_random_actions(kN, 9, stepped.steps_taken()));
+      const auto out = stepped.fetch();
+      for (int64_t i = 0; i < kN; ++i) ended_stepped += out.terminated[i] | out.truncated[i];
+    }
+    EXPECT_EQ(ended, ended_stepped);
+    const EnvState a = fused.get_state();
+    const EnvState c = stepped.get_state();
+    EXPECT_EQ(a.x, c.x);
+    EXPECT_EQ(a.theta_dot, c.theta_dot);
+    EXPECT_EQ(a.length, c.length);
+    EXPECT_EQ(a.episode, c.episode);
+    EXPECT_EQ(a.ret, c.ret);
+    EXPECT_EQ(fused.fetch().obs, stepped.fetch().obs);
+  }
+  // Element loop reference.
+  VecEnv fused(*b, 300, {}, Precision::kF32);
+  fused.reset(4);
+  fused.run_random(257);
+  const EnvState got = fused.get_state();
+  VecEnv ref(*b, 300, {}, Precision::kF32);
+  ref.reset(4);
+  EnvState st = ref.get_state();
+  const auto k = Physics<float>::from(CartPoleParams{});
+  EnvConfig<float> c{k, RewardMode::kV1, 500, 0.05, 4};
+  std::vector<float> x(st.x.begin(), st.x.end()), xd(st.x_dot.begin(), st.x_dot.end()),
+      th(st.theta.begin(), st.theta.end()), thd(st.theta_dot.begin(), st.theta_dot.end());
+  std::vector<float> obs(4 * 300), scratch(300);
+  std::vector<int32_t> iscratch(300);
+  std::vector<uint8_t> flags(300);
+  EnvArrays<float> a{x.data(),     xd.data(),      th.data(),       thd.data(),
+                     st.length.data(), st.ret.data(), st.episode.data(), obs.data(),
+                     scratch.data(), flags.data(),  flags.data(),    obs.data(),
+                     scratch.data(), iscratch.data()};
+  for (int64_t i = 0; i < 300; ++i) env_run_random(c, a, i, 0, 257);
+  for (int64_t i = 0; i < 300; ++i) {
+    ASSERT_EQ(x[i], static_cast<float>(got.x[i])) << i;
+    ASSERT_EQ(thd[i], static_cast<float>(got.theta_dot[i])) << i;
+    ASSERT_EQ(st.episode[i], got.episode[i]) << i;
+    ASSERT_EQ(st.length[i], got.length[i]) << i;
+  }
+}
+
+TEST(VecEnv, GetSetStateRoundTripAndValidation) {
+  auto b = cpu();
+  VecEnv env(*b, 8, {}, Precision::kF64);
+  env.reset(1);
+  env.step_host(std::vector<int32_t>(8, 1));
+  EnvState st = env.get_state();
+  st.x[3] = 1.25;
+  st.length[3] = 17;
+  env.set_state(st);
+  const EnvState back = env.get_state();
+  EXPECT_EQ(back.x[3], 1.25);
+  EXPECT_EQ(back.length[3], 17);
+  EXPECT_EQ(env.fetch().obs[12], 1.25F);
+  st.length[2] = 500;  // an episode cannot already be at the time limit
+  EXPECT_THROW(env.set_state(st), Error);
+  st.length[2] = 0;
+  st.theta[1] = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(env.set_state(st), Error);
+  st.theta[1] = 0;
+  st.x.pop_back();
+  EXPECT_THROW(env.set_state(st), Error);
+}
+
+TEST(VecEnv, BadInputIsRefusedWithClearErrors) {
+  auto b = cpu();
+  EXPECT_THROW(VecEnv(*b, 0), Error);
+  EXPECT_THROW(VecEnv(*b, -5), Error);
+  try {
+    VecEnv too_big(*b, int64_t{2000000000}, {}, Precision::kF64);
+    FAIL() << "2e9 envs should not fit in this machine's memory";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kOutOfMemory);
+    EXPECT_NE(std::string(e.what()).find("bytes"), std::string::npos) << e.what();
+  }
+  VecEnv env(*b, 4);
+  env.reset(2);
+  const EnvState before = env.get_state();
+  try {
+    env.step_host(std::vector<int32_t>{0, 1, 2, 0});
+    FAIL() << "action 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("env 2"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(env.get_state().x, before.x);  // nothing changed
+  EXPECT_EQ(env.steps_taken(), 0U);
+  EXPECT_THROW(env.step_host(std::vector<int32_t>{0, 1}), Error);
+  EXPECT_THROW(DeviceRequest::parse("tpu"), Error);
+  EXPECT_THROW(env.run_random(-1), Error);
+}
+
+TEST(VecEnv, CudaRequestWithoutGpuIsAClearError) {
+  if (cuda_device_count() > 0) GTEST_SKIP() << "a GPU is present";
+  BackendOptions o;
+  o.device = DeviceRequest::parse("cuda");
+  try {
+    make_backend(o);
+    FAIL() << "CUDA backend created without a GPU";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kUnavailable);
+  }
+  o.device = DeviceRequest::parse("auto");
+  EXPECT_EQ(make_backend(o)->kind(), DeviceKind::kCpu);
+}
+
+// ---- CPU == GPU, bit for bit ------------------------------------------------------------------
+
+class CpuGpuParity : public ::testing::TestWithParam<Precision> {};
+
+TEST_P(CpuGpuParity, SameSeedSameActionsBitIdentical) {
+  BP_BACKEND_OR_SKIP(gpu, "cuda");
+  auto host = cpu();
+  const Precision p = GetParam();
+  const auto a = run(*host, 5000, p, 21, 300);
+  const auto g = run(*gpu, 5000, p, 21, 300);
+  for (int s = 0; s < 300; ++s) expect_same(a.outputs[s], g.outputs[s], s);
+  EXPECT_EQ(a.final_state.x, g.final_state.x);
+  EXPECT_EQ(a.final_state.episode, g.final_state.episode);
+  // The fused path too.
+  VecEnv ec(*host, 5000, {}, p);
+  VecEnv eg(*gpu, 5000, {}, p);
+  ec.reset(3);
+  eg.reset(3);
+  EXPECT_EQ(ec.run_random(1000), eg.run_random(1000));
+  EXPECT_EQ(ec.get_state().theta, eg.get_state().theta);
+  EXPECT_TRUE(bitwise_equal(ec.fetch().obs, eg.fetch().obs));
+}
+
+TEST_P(CpuGpuParity, GpuInvalidActionIsReportedAtTheNextSync) {
+  BP_BACKEND_OR_SKIP(gpu, "cuda");
+  VecEnv env(*gpu, 4, {}, GetParam());
+  env.reset(1);
+  env.step_host(std::vector<int32_t>{0, 1, 0, 7});  // steps; env 3 as action 0
+  try {
+    (void)env.fetch();
+    FAIL() << "invalid action not reported";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kInvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("env 3"), std::string::npos) << e.what();
+  }
+  EXPECT_NO_THROW((void)env.fetch());  // reported once, then cleared
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CpuGpuParity,
+                         ::testing::Values(Precision::kF32, Precision::kF64),
+                         [](const auto& p) { return to_string(p.param); });
+
+}  // namespace
+}  // namespace batchpole
