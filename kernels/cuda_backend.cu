@@ -99,6 +99,7 @@ class CudaBackend final : public Backend {
     BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
     check_errors();
   }
+  [[nodiscard]] void* native_stream() const override { return stream_; }
 
   void env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) override {
     cuda::launch_env_reset(stream_, c, a, n);

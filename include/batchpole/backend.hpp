@@ -57,6 +57,9 @@ class Backend {
   virtual void copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void fill_zero(void* ptr, std::size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // The device stream as an opaque handle (a cudaStream_t on the GPU, nullptr on the CPU), for
+  // the layers that bind their own library handles to it (cuBLAS).
+  [[nodiscard]] virtual void* native_stream() const = 0;
 
   // Environment operations over envs [0, n) (element logic in env_kernels.hpp).
   virtual void env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) = 0;
