@@ -79,7 +79,7 @@ struct CartState {
 // `push_right` is action == 1.
 template <class Real>
 BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartState<Real>& s) {
-  const Real force = push_right ? k.force_mag : -k.force_mag;
+  const Real force = blend(push_right, k.force_mag, -k.force_mag);
   Real sintheta;
   Real costheta;
   portable_sincos(s.theta, &sintheta, &costheta);
@@ -89,30 +89,29 @@ BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartSt
       (k.gravity * sintheta - costheta * temp) /
       (k.length * (Real(4.0) / Real(3.0) - k.masspole * (costheta * costheta) / k.total_mass));
   const Real xacc = temp - k.polemass_length * thetaacc * costheta / k.total_mass;
-  if (k.integrator == Integrator::kEuler) {
-    s.x = s.x + k.tau * s.x_dot;
-    s.x_dot = s.x_dot + k.tau * xacc;
-    s.theta = s.theta + k.tau * s.theta_dot;
-    s.theta_dot = s.theta_dot + k.tau * thetaacc;
-  } else {
-    s.x_dot = s.x_dot + k.tau * xacc;
-    s.x = s.x + k.tau * s.x_dot;
-    s.theta_dot = s.theta_dot + k.tau * thetaacc;
-    s.theta = s.theta + k.tau * s.theta_dot;
-  }
+  // Explicit Euler moves the position with the old velocity, semi-implicit Euler with the new
+  // one; written as blends (same operations either way) so that the CPU loop vectorises.
+  const bool euler = k.integrator == Integrator::kEuler;
+  const Real x_dot = s.x_dot + k.tau * xacc;
+  const Real theta_dot = s.theta_dot + k.tau * thetaacc;
+  s.x = s.x + k.tau * blend(euler, s.x_dot, x_dot);
+  s.theta = s.theta + k.tau * blend(euler, s.theta_dot, theta_dot);
+  s.x_dot = x_dot;
+  s.theta_dot = theta_dot;
   // Strict comparisons on the full-precision state, as Gymnasium does.
-  const bool out_x = (s.x < -k.x_threshold) | (s.x > k.x_threshold);
-  const bool out_theta = (s.theta < -k.theta_threshold) | (s.theta > k.theta_threshold);
-  return out_x | out_theta;
+  // Integer ORs rather than bool arithmetic, which GCC's vectoriser refuses.
+  const int out = static_cast<int>(s.x < -k.x_threshold) | static_cast<int>(s.x > k.x_threshold) |
+                  static_cast<int>(s.theta < -k.theta_threshold) |
+                  static_cast<int>(s.theta > k.theta_threshold);
+  return out != 0;
 }
 
 BP_HD float cartpole_reward(RewardMode mode, bool terminated) {
-  // Selects rather than a switch, so that the CPU loop stays vectorised.
-  const float notebook = terminated ? 0.0F : 1.0F;
-  const float sutton_barto = terminated ? -1.0F : 0.0F;
-  return mode == RewardMode::kNotebook      ? notebook
-         : mode == RewardMode::kSuttonBarto ? sutton_barto
-                                            : 1.0F;
+  // base + on_terminal * terminated: exact in float, and arithmetic rather than selects on the
+  // per-env flag, so that the CPU loop vectorises.
+  const float base = mode == RewardMode::kSuttonBarto ? 0.0F : 1.0F;
+  const float on_terminal = mode == RewardMode::kV1 ? 0.0F : -1.0F;
+  return base + on_terminal * static_cast<float>(static_cast<int>(terminated));
 }
 
 // The start state of episode `episode` of env `env`: each variable uniform in [-b, b), drawn in

@@ -37,6 +37,12 @@ struct EnvConfig {
   uint64_t seed;
 };
 
+// Whether an episode of `length` steps hits the time limit (0 = no limit).
+BP_HD bool truncates(int32_t max_episode_steps, int32_t length) {
+  return static_cast<bool>(static_cast<int>(max_episode_steps > 0) &
+                           static_cast<int>(length >= max_episode_steps));
+}
+
 template <class Real>
 BP_HD CartState<Real> load_state(const EnvArrays<Real>& a, int64_t i) {
   return {a.x[i], a.x_dot[i], a.theta[i], a.theta_dot[i]};
@@ -79,7 +85,7 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   CartState<Real> s = load_state(a, i);
   const bool term = cartpole_physics_step(c.physics, action == 1, s);
   const int32_t len = a.length[i] + 1;
-  const bool trunc = (c.max_episode_steps > 0) & (len >= c.max_episode_steps);
+  const bool trunc = truncates(c.max_episode_steps, len);
   const float r = cartpole_reward(c.reward_mode, term);
   store_state(a, i, s);
   store_obs(a.obs, i, s);
@@ -88,7 +94,7 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   a.truncated[i] = static_cast<uint8_t>(trunc);
   a.length[i] = len;
   a.ret[i] = a.ret[i] + r;
-  return term | trunc;
+  return term || trunc;
 }
 
 // Same-step auto-reset (Gymnasium's SAME_STEP): keep the ended episode's last observation and
@@ -129,7 +135,7 @@ BP_HD uint32_t env_run_random(const EnvConfig<Real>& c, const EnvArrays<Real>& a
     const bool term = cartpole_physics_step(c.physics, push_right, s);
     len += 1;
     ret += cartpole_reward(c.reward_mode, term);
-    if (term | ((c.max_episode_steps > 0) & (len >= c.max_episode_steps))) {
+    if (term || truncates(c.max_episode_steps, len)) {
       ++episode;
       ++ended;
       s = cartpole_reset_state<Real>(c.seed, env, episode, c.reset_bound);

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "batchpole/common.hpp"
 
@@ -24,23 +25,38 @@ BP_HD To bit_cast_hd(const From& from) {
   return to;
 }
 
+// cond ? a : b as a bit-mask blend. GCC will not if-convert some selects whose condition comes
+// from a parameter struct (the loop then stays scalar); this form always vectorises.
+template <class Real>
+BP_HD Real blend(bool cond, Real a, Real b) {
+  using Bits = std::conditional_t<sizeof(Real) == 4, uint32_t, uint64_t>;
+  const Bits mask = Bits{0} - static_cast<Bits>(cond);
+  return bit_cast_hd<Real>((bit_cast_hd<Bits>(a) & mask) | (bit_cast_hd<Bits>(b) & ~mask));
+}
+
 BP_HD void portable_sincos(float x, float* sin_out, float* cos_out) {
   constexpr float kTwoOverPi = 0.636619772367581343f;
   // pi/2 split so that k * kPio2A and k * kPio2B are exact for the k that occur.
   constexpr float kPio2A = 1.5703125f;
   constexpr float kPio2B = 4.837512969970703125e-4f;
   constexpr float kPio2C = 7.54978995489188216e-8f;
-  const float kf = std::floor(x * kTwoOverPi + 0.5f);
+  // Round to nearest by the 1.5 * 2^23 trick: no libm call, so the loop vectorises and the GPU
+  // rounds identically. Exact for |x| < 2^21, far beyond any CartPole angle.
+  constexpr float kRound = 12582912.0f;
+  const float shifted = x * kTwoOverPi + kRound;
+  const float kf = shifted - kRound;
+  // The quadrant k mod 4 sits in the low mantissa bits of `shifted` (k + 2^22, and 4 | 2^22);
+  // reading it there avoids a float-to-int conversion.
+  const uint32_t q = bit_cast_hd<uint32_t>(shifted) & 3U;
   const float r = ((x - kf * kPio2A) - kf * kPio2B) - kf * kPio2C;
   const float z = r * r;
   const float s = r + r * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
   const float c = 1.0f - 0.5f * z +
                   z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
-  const auto q = static_cast<uint32_t>(static_cast<int32_t>(kf)) & 3U;
-  const float sq = (q & 1U) != 0U ? c : s;
-  const float cq = (q & 1U) != 0U ? s : c;
-  *sin_out = (q == 2U || q == 3U) ? -sq : sq;
-  *cos_out = (q == 1U || q == 2U) ? -cq : cq;
+  const float sq = blend((q & 1U) != 0U, c, s);
+  const float cq = blend((q & 1U) != 0U, s, c);
+  *sin_out = blend((q & 2U) != 0U, -sq, sq);  // quadrants 2 and 3
+  *cos_out = blend(((q + 1U) & 2U) != 0U, -cq, cq);  // quadrants 1 and 2
 }
 
 BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
@@ -60,7 +76,11 @@ BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
   constexpr double kC5 = 2.08757232129817482790e-09;
   constexpr double kC6 = -1.13596475577881948265e-11;
 
-  const double kd = std::floor(x * kTwoOverPi + 0.5);
+  constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52, as in the float version
+  const double shifted = x * kTwoOverPi + kRound;
+  const double kd = shifted - kRound;
+  // AVX2 has no vector double-to-int64 conversion: read k mod 4 from the mantissa instead.
+  const uint64_t q = bit_cast_hd<uint64_t>(shifted) & 3U;
   // Reduced argument as a head y0 and a tail y1 (fdlibm's __ieee754_rem_pio2, medium case).
   const double r = x - kd * kPio2Hi;
   const double w = kd * kPio2Lo;
@@ -77,16 +97,15 @@ BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
   const double ay = std::fabs(y0);
   const double quarter = bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) &
                                              0xFFFFFFFF00000000ULL);
-  const double qx = ay > 0.78125 ? 0.28125 : quarter;
+  const double qx = blend(ay > 0.78125, 0.28125, quarter);
   const double c_small = 1.0 - (0.5 * z - (z * rc - y0 * y1));
   const double c_large = (1.0 - qx) - ((0.5 * z - qx) - (z * rc - y0 * y1));
-  const double c = ay < 0.3 ? c_small : c_large;
+  const double c = blend(ay < 0.3, c_small, c_large);
 
-  const auto q = static_cast<uint64_t>(static_cast<int64_t>(kd)) & 3U;
-  const double sq = (q & 1U) != 0U ? c : s;
-  const double cq = (q & 1U) != 0U ? s : c;
-  *sin_out = (q == 2U || q == 3U) ? -sq : sq;
-  *cos_out = (q == 1U || q == 2U) ? -cq : cq;
+  const double sq = blend((q & 1U) != 0U, c, s);
+  const double cq = blend((q & 1U) != 0U, s, c);
+  *sin_out = blend((q & 2U) != 0U, -sq, sq);  // quadrants 2 and 3
+  *cos_out = blend(((q + 1U) & 2U) != 0U, -cq, cq);  // quadrants 1 and 2
 }
 
 }  // namespace batchpole
