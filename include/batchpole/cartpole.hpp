@@ -114,18 +114,18 @@ BP_HD float cartpole_reward(RewardMode mode, bool terminated) {
   return base + on_terminal * static_cast<float>(static_cast<int>(terminated));
 }
 
-// The start state of episode `episode` of env `env`: each variable uniform in [-b, b), drawn in
-// double and rounded to Real so that both precisions start from the same point.
+// The start state of episode `episode` of env `env`: each variable uniform in [-b, b) from 32
+// random bits (one Philox draw for the four), computed in double and rounded to Real so that
+// both precisions start from the same point.
 template <class Real>
 BP_HD CartState<Real> cartpole_reset_state(uint64_t seed, uint32_t env, uint64_t episode,
                                            double bound) {
-  const auto a = philox_draw(seed, Stream::kReset, env, 2 * episode);
-  const auto b = philox_draw(seed, Stream::kReset, env, 2 * episode + 1);
+  const auto r = philox_draw(seed, Stream::kReset, env, episode);
   const double width = 2.0 * bound;
-  return {static_cast<Real>(-bound + width * uniform_double(a[0], a[1])),
-          static_cast<Real>(-bound + width * uniform_double(a[2], a[3])),
-          static_cast<Real>(-bound + width * uniform_double(b[0], b[1])),
-          static_cast<Real>(-bound + width * uniform_double(b[2], b[3]))};
+  return {static_cast<Real>(-bound + width * uniform_double32(r[0])),
+          static_cast<Real>(-bound + width * uniform_double32(r[1])),
+          static_cast<Real>(-bound + width * uniform_double32(r[2])),
+          static_cast<Real>(-bound + width * uniform_double32(r[3]))};
 }
 
 }  // namespace batchpole

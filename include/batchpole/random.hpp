@@ -58,8 +58,10 @@ BP_HD Philox4x32::Counter philox_draw(uint64_t seed, Stream stream, uint32_t a, 
   return Philox4x32::generate(ctr, key);
 }
 
-// Uniform in [0, 1) with 24 bits (float) or 53 bits (double, from two words).
+// Uniform in [0, 1) with 24 bits (float), 32 bits (double from one word, exact) or 53 bits
+// (double from two words).
 BP_HD float uniform_float(uint32_t u) { return static_cast<float>(u >> 8U) * 0x1.0p-24f; }
+BP_HD double uniform_double32(uint32_t u) { return static_cast<double>(u) * 0x1.0p-32; }
 BP_HD double uniform_double(uint32_t hi, uint32_t lo) {
   return (static_cast<double>(hi >> 5U) * 67108864.0 + static_cast<double>(lo >> 6U)) * 0x1.0p-53;
 }
