@@ -24,13 +24,11 @@ inline constexpr int32_t kMaxActions = 16;
 
 // Columns of the per-sample statistics matrix (rows x kStatColumns) that the loss functions
 // fill and one gemv per chunk sums into the device-resident update statistics.
-enum StatColumn : int32_t {
-  kStatWeightedLogProb = 0,  // valid ? weight * log pi(a|s) : 0
-  kStatEntropy = 1,          // valid ? H(pi(.|s)) : 0
-  kStatSquaredError = 2,     // valid ? (v(s) - target)^2 : 0
-  kStatValid = 3,            // valid ? 1 : 0
-  kStatColumns = 4,
-};
+inline constexpr int32_t kStatWeightedLogProb = 0;  // valid ? weight * log pi(a|s) : 0
+inline constexpr int32_t kStatEntropy = 1;          // valid ? H(pi(.|s)) : 0
+inline constexpr int32_t kStatSquaredError = 2;     // valid ? (v(s) - target)^2 : 0
+inline constexpr int32_t kStatValid = 3;            // valid ? 1 : 0
+inline constexpr int32_t kStatColumns = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Portable exp and log (Cephes expf / logf), + - * only.
@@ -103,54 +101,64 @@ BP_HD float activate(Activation a, float x) {
   }
 }
 
-// d activation / d input, written in terms of the output y = activate(a, x).
-BP_HD float activation_grad(Activation a, float y) {
+// The gradient through the activation: dy * activate'(x), written in terms of the output
+// y = activate(a, x). ReLU is a select, not a multiplication by 0 or 1, so that the CPU loop
+// vectorises to a compare and a mask.
+BP_HD float activation_backward_value(Activation a, float dy, float y) {
   switch (a) {
     case Activation::kRelu:
-      return y > 0.0f ? 1.0f : 0.0f;
+      return y > 0.0f ? dy : 0.0f;
     case Activation::kTanh:
-      return 1.0f - y * y;
+      return dy * (1.0f - y * y);
     case Activation::kIdentity:
     default:
-      return 1.0f;
+      return dy;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Categorical policy head over one row of n logits z.
 
-// The row's softmax pieces: e[j] = exp(z[j] - max), sum = sum_j e[j], log_norm = max + log(sum)
-// so that log pi(j) = z[j] - log_norm and pi(j) = e[j] / sum.
+// The row's softmax pieces: e[j] = exp(z[j] - max), sum = sum_j e[j], so that
+// pi(j) = e[j] / sum and log pi(j) = (z[j] - max) - log(sum). (Subtracting max first keeps
+// log pi accurate for large logits: max + log(sum) would round at the logits' magnitude.)
 struct SoftmaxRow {
   float e[kMaxActions];
+  float max;
   float sum;
-  float log_norm;
+  float log_sum;
+  [[nodiscard]] BP_HD float log_prob(const float* z, int32_t j) const {
+    return (z[j] - max) - log_sum;
+  }
+  [[nodiscard]] BP_HD float prob(int32_t j) const { return e[j] / sum; }
+  [[nodiscard]] BP_HD float entropy(const float* z, int32_t n) const {
+    float h = 0.0f;
+    for (int32_t j = 0; j < n; ++j) h -= prob(j) * log_prob(z, j);
+    return h;
+  }
 };
 
 BP_HD SoftmaxRow softmax_row(const float* z, int32_t n) {
   SoftmaxRow s{};
-  float mx = z[0];
-  for (int32_t j = 1; j < n; ++j) mx = z[j] > mx ? z[j] : mx;
+  s.max = z[0];
+  for (int32_t j = 1; j < n; ++j) s.max = z[j] > s.max ? z[j] : s.max;
   s.sum = 0.0f;
   for (int32_t j = 0; j < n; ++j) {
-    s.e[j] = portable_exp(z[j] - mx);
+    s.e[j] = portable_exp(z[j] - s.max);
     s.sum += s.e[j];
   }
-  s.log_norm = mx + portable_log(s.sum);
+  s.log_sum = portable_log(s.sum);
   return s;
 }
 
 // NaN for an action outside [0, n).
 BP_HD float categorical_log_prob(const float* z, int32_t n, int32_t action) {
   if (action < 0 || action >= n) return bit_cast_hd<float>(0x7FC00000U);
-  return z[action] - softmax_row(z, n).log_norm;
+  return softmax_row(z, n).log_prob(z, action);
 }
 
 BP_HD float categorical_entropy(const float* z, int32_t n) {
-  const SoftmaxRow s = softmax_row(z, n);
-  float h = 0.0f;
-  for (int32_t j = 0; j < n; ++j) h -= (s.e[j] / s.sum) * (z[j] - s.log_norm);
-  return h;
+  return softmax_row(z, n).entropy(z, n);
 }
 
 // Inverse-CDF sampling with u in [0, 1): the first j whose cumulative weight exceeds u * sum.
@@ -178,12 +186,8 @@ BP_HD int32_t policy_sample_row(const float* z, int32_t n, float u, float* log_p
                                 float* entropy) {
   const SoftmaxRow s = softmax_row(z, n);
   const int32_t a = categorical_sample(s, n, u);
-  if (log_prob != nullptr) *log_prob = z[a] - s.log_norm;
-  if (entropy != nullptr) {
-    float h = 0.0f;
-    for (int32_t j = 0; j < n; ++j) h -= (s.e[j] / s.sum) * (z[j] - s.log_norm);
-    *entropy = h;
-  }
+  if (log_prob != nullptr) *log_prob = s.log_prob(z, a);
+  if (entropy != nullptr) *entropy = s.entropy(z, n);
   return a;
 }
 
@@ -205,12 +209,11 @@ BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weig
   valid = valid && action >= 0 && action < n;
   action = valid ? action : 0;
   const SoftmaxRow s = softmax_row(z, n);
-  float h = 0.0f;
-  for (int32_t j = 0; j < n; ++j) h -= (s.e[j] / s.sum) * (z[j] - s.log_norm);
-  const float logp_a = z[action] - s.log_norm;
+  const float h = s.entropy(z, n);
+  const float logp_a = s.log_prob(z, action);
   for (int32_t j = 0; j < n; ++j) {
-    const float p = s.e[j] / s.sum;
-    const float logp = z[j] - s.log_norm;
+    const float p = s.prob(j);
+    const float logp = s.log_prob(z, j);
     const float indicator = j == action ? 1.0f : 0.0f;
     const float d = -(weight * (indicator - p) - c.entropy_coef * p * (logp + h)) * c.inv_count;
     dz[j] = valid ? d : 0.0f;
@@ -218,6 +221,7 @@ BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weig
   if (stats != nullptr) {
     stats[kStatWeightedLogProb] = valid ? weight * logp_a : 0.0f;
     stats[kStatEntropy] = valid ? h : 0.0f;
+    stats[kStatSquaredError] = 0.0f;  // value_loss_row, run after this when there is a value loss
     stats[kStatValid] = valid ? 1.0f : 0.0f;
   }
 }
@@ -254,9 +258,12 @@ BP_HD float clip_scale(float total_norm, float max_norm) {
 // One Adam step's scalars, worked out on the host from the step count t (PyTorch's
 // torch.optim.Adam, single-tensor path): step_size = lr / (1 - beta1^t),
 // bias_correction2_sqrt = sqrt(1 - beta2^t).
+// 1 - beta is rounded from double, as PyTorch does with its Python-float betas: 1.0f - 0.999f
+// would be off by 1.3e-5 relative.
 struct AdamScalars {
-  float beta1;
   float beta2;
+  float one_minus_beta1;
+  float one_minus_beta2;
   float eps;
   float step_size;
   float bias_correction2_sqrt;
@@ -266,8 +273,8 @@ struct AdamScalars {
 // v <- beta2 v + (1 - beta2) g^2,
 // p <- p - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps).
 BP_HD void adam_update(float* p, float g, float* m, float* v, const AdamScalars& s) {
-  const float m_new = *m + (1.0f - s.beta1) * (g - *m);
-  const float v_new = *v * s.beta2 + (1.0f - s.beta2) * g * g;
+  const float m_new = *m + s.one_minus_beta1 * (g - *m);
+  const float v_new = *v * s.beta2 + s.one_minus_beta2 * g * g;
   const float denom = sqrtf(v_new) / s.bias_correction2_sqrt + s.eps;
   *m = m_new;
   *v = v_new;

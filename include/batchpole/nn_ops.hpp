@@ -85,7 +85,8 @@ class NnOps {
                          const AdamScalars& s, const float* grad_norm, float max_grad_norm) = 0;
 };
 
-// The CPU loops (OpenMP over the backend's threads) or the CUDA kernels on the backend's
+// The CPU loops (vectorised, on the calling thread: see host/cpu_nn_ops.cpp) or the CUDA
+// kernels on the backend's
 // stream. Throws Error(kUnavailable) for a GPU backend in a build without CUDA.
 std::unique_ptr<NnOps> make_nn_ops(Backend& backend);
 

@@ -1,0 +1,55 @@
+// Bias plus activation after a layer's gemm, and the activation's backward pass.
+#include "cuda_check.cuh"
+#include "nn_launch.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+template <Activation A>
+__global__ void bias_activation_kernel(float* __restrict__ y, const float* __restrict__ bias,
+                                       int64_t n, int64_t cols) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = activate(A, y[i] + bias[i % cols]);
+}
+
+template <Activation A>
+__global__ void activation_backward_kernel(float* __restrict__ dy, const float* __restrict__ y,
+                                           int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dy[i] = activation_backward_value(A, dy[i], y[i]);
+}
+
+}  // namespace
+
+void launch_bias_activation(cudaStream_t stream, float* y, const float* bias, int64_t rows,
+                            int64_t cols, Activation act) {
+  const int64_t n = rows * cols;
+  if (n == 0) return;
+  switch (act) {
+    case Activation::kRelu:
+      bias_activation_kernel<Activation::kRelu><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      break;
+    case Activation::kTanh:
+      bias_activation_kernel<Activation::kTanh><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      break;
+    case Activation::kIdentity:
+      bias_activation_kernel<Activation::kIdentity>
+          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      break;
+  }
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_activation_backward(cudaStream_t stream, float* dy, const float* y, int64_t n,
+                                Activation act) {
+  if (n == 0 || act == Activation::kIdentity) return;
+  if (act == Activation::kRelu) {
+    activation_backward_kernel<Activation::kRelu><<<grid_for(n), kBlock, 0, stream>>>(dy, y, n);
+  } else {
+    activation_backward_kernel<Activation::kTanh><<<grid_for(n), kBlock, 0, stream>>>(dy, y, n);
+  }
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace batchpole::cuda

@@ -1,0 +1,35 @@
+// Filling parameter and scratch memory: a constant, or the nn.Linear initialisation.
+#include "cuda_check.cuh"
+#include "nn_launch.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+__global__ void fill_kernel(float* x, int64_t n, float value) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = value;
+}
+
+__global__ void init_uniform_kernel(float* x, int64_t n, float bound, uint64_t seed,
+                                    uint32_t block) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = init_uniform_value(seed, block, i, bound);
+}
+
+}  // namespace
+
+void launch_fill(cudaStream_t stream, float* x, int64_t n, float value) {
+  if (n == 0) return;
+  fill_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, n, value);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_init_uniform(cudaStream_t stream, float* x, int64_t n, float bound, uint64_t seed,
+                         uint32_t block) {
+  if (n == 0) return;
+  init_uniform_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, n, bound, seed, block);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace batchpole::cuda

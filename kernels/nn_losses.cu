@@ -1,0 +1,42 @@
+// Per-sample gradients of the policy-gradient and value losses, with the per-sample statistics
+// that a gemv later sums. One thread per sample.
+#include "cuda_check.cuh"
+#include "nn_launch.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+__global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.rows) return;
+  const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
+  const bool valid = a.mask == nullptr || a.mask[i] != 0;
+  policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i], a.weights[i], valid,
+                  coefs, a.d_logits + i * a.num_actions,
+                  a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+}
+
+__global__ void value_loss_grad_kernel(ValueLossArgs a) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= a.rows) return;
+  const bool valid = a.mask == nullptr || a.mask[i] != 0;
+  a.d_values[i] = value_loss_row(a.values[i], a.targets[i], valid, 1.0f / *a.count, a.value_coef,
+                                 a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+}
+
+}  // namespace
+
+void launch_policy_loss_grad(cudaStream_t stream, const PolicyLossArgs& args) {
+  if (args.rows == 0) return;
+  policy_loss_grad_kernel<<<grid_for(args.rows), kBlock, 0, stream>>>(args);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_value_loss_grad(cudaStream_t stream, const ValueLossArgs& args) {
+  if (args.rows == 0) return;
+  value_loss_grad_kernel<<<grid_for(args.rows), kBlock, 0, stream>>>(args);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace batchpole::cuda
