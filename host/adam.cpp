@@ -8,9 +8,9 @@ Adam::Adam(Backend& backend, Blas& blas, NnOps& ops, int64_t n, const AdamConfig
     : backend_(&backend), blas_(&blas), ops_(&ops), n_(n), config_(config) {
   BP_CHECK_ARG(n >= 1, "Adam: needs at least one parameter, got " << n);
   BP_CHECK_ARG(config.lr >= 0.0, "Adam: negative learning rate " << config.lr);
-  BP_CHECK_ARG(config.beta1 >= 0.0 && config.beta1 < 1.0 && config.beta2 >= 0.0 &&
-                   config.beta2 < 1.0,
-               "Adam: betas must be in [0, 1), got " << config.beta1 << ", " << config.beta2);
+  BP_CHECK_ARG(
+      config.beta1 >= 0.0 && config.beta1 < 1.0 && config.beta2 >= 0.0 && config.beta2 < 1.0,
+      "Adam: betas must be in [0, 1), got " << config.beta1 << ", " << config.beta2);
   BP_CHECK_ARG(config.eps > 0.0, "Adam: eps must be positive, got " << config.eps);
   state_ = Buffer<float>(backend, static_cast<std::size_t>(2 * n + 1));
   state_.zero();
@@ -47,8 +47,8 @@ Adam::State Adam::get_state() const {
 
 void Adam::set_state(const State& state) {
   BP_CHECK_ARG(static_cast<int64_t>(state.moments.size()) == 2 * n_,
-               "Adam::set_state: " << state.moments.size() << " moments given, expected "
-                                   << 2 * n_ << " (m and v of " << n_ << " parameters)");
+               "Adam::set_state: " << state.moments.size() << " moments given, expected " << 2 * n_
+                                   << " (m and v of " << n_ << " parameters)");
   BP_CHECK_ARG(state.steps >= 0, "Adam::set_state: negative step count " << state.steps);
   backend_->copy_from_host(state_.data(), state.moments.data(),
                            state.moments.size() * sizeof(float));

@@ -18,10 +18,10 @@ int to_int(int64_t v, const char* what, const char* call) {
 
 void check_matrix(const char* call, const char* name, const void* p, int64_t rows, int64_t cols,
                   int64_t ld) {
-  BP_CHECK_ARG(ld >= (cols > 0 ? cols : 1),
-               call << ": leading dimension of " << name << " is " << ld << ", less than the "
-                    << cols << " columns of the row-major " << rows << " x " << cols
-                    << " matrix " << name);
+  BP_CHECK_ARG(ld >= (cols > 0 ? cols : 1), call << ": leading dimension of " << name << " is "
+                                                 << ld << ", less than the " << cols
+                                                 << " columns of the row-major " << rows << " x "
+                                                 << cols << " matrix " << name);
   BP_CHECK_ARG(p != nullptr || rows == 0 || cols == 0,
                call << ": " << name << " (" << rows << " x " << cols << ") is a null pointer");
 }
@@ -55,30 +55,30 @@ void Blas::gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   check_gemm("gemm", ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
-  do_gemm(ta, tb, to_int(m, "m", "gemm"), to_int(n, "n", "gemm"), to_int(k, "k", "gemm"), alpha,
-          a, to_int(lda, "lda", "gemm"), b, to_int(ldb, "ldb", "gemm"), beta, c,
+  do_gemm(ta, tb, to_int(m, "m", "gemm"), to_int(n, "n", "gemm"), to_int(k, "k", "gemm"), alpha, a,
+          to_int(lda, "lda", "gemm"), b, to_int(ldb, "ldb", "gemm"), beta, c,
           to_int(ldc, "ldc", "gemm"));
 }
 
-void Blas::gemm_strided_batched(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
-                                float alpha, const float* a, int64_t lda, int64_t stride_a,
-                                const float* b, int64_t ldb, int64_t stride_b, float beta,
-                                float* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+void Blas::gemm_strided_batched(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha,
+                                const float* a, int64_t lda, int64_t stride_a, const float* b,
+                                int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
+                                int64_t stride_c, int64_t batch) {
   const char* call = "gemm_strided_batched";
   check_gemm(call, ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
   BP_CHECK_ARG(batch >= 0, call << ": negative batch count " << batch);
-  BP_CHECK_ARG(stride_a >= 0 && stride_b >= 0 && stride_c >= 0,
-               call << ": negative stride (" << stride_a << ", " << stride_b << ", " << stride_c
-                    << ")");
+  BP_CHECK_ARG(stride_a >= 0 && stride_b >= 0 && stride_c >= 0, call << ": negative stride ("
+                                                                     << stride_a << ", " << stride_b
+                                                                     << ", " << stride_c << ")");
   // Distinct outputs must not overlap, or the batch would race on the GPU.
   BP_CHECK_ARG(batch <= 1 || stride_c >= (m - 1) * ldc + n,
                call << ": stride_c = " << stride_c << " makes the " << m << " x " << n
                     << " outputs (ldc = " << ldc << ") overlap");
   if (m == 0 || n == 0 || batch == 0) return;
-  do_gemm_strided_batched(ta, tb, to_int(m, "m", call), to_int(n, "n", call),
-                          to_int(k, "k", call), alpha, a, to_int(lda, "lda", call), stride_a, b,
-                          to_int(ldb, "ldb", call), stride_b, beta, c, to_int(ldc, "ldc", call),
-                          stride_c, to_int(batch, "batch", call));
+  do_gemm_strided_batched(ta, tb, to_int(m, "m", call), to_int(n, "n", call), to_int(k, "k", call),
+                          alpha, a, to_int(lda, "lda", call), stride_a, b, to_int(ldb, "ldb", call),
+                          stride_b, beta, c, to_int(ldc, "ldc", call), stride_c,
+                          to_int(batch, "batch", call));
 }
 
 void Blas::gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int64_t lda,
@@ -89,9 +89,8 @@ void Blas::gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int6
   check_vector("gemv", "x", x, tr ? m : n, incx);
   check_vector("gemv", "y", y, tr ? n : m, incy);
   if ((tr ? n : m) == 0) return;
-  do_gemv(t, to_int(m, "m", "gemv"), to_int(n, "n", "gemv"), alpha, a,
-          to_int(lda, "lda", "gemv"), x, to_int(incx, "incx", "gemv"), beta, y,
-          to_int(incy, "incy", "gemv"));
+  do_gemv(t, to_int(m, "m", "gemv"), to_int(n, "n", "gemv"), alpha, a, to_int(lda, "lda", "gemv"),
+          x, to_int(incx, "incx", "gemv"), beta, y, to_int(incy, "incy", "gemv"));
 }
 
 void Blas::axpy(int64_t n, float alpha, const float* x, int64_t incx, float* y, int64_t incy) {

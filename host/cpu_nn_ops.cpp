@@ -79,9 +79,8 @@ class CpuNnOps final : public NnOps {
     }
   }
 
-  void sample_actions(const float* logits, int64_t rows, int32_t num_actions,
-                      const SampleKey& key, int32_t* actions, float* log_prob,
-                      float* entropy) override {
+  void sample_actions(const float* logits, int64_t rows, int32_t num_actions, const SampleKey& key,
+                      int32_t* actions, float* log_prob, float* entropy) override {
     nn_check::rows("sample_actions", rows);
     nn_check::actions("sample_actions", num_actions);
     for (int64_t i = 0; i < rows; ++i) {
@@ -130,8 +129,8 @@ class CpuNnOps final : public NnOps {
     const float inv_count = 1.0f / *a.count;
     for (int64_t i = 0; i < a.rows; ++i) {
       a.d_values[i] =
-          value_loss_row(a.values[i], a.targets[i], row_valid(a.mask, i), inv_count,
-                         a.value_coef, a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+          value_loss_row(a.values[i], a.targets[i], row_valid(a.mask, i), inv_count, a.value_coef,
+                         a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
     }
   }
 

@@ -50,13 +50,18 @@ void MlpConfig::validate() const {
   BP_CHECK_ARG(sizes.size() >= 2, "an MLP needs at least an input and an output size, got "
                                       << sizes.size() << " sizes");
   for (std::size_t i = 0; i < sizes.size(); ++i) {
-    BP_CHECK_ARG(sizes[i] > 0, "MLP layer size " << i << " is " << sizes[i] << "; sizes must be positive");
+    BP_CHECK_ARG(sizes[i] > 0,
+                 "MLP layer size " << i << " is " << sizes[i] << "; sizes must be positive");
   }
 }
 
 Mlp::Mlp(Backend& backend, Blas& blas, NnOps& ops, MlpConfig config, int64_t max_rows,
          float* params, float* grads)
-    : blas_(&blas), ops_(&ops), config_(std::move(config)), max_rows_(max_rows), params_(params),
+    : blas_(&blas),
+      ops_(&ops),
+      config_(std::move(config)),
+      max_rows_(max_rows),
+      params_(params),
       grads_(grads) {
   config_.validate();
   BP_CHECK_ARG(max_rows_ >= 1, "Mlp: max_rows must be at least 1, got " << max_rows_);
@@ -97,9 +102,9 @@ void Mlp::init(uint64_t seed, uint32_t first_block) {
 
 void Mlp::check_input(const char* call, const ConstMatrix& x) const {
   BP_CHECK_ARG(x.rows > 0, call << ": empty batch (input is " << x.rows << " x " << x.cols << ")");
-  BP_CHECK_ARG(x.cols == config_.inputs(),
-               call << ": input is " << x.rows << " x " << x.cols << " but the network takes "
-                    << config_.inputs() << " columns (rows x " << config_.inputs() << ")");
+  BP_CHECK_ARG(x.cols == config_.inputs(), call << ": input is " << x.rows << " x " << x.cols
+                                                << " but the network takes " << config_.inputs()
+                                                << " columns (rows x " << config_.inputs() << ")");
   BP_CHECK_ARG(x.rows <= max_rows_, call << ": " << x.rows << " rows exceed the workspace of "
                                          << max_rows_ << " rows; pass the batch in chunks");
   BP_CHECK_ARG(x.data != nullptr, call << ": input data is a null pointer");
@@ -123,7 +128,8 @@ const float* Mlp::forward(const ConstMatrix& x) {
 void Mlp::backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x,
                    GradientMode dx_mode) {
   check_input("Mlp::backward", x);
-  BP_CHECK_ARG(x.rows == last_rows_, "Mlp::backward: input is " << x.rows << " x " << x.cols
+  BP_CHECK_ARG(x.rows == last_rows_, "Mlp::backward: input is "
+                                         << x.rows << " x " << x.cols
                                          << " but the last forward ran on " << last_rows_
                                          << " rows; call forward on the same input first");
   BP_CHECK_ARG(d_out != nullptr, "Mlp::backward: d_out is a null pointer");

@@ -51,9 +51,8 @@ NnFlops nn_flops_per_sample(const ModelConfig& config) {
   return f;
 }
 
-double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops,
-                              const ModelConfig& config, int64_t batch, int64_t chunk_rows,
-                              bool train) {
+double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops, const ModelConfig& config,
+                              int64_t batch, int64_t chunk_rows, bool train) {
   const auto nets = networks(config);
   int32_t widest = 0;
   for (const auto& m : nets) {
@@ -86,14 +85,14 @@ double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops,
         for (int32_t l = m.layers() - 1; l >= 0; --l) {
           const int32_t in = m.sizes[l];
           const int32_t out = m.sizes[l + 1];
-          blas.gemm(Trans::kYes, Trans::kNo, out, in, r, 1.0f, y.data(), out, x.data(), in,
-                    1.0f, g.data(), in);
+          blas.gemm(Trans::kYes, Trans::kNo, out, in, r, 1.0f, y.data(), out, x.data(), in, 1.0f,
+                    g.data(), in);
           blas.gemv(Trans::kYes, r, out, 1.0f, y.data(), out, ones.data(), 1, 1.0f,
                     g.data() + static_cast<int64_t>(in) * out, 1);
           const bool reads_obs = l == 0 && (i == 0 || !config.has_trunk());
           if (!reads_obs) {
-            blas.gemm(Trans::kNo, Trans::kNo, r, in, out, 1.0f, y.data(), out, w.data(), in,
-                      0.0f, x.data(), in);
+            blas.gemm(Trans::kNo, Trans::kNo, r, in, out, 1.0f, y.data(), out, w.data(), in, 0.0f,
+                      x.data(), in);
           }
         }
       }

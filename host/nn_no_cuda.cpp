@@ -6,9 +6,9 @@ namespace batchpole {
 namespace {
 [[noreturn]] void no_cuda(const char* what) {
   detail::throw_error(Error::Kind::kUnavailable, "cuda", __FILE__, __LINE__,
-                     std::string(what) +
-                         " on a GPU was asked for, but this build of batchpole has no CUDA "
-                         "support (configure with -DBATCHPOLE_CUDA=ON on a machine with nvcc)");
+                      std::string(what) +
+                          " on a GPU was asked for, but this build of batchpole has no CUDA "
+                          "support (configure with -DBATCHPOLE_CUDA=ON on a machine with nvcc)");
 }
 }  // namespace
 

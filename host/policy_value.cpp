@@ -83,9 +83,9 @@ ModelConfig ModelConfig::actor_critic(int32_t obs_dim, int32_t num_actions, int3
 
 void ModelConfig::validate() const {
   BP_CHECK_ARG(obs_dim >= 1, "ModelConfig: obs_dim must be positive, got " << obs_dim);
-  BP_CHECK_ARG(num_actions >= 1 && num_actions <= kMaxActions,
-               "ModelConfig: num_actions is " << num_actions << ", supported are 1 to "
-                                              << kMaxActions);
+  BP_CHECK_ARG(
+      num_actions >= 1 && num_actions <= kMaxActions,
+      "ModelConfig: num_actions is " << num_actions << ", supported are 1 to " << kMaxActions);
   if (architecture == Architecture::kActorCritic) {
     BP_CHECK_ARG(!shared_hidden.empty(),
                  "ModelConfig: the actor-critic needs at least one shared layer");
@@ -118,8 +118,8 @@ MlpConfig ModelConfig::value_config() const {
 }
 
 int64_t ModelConfig::parameter_count() const {
-  return (has_trunk() ? trunk_config().parameter_count() : 0) +
-         policy_config().parameter_count() + value_config().parameter_count();
+  return (has_trunk() ? trunk_config().parameter_count() : 0) + policy_config().parameter_count() +
+         value_config().parameter_count();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,7 +151,8 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
     : backend_(&backend),
       config_(config),
       options_(options),
-      chunk_rows_(options.chunk_rows > 0 ? options.chunk_rows : default_chunk_rows(backend.kind())) {
+      chunk_rows_(options.chunk_rows > 0 ? options.chunk_rows
+                                         : default_chunk_rows(backend.kind())) {
   config_.validate();
   BP_CHECK_ARG(options.chunk_rows >= 0,
                "ModelOptions: chunk_rows must be >= 0 (0 = default), got " << options.chunk_rows);
@@ -160,11 +161,10 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
   const MemoryReport need = memory_required(config_, chunk_rows_);
   const std::size_t free_bytes = backend.available_memory();
   BP_REQUIRE(need.total() <= free_bytes, kOutOfMemory,
-             "the policy/value model needs " << mib(need.total()) << " (workspace for chunks of "
-                                             << chunk_rows_ << " rows: " << mib(need.workspace)
-                                             << ") but " << backend.description() << " has "
-                                             << mib(free_bytes)
-                                             << " free; lower ModelOptions::chunk_rows");
+             "the policy/value model needs "
+                 << mib(need.total()) << " (workspace for chunks of " << chunk_rows_
+                 << " rows: " << mib(need.workspace) << ") but " << backend.description() << " has "
+                 << mib(free_bytes) << " free; lower ModelOptions::chunk_rows");
 
   blas_ = make_blas(backend, BlasOptions{options.allow_tf32});
   ops_ = make_nn_ops(backend);
@@ -198,8 +198,8 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
   value_->init(options.seed, block);
 
   if (config_.has_trunk()) {
-    adam_.push_back(std::make_unique<Adam>(backend, *blas_, *ops_, config_.parameter_count(),
-                                           options.adam));
+    adam_.push_back(
+        std::make_unique<Adam>(backend, *blas_, *ops_, config_.parameter_count(), options.adam));
   } else {
     adam_.push_back(std::make_unique<Adam>(backend, *blas_, *ops_, value_offset_, options.adam));
     adam_.push_back(std::make_unique<Adam>(
@@ -250,11 +250,11 @@ void PolicyValueModel::set_optimizer_state(int index, const OptimizerState& stat
 }
 
 void PolicyValueModel::check_obs(const char* call, const ConstMatrix& obs) const {
-  BP_CHECK_ARG(obs.rows > 0, call << ": empty batch (observations are " << obs.rows << " x "
-                                  << obs.cols << ")");
-  BP_CHECK_ARG(obs.cols == config_.obs_dim,
-               call << ": observations are " << obs.rows << " x " << obs.cols
-                    << " but the model takes " << obs.rows << " x " << config_.obs_dim);
+  BP_CHECK_ARG(obs.rows > 0,
+               call << ": empty batch (observations are " << obs.rows << " x " << obs.cols << ")");
+  BP_CHECK_ARG(obs.cols == config_.obs_dim, call << ": observations are " << obs.rows << " x "
+                                                 << obs.cols << " but the model takes " << obs.rows
+                                                 << " x " << config_.obs_dim);
   BP_CHECK_ARG(obs.data != nullptr, call << ": observations are a null pointer");
 }
 
@@ -274,8 +274,8 @@ void for_each_chunk(const ConstMatrix& obs, int64_t chunk_rows, Body body) {
 }
 }  // namespace
 
-void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions,
-                           float* log_prob, float* values) {
+void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
+                           float* values) {
   check_obs("act", obs);
   BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
   BP_CHECK_ARG(obs.rows <= (int64_t{1} << 32),

@@ -32,8 +32,7 @@ class CudaBlas final : public Blas {
  public:
   CudaBlas(Backend& backend, const BlasOptions& options) : tf32_(options.allow_tf32) {
     BP_CUBLAS_CHECK(cublasCreate(&handle_));
-    BP_CUBLAS_CHECK(
-        cublasSetStream(handle_, static_cast<cudaStream_t>(backend.native_stream())));
+    BP_CUBLAS_CHECK(cublasSetStream(handle_, static_cast<cudaStream_t>(backend.native_stream())));
     BP_CUBLAS_CHECK(
         cublasSetMathMode(handle_, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     BP_CUBLAS_CHECK(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
@@ -54,16 +53,16 @@ class CudaBlas final : public Blas {
  protected:
   void do_gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
                const float* b, int ldb, float beta, float* c, int ldc) override {
-    BP_CUBLAS_CHECK(cublasSgemm(handle_, to_cublas(tb), to_cublas(ta), n, m, k, &alpha, b, ldb,
-                                a, lda, &beta, c, ldc));
+    BP_CUBLAS_CHECK(cublasSgemm(handle_, to_cublas(tb), to_cublas(ta), n, m, k, &alpha, b, ldb, a,
+                                lda, &beta, c, ldc));
   }
-  void do_gemm_strided_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                               const float* a, int lda, int64_t stride_a, const float* b,
-                               int ldb, int64_t stride_b, float beta, float* c, int ldc,
-                               int64_t stride_c, int batch) override {
+  void do_gemm_strided_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
+                               int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
+                               float beta, float* c, int ldc, int64_t stride_c,
+                               int batch) override {
     BP_CUBLAS_CHECK(cublasSgemmStridedBatched(handle_, to_cublas(tb), to_cublas(ta), n, m, k,
-                                              &alpha, b, ldb, stride_b, a, lda, stride_a, &beta,
-                                              c, ldc, stride_c, batch));
+                                              &alpha, b, ldb, stride_b, a, lda, stride_a, &beta, c,
+                                              ldc, stride_c, batch));
   }
   void do_gemv(Trans t, int m, int n, float alpha, const float* a, int lda, const float* x,
                int incx, float beta, float* y, int incy) override {
@@ -76,8 +75,7 @@ class CudaBlas final : public Blas {
   void do_scal(int n, float alpha, float* x, int incx) override {
     BP_CUBLAS_CHECK(cublasSscal(handle_, n, &alpha, x, incx));
   }
-  void do_dot(int n, const float* x, int incx, const float* y, int incy,
-              float* result) override {
+  void do_dot(int n, const float* x, int incx, const float* y, int incy, float* result) override {
     DevicePointerMode mode(handle_);
     BP_CUBLAS_CHECK(cublasSdot(handle_, n, x, incx, y, incy, result));
   }

@@ -40,9 +40,8 @@ class CudaNnOps final : public NnOps {
     nn_check::rows("activation_backward", n);
     cuda::launch_activation_backward(stream_, dy, y, n, act);
   }
-  void sample_actions(const float* logits, int64_t rows, int32_t num_actions,
-                      const SampleKey& key, int32_t* actions, float* log_prob,
-                      float* entropy) override {
+  void sample_actions(const float* logits, int64_t rows, int32_t num_actions, const SampleKey& key,
+                      int32_t* actions, float* log_prob, float* entropy) override {
     nn_check::rows("sample_actions", rows);
     nn_check::actions("sample_actions", num_actions);
     cuda::launch_sample_actions(stream_, logits, rows, num_actions, key, actions, log_prob,
@@ -52,8 +51,7 @@ class CudaNnOps final : public NnOps {
                         const int32_t* actions, float* log_prob, float* entropy) override {
     nn_check::rows("log_prob_entropy", rows);
     nn_check::actions("log_prob_entropy", num_actions);
-    cuda::launch_log_prob_entropy(stream_, logits, rows, num_actions, actions, log_prob,
-                                  entropy);
+    cuda::launch_log_prob_entropy(stream_, logits, rows, num_actions, actions, log_prob, entropy);
   }
   void softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs) override {
     nn_check::rows("softmax", rows);

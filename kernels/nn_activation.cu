@@ -28,10 +28,12 @@ void launch_bias_activation(cudaStream_t stream, float* y, const float* bias, in
   if (n == 0) return;
   switch (act) {
     case Activation::kRelu:
-      bias_activation_kernel<Activation::kRelu><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      bias_activation_kernel<Activation::kRelu>
+          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
       break;
     case Activation::kTanh:
-      bias_activation_kernel<Activation::kTanh><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      bias_activation_kernel<Activation::kTanh>
+          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
       break;
     case Activation::kIdentity:
       bias_activation_kernel<Activation::kIdentity>

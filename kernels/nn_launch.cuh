@@ -21,8 +21,8 @@ void launch_activation_backward(cudaStream_t stream, float* dy, const float* y, 
 
 // nn_policy_head.cu
 void launch_sample_actions(cudaStream_t stream, const float* logits, int64_t rows,
-                           int32_t num_actions, SampleKey key, int32_t* actions,
-                           float* log_prob, float* entropy);
+                           int32_t num_actions, SampleKey key, int32_t* actions, float* log_prob,
+                           float* entropy);
 void launch_log_prob_entropy(cudaStream_t stream, const float* logits, int64_t rows,
                              int32_t num_actions, const int32_t* actions, float* log_prob,
                              float* entropy);
@@ -38,8 +38,7 @@ void launch_count_nonzero(cudaStream_t stream, const uint8_t* mask, int64_t n, f
                           unsigned long long* scratch);
 
 // nn_adam.cu
-void launch_adam_step(cudaStream_t stream, float* params, const float* grads, float* m,
-                      float* v, int64_t n, AdamScalars s, const float* grad_norm,
-                      float max_grad_norm);
+void launch_adam_step(cudaStream_t stream, float* params, const float* grads, float* m, float* v,
+                      int64_t n, AdamScalars s, const float* grad_norm, float max_grad_norm);
 
 }  // namespace batchpole::cuda

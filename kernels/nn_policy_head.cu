@@ -28,8 +28,8 @@ __global__ void log_prob_entropy_kernel(const float* __restrict__ logits, int64_
   if (entropy != nullptr) entropy[i] = categorical_entropy(z, num_actions);
 }
 
-__global__ void softmax_kernel(const float* __restrict__ logits, int64_t rows,
-                               int32_t num_actions, float* __restrict__ probs) {
+__global__ void softmax_kernel(const float* __restrict__ logits, int64_t rows, int32_t num_actions,
+                               float* __restrict__ probs) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows) return;
   const SoftmaxRow s = softmax_row(logits + i * num_actions, num_actions);
@@ -39,8 +39,8 @@ __global__ void softmax_kernel(const float* __restrict__ logits, int64_t rows,
 }  // namespace
 
 void launch_sample_actions(cudaStream_t stream, const float* logits, int64_t rows,
-                           int32_t num_actions, SampleKey key, int32_t* actions,
-                           float* log_prob, float* entropy) {
+                           int32_t num_actions, SampleKey key, int32_t* actions, float* log_prob,
+                           float* entropy) {
   if (rows == 0) return;
   sample_actions_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions, key,
                                                                actions, log_prob, entropy);
@@ -51,8 +51,8 @@ void launch_log_prob_entropy(cudaStream_t stream, const float* logits, int64_t r
                              int32_t num_actions, const int32_t* actions, float* log_prob,
                              float* entropy) {
   if (rows == 0) return;
-  log_prob_entropy_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions,
-                                                                 actions, log_prob, entropy);
+  log_prob_entropy_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions, actions,
+                                                                 log_prob, entropy);
   BP_CUDA_CHECK_LAUNCH();
 }
 

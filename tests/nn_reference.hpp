@@ -186,8 +186,8 @@ inline LossParts model_loss(const ModelConfig& c, const std::vector<double>& par
     for (int32_t j = 0; j < na; ++j) {
       const double pj = std::exp(lsm[j]);
       const double ind = j == r.actions[i] ? 1 : 0;
-      dz[i * na + j] = -(r.weights[i] * (ind - pj) - loss.entropy_coef * pj * (lsm[j] + h)) /
-                       lp.divisor;
+      dz[i * na + j] =
+          -(r.weights[i] * (ind - pj) - loss.entropy_coef * pj * (lsm[j] + h)) / lp.divisor;
     }
     if (with_value) {
       const double e = v[i] - r.targets[i];
@@ -215,9 +215,9 @@ inline LossParts model_loss(const ModelConfig& c, const std::vector<double>& par
 }
 
 // Central differences of f at x for the coordinates `which` (all when empty).
-inline std::vector<double> finite_difference(const std::function<double(const std::vector<double>&)>& f,
-                                             std::vector<double> x, const std::vector<int64_t>& which,
-                                             double h = 1e-6) {
+inline std::vector<double> finite_difference(
+    const std::function<double(const std::vector<double>&)>& f, std::vector<double> x,
+    const std::vector<int64_t>& which, double h = 1e-6) {
   std::vector<double> g(which.size());
   for (std::size_t k = 0; k < which.size(); ++k) {
     const auto i = static_cast<std::size_t>(which[k]);

@@ -3,10 +3,10 @@
 #include <cmath>
 #include <random>
 
+#include "../host/nn_impl.hpp"
 #include "batchpole/blas.hpp"
 #include "batchpole/buffer.hpp"
 #include "batchpole/nn_ops.hpp"
-#include "../host/nn_impl.hpp"
 #include "test_util.hpp"
 
 namespace batchpole {
@@ -80,8 +80,8 @@ TEST_P(BlasTest, StridedBatchedGemmMatchesSeparateProducts) {
   Buffer<float> c(*backend, static_cast<std::size_t>(sc * batch));
   c.zero();
   // A^T stored k x m, B stored k x n: C_i = A_i B_i (with A_i = stored^T).
-  blas->gemm_strided_batched(Trans::kYes, Trans::kNo, m, n, k, 1.0f, a.data(), m, sa, b.data(),
-                             n, sb, 0.0f, c.data(), n, sc, batch);
+  blas->gemm_strided_batched(Trans::kYes, Trans::kNo, m, n, k, 1.0f, a.data(), m, sa, b.data(), n,
+                             sb, 0.0f, c.data(), n, sc, batch);
   const auto out = c.to_host();
   for (int64_t q = 0; q < batch; ++q) {
     for (int64_t i = 0; i < m; ++i) {
@@ -178,7 +178,8 @@ TEST(BlasShapes, BadLeadingDimensionsAndSizesNameTheShapes) {
     blas->gemm(Trans::kNo, Trans::kNo, -1, 5, 3, 1.0f, a.data(), 3, b.data(), 5, 0.0f, c.data(), 5);
   });
   EXPECT_NE(msg.find("m = -1"), std::string::npos) << msg;
-  msg = error_of([&] { blas->gemv(Trans::kNo, 4, 6, 1.0f, a.data(), 5, b.data(), 1, 0.0f, c.data(), 1); });
+  msg = error_of(
+      [&] { blas->gemv(Trans::kNo, 4, 6, 1.0f, a.data(), 5, b.data(), 1, 0.0f, c.data(), 1); });
   EXPECT_NE(msg.find("4 x 6"), std::string::npos) << msg;
   msg = error_of([&] { blas->nrm2(4, a.data(), 0, c.data()); });
   EXPECT_NE(msg.find("increment"), std::string::npos) << msg;
@@ -187,8 +188,8 @@ TEST(BlasShapes, BadLeadingDimensionsAndSizesNameTheShapes) {
   });
   EXPECT_NE(msg.find("null"), std::string::npos) << msg;
   // Empty products are no-ops, not errors.
-  EXPECT_NO_THROW(blas->gemm(Trans::kNo, Trans::kNo, 0, 5, 3, 1.0f, a.data(), 3, b.data(), 5,
-                             0.0f, c.data(), 5));
+  EXPECT_NO_THROW(blas->gemm(Trans::kNo, Trans::kNo, 0, 5, 3, 1.0f, a.data(), 3, b.data(), 5, 0.0f,
+                             c.data(), 5));
 }
 
 TEST(BlasFactory, CudaStandInsAreUnavailableInACpuOnlyBuild) {

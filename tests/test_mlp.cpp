@@ -104,7 +104,8 @@ TEST_P(MlpTest, GradientsMatchFloat64FiniteDifferences) {
     for (std::size_t i = 0; i < g.size(); ++i) {
       ASSERT_NEAR(g[i], fd_p[i], 1e-4 * scale) << "parameter " << i;
     }
-    for (std::size_t i = 0; i < gx.size(); ++i) ASSERT_NEAR(gx[i], fd_x[i], 1e-4 * scale) << "x " << i;
+    for (std::size_t i = 0; i < gx.size(); ++i)
+      ASSERT_NEAR(gx[i], fd_x[i], 1e-4 * scale) << "x " << i;
 
     // The reference's own analytic gradient agrees with its finite differences (so the
     // reference used by the model tests is itself checked).
@@ -137,8 +138,10 @@ TEST_P(MlpTest, GradientModesOverwriteAndAccumulate) {
   run(GradientMode::kAccumulate, GradientMode::kAccumulate);
   const auto g2 = f.grads.to_host();
   const auto x2 = dx.to_host();
-  for (std::size_t i = 0; i < g1.size(); ++i) EXPECT_NEAR(g2[i], 2 * g1[i], 1e-6 * (1 + std::abs(g1[i])));
-  for (std::size_t i = 0; i < x1.size(); ++i) EXPECT_NEAR(x2[i], 2 * x1[i], 1e-6 * (1 + std::abs(x1[i])));
+  for (std::size_t i = 0; i < g1.size(); ++i)
+    EXPECT_NEAR(g2[i], 2 * g1[i], 1e-6 * (1 + std::abs(g1[i])));
+  for (std::size_t i = 0; i < x1.size(); ++i)
+    EXPECT_NEAR(x2[i], 2 * x1[i], 1e-6 * (1 + std::abs(x1[i])));
   run(GradientMode::kOverwrite, GradientMode::kOverwrite);
   EXPECT_EQ(f.grads.to_host(), g1);
   EXPECT_EQ(dx.to_host(), x1);
@@ -167,7 +170,8 @@ TEST_P(MlpTest, ChunkedBackwardEqualsWholeBatch) {
   }
   const auto gw = whole.grads.to_host();
   const auto gp = part.grads.to_host();
-  for (std::size_t i = 0; i < gw.size(); ++i) EXPECT_NEAR(gp[i], gw[i], 1e-5 * (1 + std::abs(gw[i])));
+  for (std::size_t i = 0; i < gw.size(); ++i)
+    EXPECT_NEAR(gp[i], gw[i], 1e-5 * (1 + std::abs(gw[i])));
   EXPECT_LT(part.mlp->workspace_bytes(), whole.mlp->workspace_bytes());
   EXPECT_EQ(part.mlp->workspace_bytes(), Mlp::workspace_bytes(c, chunk));
 }
@@ -224,9 +228,11 @@ TEST(MlpShapes, MismatchesAndEmptyBatchesSayWhichShapes) {
       [&] { f.mlp->backward({x.data(), 12, 4}, d.data(), GradientMode::kOverwrite); });
   EXPECT_NE(msg.find("12 x 4"), std::string::npos) << msg;
   EXPECT_NE(msg.find("10 rows"), std::string::npos) << msg;
-  msg = invalid_argument([&] { MlpConfig{{4}, Activation::kRelu, Activation::kIdentity}.validate(); });
+  msg = invalid_argument(
+      [&] { MlpConfig{{4}, Activation::kRelu, Activation::kIdentity}.validate(); });
   EXPECT_NE(msg.find("at least an input and an output"), std::string::npos) << msg;
-  msg = invalid_argument([&] { MlpConfig{{4, 0, 2}, Activation::kRelu, Activation::kIdentity}.validate(); });
+  msg = invalid_argument(
+      [&] { MlpConfig{{4, 0, 2}, Activation::kRelu, Activation::kIdentity}.validate(); });
   EXPECT_NE(msg.find("size 1 is 0"), std::string::npos) << msg;
 }
 

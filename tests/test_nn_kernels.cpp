@@ -71,7 +71,8 @@ TEST(CategoricalHead, PolicyLossRowGradientMatchesFiniteDifferences) {
   std::mt19937 rng(12);
   for (int32_t n : {2, 3, 5}) {
     for (int trial = 0; trial < 20; ++trial) {
-      const auto z = random_vec(static_cast<std::size_t>(n), static_cast<uint32_t>(rng()), -3.0f, 3.0f);
+      const auto z =
+          random_vec(static_cast<std::size_t>(n), static_cast<uint32_t>(rng()), -3.0f, 3.0f);
       const int32_t a = static_cast<int32_t>(rng() % static_cast<uint32_t>(n));
       const float w = random_vec(1, static_cast<uint32_t>(rng()), -2.0f, 2.0f)[0];
       const PolicyLossCoefs c{1.0f / 3.0f, 0.05f};
@@ -91,8 +92,8 @@ TEST(CategoricalHead, PolicyLossRowGradientMatchesFiniteDifferences) {
       EXPECT_EQ(stats[kStatValid], 1.0f);
 
       // Masked: exact zeros even with a NaN weight or an out-of-range action.
-      policy_loss_row(z.data(), n, -7, std::numeric_limits<float>::quiet_NaN(), false, c,
-                      dz.data(), stats);
+      policy_loss_row(z.data(), n, -7, std::numeric_limits<float>::quiet_NaN(), false, c, dz.data(),
+                      stats);
       for (int32_t j = 0; j < n; ++j) EXPECT_EQ(dz[j], 0.0f);
       for (const float s : stats) EXPECT_EQ(s, 0.0f);
     }
@@ -104,9 +105,9 @@ TEST(ValueHead, ValueLossRowGradient) {
   // L = coef * (v - t)^2 / C: dL/dv = 2 coef (v - t) / C.
   EXPECT_FLOAT_EQ(value_loss_row(1.5f, -0.5f, true, 0.25f, 0.5f, stats), 2 * 0.5f * 2.0f * 0.25f);
   EXPECT_FLOAT_EQ(stats[kStatSquaredError], 4.0f);
-  EXPECT_EQ(value_loss_row(1.5f, std::numeric_limits<float>::quiet_NaN(), false, 0.25f, 0.5f,
-                           stats),
-            0.0f);
+  EXPECT_EQ(
+      value_loss_row(1.5f, std::numeric_limits<float>::quiet_NaN(), false, 0.25f, 0.5f, stats),
+      0.0f);
   EXPECT_EQ(stats[kStatSquaredError], 0.0f);
   const auto f = [](const std::vector<double>& v) { return 0.7 * (v[0] - 0.3) * (v[0] - 0.3) / 5; };
   const double fd = ref::finite_difference(f, {1.1}, {0})[0];

@@ -116,15 +116,31 @@ struct GradCase {
 
 std::vector<GradCase> grad_cases() {
   return {
-      {"separate, REINFORCE with baseline", small(Architecture::kSeparate), true, false, 0,
+      {"separate, REINFORCE with baseline",
+       small(Architecture::kSeparate),
+       true,
+       false,
+       0,
        {0.0f, 1.0f}},
-      {"separate, masked, entropy, fixed divisor", small(Architecture::kSeparate), true, true, 40,
+      {"separate, masked, entropy, fixed divisor",
+       small(Architecture::kSeparate),
+       true,
+       true,
+       40,
        {0.03f, 1.0f}},
       {"actor-critic, A2C loss", small(Architecture::kActorCritic), true, false, 0, {0.01f, 0.5f}},
-      {"actor-critic, masked, counted divisor", small(Architecture::kActorCritic), true, true, 0,
+      {"actor-critic, masked, counted divisor",
+       small(Architecture::kActorCritic),
+       true,
+       true,
+       0,
        {0.2f, 0.5f}},
-      {"actor-critic tanh, policy loss only", small(Architecture::kActorCritic, Activation::kTanh),
-       false, false, 0, {0.05f, 0.5f}},
+      {"actor-critic tanh, policy loss only",
+       small(Architecture::kActorCritic, Activation::kTanh),
+       false,
+       false,
+       0,
+       {0.05f, 0.5f}},
   };
 }
 
@@ -153,7 +169,9 @@ TEST_P(ModelTest, LossGradientMatchesFloat64FiniteDifferences) {
     std::vector<int64_t> all(p.size());
     for (std::size_t i = 0; i < p.size(); ++i) all[i] = static_cast<int64_t>(i);
     const auto fd = ref::finite_difference(
-        [&](const std::vector<double>& pp) { return ref::model_loss(k.config, pp, r, k.loss).total; },
+        [&](const std::vector<double>& pp) {
+          return ref::model_loss(k.config, pp, r, k.loss).total;
+        },
         p, all);
     std::vector<double> g_ref;
     const ref::LossParts parts = ref::model_loss(k.config, p, r, k.loss, &g_ref);
@@ -164,7 +182,8 @@ TEST_P(ModelTest, LossGradientMatchesFloat64FiniteDifferences) {
       ASSERT_NEAR(g[i], fd[i], 1e-4 * scale) << "parameter " << i;
     }
     if (!k.with_value) {
-      for (int64_t i = model.value_offset(); i < model.parameter_count(); ++i) ASSERT_EQ(g[i], 0.0f);
+      for (int64_t i = model.value_offset(); i < model.parameter_count(); ++i)
+        ASSERT_EQ(g[i], 0.0f);
     }
 
     // The statistics are the reference's sums.
@@ -270,7 +289,8 @@ TEST_P(ModelTest, StepIsClippedAdamPerOptimiser) {
       }
       EXPECT_GT(norms[0], o.adam.max_grad_norm) << "the test means to clip";
       const auto got = model.get_parameters();
-      for (std::size_t i = 0; i < p.size(); ++i) ASSERT_NEAR(got[i], p[i], 2e-6) << "step " << t << " parameter " << i;
+      for (std::size_t i = 0; i < p.size(); ++i)
+        ASSERT_NEAR(got[i], p[i], 2e-6) << "step " << t << " parameter " << i;
       const UpdateStats s = model.stats();
       EXPECT_NEAR(s.grad_norm, norms[0], 1e-5 * norms[0]);
       if (arch == Architecture::kSeparate) {
@@ -356,8 +376,8 @@ TEST(ModelParity, CpuAndGpuAgree) {
   BP_BACKEND_OR_SKIP(gpu, "cuda");
   auto cpu = make_backend({DeviceRequest::parse("cpu")});
   for (const Architecture arch : {Architecture::kSeparate, Architecture::kActorCritic}) {
-    const ModelConfig c = arch == Architecture::kSeparate ? ModelConfig::separate()
-                                                          : ModelConfig::actor_critic();
+    const ModelConfig c =
+        arch == Architecture::kSeparate ? ModelConfig::separate() : ModelConfig::actor_critic();
     ModelOptions o;
     o.seed = 2024;
     o.adam.max_grad_norm = 0.5;
@@ -373,8 +393,10 @@ TEST(ModelParity, CpuAndGpuAgree) {
     mc.logits(dc.view.obs, zc.data());
     mg.logits(dg.view.obs, zg.data());
     const auto hzc = zc.to_host(), hzg = zg.to_host(), hvc = vc.to_host(), hvg = vg.to_host();
-    for (std::size_t i = 0; i < hzc.size(); ++i) ASSERT_NEAR(hzg[i], hzc[i], 1e-5 * (1 + std::abs(hzc[i])));
-    for (std::size_t i = 0; i < hvc.size(); ++i) ASSERT_NEAR(hvg[i], hvc[i], 1e-5 * (1 + std::abs(hvc[i])));
+    for (std::size_t i = 0; i < hzc.size(); ++i)
+      ASSERT_NEAR(hzg[i], hzc[i], 1e-5 * (1 + std::abs(hzc[i])));
+    for (std::size_t i = 0; i < hvc.size(); ++i)
+      ASSERT_NEAR(hvg[i], hvc[i], 1e-5 * (1 + std::abs(hvc[i])));
     const auto hac = ac.to_host(), hag = ag.to_host();
     int64_t differ = 0;
     for (int64_t i = 0; i < n; ++i) differ += hac[i] != hag[i] ? 1 : 0;
@@ -423,7 +445,8 @@ TEST(ModelShapes, MismatchesAndEmptyBatchesAreClearErrors) {
   Buffer<float> obs(*backend, 400), out(*backend, 400);
   Buffer<int32_t> a(*backend, 100);
   std::string msg = error_of([&] { model.act({obs.data(), 10, 3}, 0, a.data()); });
-  EXPECT_NE(msg.find("observations are 10 x 3 but the model takes 10 x 4"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("observations are 10 x 3 but the model takes 10 x 4"), std::string::npos)
+      << msg;
   msg = error_of([&] { model.act({obs.data(), 0, 4}, 0, a.data()); });
   EXPECT_NE(msg.find("empty batch"), std::string::npos) << msg;
   msg = error_of([&] { model.values({obs.data(), 5, 5}, out.data()); });

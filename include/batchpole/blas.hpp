@@ -41,8 +41,8 @@ class Blas {
                             int64_t ldb, int64_t stride_b, float beta, float* c, int64_t ldc,
                             int64_t stride_c, int64_t batch);
   // y = alpha * op(A) * x + beta * y, A row-major m x n (op(A) = A^T when t == kYes).
-  void gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int64_t lda,
-            const float* x, int64_t incx, float beta, float* y, int64_t incy);
+  void gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int64_t lda, const float* x,
+            int64_t incx, float beta, float* y, int64_t incy);
   void axpy(int64_t n, float alpha, const float* x, int64_t incx, float* y, int64_t incy);
   void scal(int64_t n, float alpha, float* x, int64_t incx);
   // The results land in device memory (`result` is one float on the backend's device), so a
@@ -55,15 +55,14 @@ class Blas {
   virtual void do_gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
                        int lda, const float* b, int ldb, float beta, float* c, int ldc) = 0;
   virtual void do_gemm_strided_batched(Trans ta, Trans tb, int m, int n, int k, float alpha,
-                                       const float* a, int lda, int64_t stride_a,
-                                       const float* b, int ldb, int64_t stride_b, float beta,
-                                       float* c, int ldc, int64_t stride_c, int batch) = 0;
-  virtual void do_gemv(Trans t, int m, int n, float alpha, const float* a, int lda,
-                       const float* x, int incx, float beta, float* y, int incy) = 0;
+                                       const float* a, int lda, int64_t stride_a, const float* b,
+                                       int ldb, int64_t stride_b, float beta, float* c, int ldc,
+                                       int64_t stride_c, int batch) = 0;
+  virtual void do_gemv(Trans t, int m, int n, float alpha, const float* a, int lda, const float* x,
+                       int incx, float beta, float* y, int incy) = 0;
   virtual void do_axpy(int n, float alpha, const float* x, int incx, float* y, int incy) = 0;
   virtual void do_scal(int n, float alpha, float* x, int incx) = 0;
-  virtual void do_dot(int n, const float* x, int incx, const float* y, int incy,
-                      float* result) = 0;
+  virtual void do_dot(int n, const float* x, int incx, const float* y, int incy, float* result) = 0;
   virtual void do_nrm2(int n, const float* x, int incx, float* result) = 0;
 };
 

@@ -46,8 +46,8 @@ class Mlp {
  public:
   // params and grads: parameter_count() floats each on the backend's device. Layer l's weight
   // is out_l x in_l row-major (as torch.nn.Linear's), followed by its bias of out_l.
-  Mlp(Backend& backend, Blas& blas, NnOps& ops, MlpConfig config, int64_t max_rows,
-      float* params, float* grads);
+  Mlp(Backend& backend, Blas& blas, NnOps& ops, MlpConfig config, int64_t max_rows, float* params,
+      float* grads);
 
   // Device memory the activations and scratch of `max_rows` rows take.
   static std::size_t workspace_bytes(const MlpConfig& config, int64_t max_rows);
@@ -66,8 +66,8 @@ class Mlp {
   // respect to the output; it is used as scratch and overwritten. Parameter gradients are
   // written or added (param_mode); if d_x is not null the gradient with respect to x (rows x
   // inputs) is written or added to it (dx_mode).
-  void backward(const ConstMatrix& x, float* d_out, GradientMode param_mode,
-                float* d_x = nullptr, GradientMode dx_mode = GradientMode::kOverwrite);
+  void backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x = nullptr,
+                GradientMode dx_mode = GradientMode::kOverwrite);
 
   [[nodiscard]] const MlpConfig& config() const { return config_; }
   [[nodiscard]] int64_t max_rows() const { return max_rows_; }
@@ -92,7 +92,7 @@ class Mlp {
   float* grads_;
   std::vector<int64_t> offsets_;  // weight offset of each layer
   Buffer<float> workspace_;
-  std::vector<float*> acts_;  // output of each layer, max_rows x out_l
+  std::vector<float*> acts_;                // output of each layer, max_rows x out_l
   float* scratch_[2] = {nullptr, nullptr};  // backward's ping-pong, max_rows x widest hidden
   float* ones_ = nullptr;                   // max_rows ones: bias gradients as one gemv
   int64_t last_rows_ = 0;                   // rows of the last forward

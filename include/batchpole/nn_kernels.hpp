@@ -37,7 +37,7 @@ inline constexpr int32_t kStatColumns = 4;
 // is harmless for softmax (the term is negligible next to exp(0) = 1).
 BP_HD float portable_exp(float x) {
   constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kC1 = 0.693359375f;    // ln 2 split so that k * kC1 is exact
+  constexpr float kC1 = 0.693359375f;  // ln 2 split so that k * kC1 is exact
   constexpr float kC2 = -2.12194440e-4f;
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: round to nearest without libm
   x = x > 88.0f ? 88.0f : x;

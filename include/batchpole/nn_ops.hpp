@@ -26,7 +26,7 @@ struct SampleKey {
 };
 
 struct PolicyLossArgs {
-  const float* logits = nullptr;     // rows x num_actions
+  const float* logits = nullptr;  // rows x num_actions
   int64_t rows = 0;
   int32_t num_actions = 0;
   const int32_t* actions = nullptr;  // rows, each in [0, num_actions)
@@ -34,8 +34,8 @@ struct PolicyLossArgs {
   const uint8_t* mask = nullptr;     // rows, nonzero = valid; nullptr: all valid
   const float* count = nullptr;      // device scalar C, the loss's divisor
   float entropy_coef = 0.0f;
-  float* d_logits = nullptr;         // rows x num_actions, overwritten
-  float* stats = nullptr;            // rows x kStatColumns or nullptr
+  float* d_logits = nullptr;  // rows x num_actions, overwritten
+  float* stats = nullptr;     // rows x kStatColumns or nullptr
 };
 
 struct ValueLossArgs {
@@ -43,10 +43,10 @@ struct ValueLossArgs {
   const float* targets = nullptr;  // rows
   const uint8_t* mask = nullptr;   // rows or nullptr
   int64_t rows = 0;
-  const float* count = nullptr;    // device scalar C
+  const float* count = nullptr;  // device scalar C
   float value_coef = 1.0f;
-  float* d_values = nullptr;       // rows, overwritten
-  float* stats = nullptr;          // rows x kStatColumns or nullptr
+  float* d_values = nullptr;  // rows, overwritten
+  float* stats = nullptr;     // rows x kStatColumns or nullptr
 };
 
 class NnOps {
@@ -86,8 +86,8 @@ class NnOps {
 };
 
 // The CPU loops (vectorised, on the calling thread: see host/cpu_nn_ops.cpp) or the CUDA
-// kernels on the backend's
-// stream. Throws Error(kUnavailable) for a GPU backend in a build without CUDA.
+// kernels on the backend's stream. Throws Error(kUnavailable) for a GPU backend in a build
+// without CUDA.
 std::unique_ptr<NnOps> make_nn_ops(Backend& backend);
 
 }  // namespace batchpole

@@ -52,7 +52,7 @@ struct ModelConfig {
 
   void validate() const;  // throws Error(kInvalidArgument)
   [[nodiscard]] bool has_trunk() const { return architecture == Architecture::kActorCritic; }
-  [[nodiscard]] MlpConfig trunk_config() const;   // valid when has_trunk()
+  [[nodiscard]] MlpConfig trunk_config() const;  // valid when has_trunk()
   [[nodiscard]] MlpConfig policy_config() const;
   [[nodiscard]] MlpConfig value_config() const;
   [[nodiscard]] int64_t parameter_count() const;
@@ -62,8 +62,8 @@ struct ModelOptions {
   uint64_t seed = 0;       // initial parameters (Stream::kInit) and sampled actions (kPolicyAction)
   int64_t chunk_rows = 0;  // rows per pass; 0: default_chunk_rows(device)
   bool allow_tf32 = false;  // cuBLAS TF32 math (BackendOptions::allow_tf32); FP32 otherwise
-  AdamConfig adam;         // actor-critic: the optimiser; separate: the policy network's
-  AdamConfig value_adam;   // separate: the value network's optimiser; unused otherwise
+  AdamConfig adam;          // actor-critic: the optimiser; separate: the policy network's
+  AdamConfig value_adam;    // separate: the value network's optimiser; unused otherwise
 };
 
 // Coefficients of the loss whose gradient accumulate_gradients takes:
@@ -86,16 +86,16 @@ struct RolloutView {
   const float* weights = nullptr;        // samples: returns or advantages
   const float* value_targets = nullptr;  // samples; nullptr: no value loss
   const uint8_t* mask = nullptr;         // samples, nonzero = valid; nullptr: all valid
-  float count = 0.0f;                    // C; <= 0: the number of valid samples (counted on the device)
+  float count = 0.0f;  // C; <= 0: the number of valid samples (counted on the device)
 };
 
 // Scalars of the last update, read back once per update (stats()). Sums are over the valid
 // samples of every accumulate_gradients call since the last kOverwrite; C is the last call's.
 struct UpdateStats {
-  double policy_loss = 0;      // -(sum w log pi) / C
-  double entropy = 0;          // (sum H) / C: the mean entropy when C is the valid count
-  double value_loss = 0;       // (sum (V - target)^2) / C, before value_coef
-  double total_loss = 0;       // policy_loss - entropy_coef * entropy + value_coef * value_loss
+  double policy_loss = 0;  // -(sum w log pi) / C
+  double entropy = 0;      // (sum H) / C: the mean entropy when C is the valid count
+  double value_loss = 0;   // (sum (V - target)^2) / C, before value_coef
+  double total_loss = 0;   // policy_loss - entropy_coef * entropy + value_coef * value_loss
   double valid_samples = 0;
   double divisor = 0;          // C
   double grad_norm = 0;        // before clipping, at the last step(): all parameters
@@ -130,8 +130,8 @@ class PolicyValueModel {
   // n floats each, are written where not null.
   void act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob = nullptr,
            float* values = nullptr);
-  void values(const ConstMatrix& obs, float* out);        // n
-  void logits(const ConstMatrix& obs, float* out);        // n x num_actions
+  void values(const ConstMatrix& obs, float* out);         // n
+  void logits(const ConstMatrix& obs, float* out);         // n x num_actions
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
 
   // ---- learning ----
