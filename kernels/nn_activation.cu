@@ -1,4 +1,6 @@
 // Bias plus activation after a layer's gemm, and the activation's backward pass.
+#include <cstdint>
+
 #include "cuda_check.cuh"
 #include "nn_launch.cuh"
 
@@ -6,11 +8,24 @@ namespace batchpole::cuda {
 
 namespace {
 
-template <Activation A>
+// Index is uint32_t for every chunk the model runs (a 64-bit modulo per element costs several
+// times a 32-bit one), int64_t beyond 2^32 elements.
+template <Activation A, class Index>
 __global__ void bias_activation_kernel(float* __restrict__ y, const float* __restrict__ bias,
-                                       int64_t n, int64_t cols) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+                                       Index n, Index cols) {
+  const Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] = activate(A, y[i] + bias[i % cols]);
+}
+
+template <Activation A>
+void launch_bias_activation_as(cudaStream_t stream, float* y, const float* bias, int64_t n,
+                               int64_t cols) {
+  if (n <= static_cast<int64_t>(UINT32_MAX) - kBlock) {
+    bias_activation_kernel<A, uint32_t><<<grid_for(n), kBlock, 0, stream>>>(
+        y, bias, static_cast<uint32_t>(n), static_cast<uint32_t>(cols));
+  } else {
+    bias_activation_kernel<A, int64_t><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+  }
 }
 
 template <Activation A>
@@ -28,16 +43,13 @@ void launch_bias_activation(cudaStream_t stream, float* y, const float* bias, in
   if (n == 0) return;
   switch (act) {
     case Activation::kRelu:
-      bias_activation_kernel<Activation::kRelu>
-          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      launch_bias_activation_as<Activation::kRelu>(stream, y, bias, n, cols);
       break;
     case Activation::kTanh:
-      bias_activation_kernel<Activation::kTanh>
-          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      launch_bias_activation_as<Activation::kTanh>(stream, y, bias, n, cols);
       break;
     case Activation::kIdentity:
-      bias_activation_kernel<Activation::kIdentity>
-          <<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+      launch_bias_activation_as<Activation::kIdentity>(stream, y, bias, n, cols);
       break;
   }
   BP_CUDA_CHECK_LAUNCH();
