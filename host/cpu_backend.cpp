@@ -27,11 +27,28 @@ void reset_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, in
   for (int64_t i = 0; i < n; ++i) env_begin_episode(c, a, i);
 }
 
+template <class Real>
+void restart_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
+  for (int64_t i = 0; i < n; ++i) env_restart_episode(c, a, i);
+}
+
+// The indices j < len with done[j] set, written branch-free (a data-dependent branch per env
+// mispredicts on every episode end); returns how many.
+int64_t compact_done(const uint8_t* done, int64_t len, int32_t* index) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < len; ++j) {
+    index[count] = static_cast<int32_t>(j);
+    count += done[j];
+  }
+  return count;
+}
+
 // The vectorised half of a CPU step over one chunk: env_step_physics, restated over restrict-
 // qualified pointers. GCC cannot prove that the EnvArrays pointers do not alias (the uint8_t
 // flag stores may alias anything) and then keeps this loop scalar; with restrict parameters it
 // vectorises. The element loop is tested against env_step_physics (tests/test_vec_env.cpp).
-template <class Real>
+template <bool kOutputs, class Real>
 void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
                   Real* __restrict x, Real* __restrict x_dot, Real* __restrict theta,
                   Real* __restrict theta_dot, int32_t* __restrict length, float* __restrict ret,
@@ -46,15 +63,17 @@ void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int
     x_dot[j] = s.x_dot;
     theta[j] = s.theta;
     theta_dot[j] = s.theta_dot;
-    store_obs(obs, j, s);
     const int32_t l = length[j] + 1;
     const bool trunc = truncates(max_steps, l);
     const float r = cartpole_reward(mode, term);
     length[j] = l;
     ret[j] = ret[j] + r;
-    reward[j] = r;
-    terminated[j] = static_cast<uint8_t>(term);
-    truncated[j] = static_cast<uint8_t>(trunc);
+    if constexpr (kOutputs) {
+      store_obs(obs, j, s);
+      reward[j] = r;
+      terminated[j] = static_cast<uint8_t>(term);
+      truncated[j] = static_cast<uint8_t>(trunc);
+    }
     done[j] = static_cast<uint8_t>(term || trunc);
   }
 }
@@ -79,12 +98,12 @@ void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
     const int64_t b = ch * kChunk;
     const int64_t len = std::min(n, b + kChunk) - b;
     uint8_t done[kChunk];
-    physics_pass(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + b, a.x_dot + b,
+    int32_t ended[kChunk];
+    physics_pass<true>(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + b, a.x_dot + b,
                  a.theta + b, a.theta_dot + b, a.length + b, a.ret + b, a.obs + 4 * b,
                  a.reward + b, a.terminated + b, a.truncated + b, actions + b, done);
-    for (int64_t j = 0; j < len; ++j) {
-      if (done[j] != 0) env_end_episode(c, a, b + j);
-    }
+    const int64_t count = compact_done(done, len, ended);
+    for (int64_t e = 0; e < count; ++e) env_end_episode(c, a, b + ended[e]);
   }
 }
 
@@ -101,11 +120,8 @@ uint64_t run_random_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int6
     const int64_t len = std::min(n, begin + kChunk) - begin;
     uint32_t bits[4][kChunk];
     int32_t actions[kChunk];
-    float scratch_obs[4 * kChunk];
-    float scratch_reward[kChunk];
-    uint8_t scratch_terminated[kChunk];
-    uint8_t scratch_truncated[kChunk];
     uint8_t done[kChunk];
+    int32_t ended_index[kChunk];
     for (int32_t t = 0; t < steps; ++t) {
       const uint64_t step = first_step + static_cast<uint64_t>(t);
       const auto bit = static_cast<uint32_t>(step) & 127U;
@@ -121,15 +137,14 @@ uint64_t run_random_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int6
       const uint32_t shift = bit & 31U;
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) actions[j] = static_cast<int32_t>((word[j] >> shift) & 1U);
-      // Observations, rewards and flags of the intermediate steps land in chunk-local scratch.
-      physics_pass(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + begin,
+      // Intermediate steps write no observations, rewards or flags: only the state moves.
+      physics_pass<false>(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + begin,
                    a.x_dot + begin, a.theta + begin, a.theta_dot + begin, a.length + begin,
-                   a.ret + begin, scratch_obs, scratch_reward, scratch_terminated, scratch_truncated,
-                   actions, done);
-      for (int64_t j = 0; j < len; ++j) {
-        if (done[j] == 0) continue;
-        const int64_t i = begin + j;
-        ++ended;
+                   a.ret + begin, nullptr, nullptr, nullptr, nullptr, actions, done);
+      const int64_t count = compact_done(done, len, ended_index);
+      ended += static_cast<uint64_t>(count);
+      for (int64_t e = 0; e < count; ++e) {
+        const int64_t i = begin + ended_index[e];
         a.episode[i] = a.episode[i] + 1;
         store_state(a, i, cartpole_reset_state<Real>(c.seed, static_cast<uint32_t>(i),
                                                      a.episode[i], c.reset_bound));
@@ -189,6 +204,12 @@ void CpuBackend::env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a,
 }
 void CpuBackend::env_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) {
   reset_all(c, a, n, threads_);
+}
+void CpuBackend::env_restart(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) {
+  restart_all(c, a, n, threads_);
+}
+void CpuBackend::env_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) {
+  restart_all(c, a, n, threads_);
 }
 void CpuBackend::env_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                           const int32_t* actions) {

@@ -26,6 +26,8 @@ class CpuBackend final : public Backend {
 
   void env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) override;
   void env_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override;
+  void env_restart(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) override;
+  void env_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override;
   void env_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                 const int32_t* actions) override;
   void env_step(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,

@@ -30,6 +30,7 @@ struct VecEnv::Impl {
 
   virtual void reset() = 0;
   virtual void step(const int32_t* actions) = 0;
+  virtual void restart() = 0;
   virtual uint64_t run_random(int32_t steps) = 0;
   virtual void get_state(EnvState& out) const = 0;
   virtual void set_state(const EnvState& in) = 0;
@@ -88,6 +89,7 @@ struct TypedImpl final : VecEnv::Impl {
     episode.zero();
     backend->env_reset(config(), arrays(), num_envs);
   }
+  void restart() override { backend->env_restart(config(), arrays(), num_envs); }
   void step(const int32_t* actions) override {
     backend->env_step(config(), arrays(), num_envs, actions);
   }
@@ -180,6 +182,8 @@ void VecEnv::reset(uint64_t seed) {
   impl_->reset();
 }
 
+void VecEnv::restart_episodes() { impl_->restart(); }
+
 void VecEnv::step(const int32_t* device_actions) {
   impl_->step(device_actions);
   ++impl_->steps;
@@ -239,5 +243,11 @@ EnvState VecEnv::get_state() const {
 }
 
 void VecEnv::set_state(const EnvState& state) { impl_->set_state(state); }
+
+void VecEnv::restore(uint64_t seed, uint64_t steps_taken, const EnvState& state) {
+  impl_->set_state(state);
+  impl_->seed = seed;
+  impl_->steps = steps_taken;
+}
 
 }  // namespace batchpole

@@ -107,6 +107,12 @@ class CudaBackend final : public Backend {
   void env_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override {
     cuda::launch_env_reset(stream_, c, a, n);
   }
+  void env_restart(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) override {
+    cuda::launch_env_restart(stream_, c, a, n);
+  }
+  void env_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override {
+    cuda::launch_env_restart(stream_, c, a, n);
+  }
   void env_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                 const int32_t* actions) override {
     cuda::launch_env_step(stream_, c, a, n, actions, bad_action());

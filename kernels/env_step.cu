@@ -14,6 +14,12 @@ __global__ void env_reset_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n
 }
 
 template <class Real>
+__global__ void env_restart_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) env_restart_episode(c, a, i);
+}
+
+template <class Real>
 __global__ void env_step_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
                                 const int32_t* __restrict__ actions,
                                 unsigned long long* bad_action) {
@@ -60,6 +66,13 @@ void launch_env_reset(cudaStream_t stream, const EnvConfig<Real>& c, const EnvAr
 }
 
 template <class Real>
+void launch_env_restart(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                        int64_t n) {
+  env_restart_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                      int64_t n, const int32_t* actions, unsigned long long* bad_action) {
   env_step_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n, actions, bad_action);
@@ -84,6 +97,8 @@ void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int
 #define BP_INSTANTIATE(Real)                                                                \
   template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                \
                                        const EnvArrays<Real>&, int64_t);                    \
+  template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,              \
+                                         const EnvArrays<Real>&, int64_t);                  \
   template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                 \
                                       const EnvArrays<Real>&, int64_t, const int32_t*,      \
                                       unsigned long long*);                                 \

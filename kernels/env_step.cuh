@@ -11,6 +11,10 @@ template <class Real>
 void launch_env_reset(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                       int64_t n);
 
+template <class Real>
+void launch_env_restart(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                        int64_t n);
+
 // bad_action: a device word that receives min((env << 32) | action) over invalid actions.
 template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,

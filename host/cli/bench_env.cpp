@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "batchpole/buffer.hpp"
+#include "batchpole/trainer.hpp"
 #include "batchpole/vec_env.hpp"
 #include "commands.hpp"
 
@@ -16,8 +18,8 @@ namespace {
 
 struct EnvBenchOptions {
   std::string device = "auto";
-  int64_t envs = 0;  // 0: 65536 on the CPU, 4M on the GPU
-  int32_t steps = 0;  // 0: 1000 on the CPU fused path, 200 per call in step mode
+  std::optional<int64_t> envs;   // default: 65536 on the CPU, 4M on the GPU
+  std::optional<int32_t> steps;  // default: 1000 fused, 200 in step mode
   std::string precision = "f32";
   std::string mode = "fused";
   int repeats = 5;
@@ -33,8 +35,8 @@ double median(std::vector<double> v) {
 }
 
 void run_env_bench(const EnvBenchOptions& o) {
-  BP_CHECK_ARG(o.envs >= 0, "--envs must be positive, got " << o.envs);
-  BP_CHECK_ARG(o.steps >= 0, "--steps must be positive, got " << o.steps);
+  BP_CHECK_ARG(o.envs.value_or(1) > 0, "--envs must be positive, got " << *o.envs);
+  BP_CHECK_ARG(o.steps.value_or(1) > 0, "--steps must be positive, got " << *o.steps);
   BP_CHECK_ARG(o.repeats >= 1, "--repeats must be at least 1, got " << o.repeats);
   BP_CHECK_ARG(o.mode == "fused" || o.mode == "step",
                "--mode must be fused or step, got '" << o.mode << "'");
@@ -43,8 +45,8 @@ void run_env_bench(const EnvBenchOptions& o) {
   bo.threads = o.threads;
   const auto backend = make_backend(bo);
   const bool gpu = backend->kind() == DeviceKind::kCuda;
-  const int64_t envs = o.envs > 0 ? o.envs : (gpu ? int64_t{1} << 22 : int64_t{1} << 16);
-  const int32_t steps = o.steps > 0 ? o.steps : (o.mode == "fused" ? 1000 : 200);
+  const int64_t envs = o.envs.value_or(gpu ? int64_t{1} << 22 : int64_t{1} << 16);
+  const int32_t steps = o.steps.value_or(o.mode == "fused" ? 1000 : 200);
   const Precision precision = parse_precision(o.precision);
 
   VecEnv env(*backend, envs, CartPoleParams{}, precision);
@@ -90,9 +92,77 @@ void run_env_bench(const EnvBenchOptions& o) {
   fmt::print("env steps per second (median): {:.4g}\n", rate);
 }
 
+struct TrainBenchOptions {
+  std::string device = "auto";
+  std::string algo = "a2c";
+  int64_t envs = 0;  // 0: the training default of the device
+  int32_t n_steps = 8;
+  int updates = 20;
+  int threads = 0;
+  bool json = false;
+};
+
+// End-to-end training throughput: environment steps per second over whole updates (rollout,
+// returns, forward and backward, Adam), after one warm-up update.
+void run_train_bench(const TrainBenchOptions& o) {
+  BP_CHECK_ARG(o.updates >= 1, "--updates must be at least 1, got " << o.updates);
+  BackendOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto backend = make_backend(bo);
+  TrainConfig c;
+  c.algorithm = parse_algorithm(o.algo);
+  c.envs = o.envs > 0 ? o.envs : (backend->kind() == DeviceKind::kCuda ? 1 << 20 : 4096);
+  c.n_steps = o.n_steps;
+  Trainer trainer(*backend, c);
+  trainer.update();
+  const int64_t start_steps = trainer.env_steps();
+  std::vector<double> rates;
+  for (int u = 0; u < o.updates; ++u) {
+    const int64_t before = trainer.env_steps();
+    const auto t0 = std::chrono::steady_clock::now();
+    trainer.update();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(trainer.env_steps() - before) / s);
+  }
+  const double rate = median(rates);
+  if (o.json) {
+    const nlohmann::json j = {{"benchmark", "train"},
+                              {"device", backend->description()},
+                              {"algo", o.algo},
+                              {"envs", c.envs},
+                              {"n_steps", c.n_steps},
+                              {"updates", o.updates},
+                              {"env_steps", trainer.env_steps() - start_steps},
+                              {"env_steps_per_s", rate},
+                              {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  algo {}  envs {}  n_steps {}  updates {}\n", backend->description(),
+             o.algo, c.envs, c.n_steps, o.updates);
+  fmt::print("training env steps per second (median over updates): {:.4g}\n", rate);
+}
+
 }  // namespace
 
 void add_bench_commands(CLI::App& bench) {
+  auto t = std::make_shared<TrainBenchOptions>();
+  auto* tc = bench.add_subcommand("train", "End-to-end training: env steps per second");
+  tc->add_option("--device", t->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  tc->add_option("--algo", t->algo, "reinforce, baseline or a2c")
+      ->check(CLI::IsMember({"reinforce", "baseline", "a2c"}))
+      ->capture_default_str();
+  tc->add_option("--envs", t->envs, "Environments (default 4096 CPU, 1048576 GPU)");
+  tc->add_option("--n-steps", t->n_steps, "A2C rollout length")->capture_default_str();
+  tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")
+      ->capture_default_str();
+  tc->add_option("--threads", t->threads, "CPU threads (0 = all)")->capture_default_str();
+  tc->add_flag("--json", t->json, "Print JSON (key env_steps_per_s)");
+  tc->callback([t] { run_train_bench(*t); });
+
   auto o = std::make_shared<EnvBenchOptions>();
   auto* cmd = bench.add_subcommand(
       "env", "Environment steps per second with random actions and auto-reset");

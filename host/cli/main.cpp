@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   app.footer("Run `batchpole COMMAND --help` for the options of a command.");
 
   batchpole::cli::add_info_command(app);
+  batchpole::cli::add_train_commands(app);
   auto* bench = app.add_subcommand("bench", "Measure throughput (environment steps per second)");
   bench->require_subcommand(1);
   batchpole::cli::add_bench_commands(*bench);
@@ -24,6 +25,8 @@ int main(int argc, char** argv) {
   try {
     batchpole::cli::require_cpu_features();
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    return e.get_exit_code();  // a command's own exit status (train: 1 on NaN, 130 on Ctrl-C)
   } catch (const CLI::ParseError& e) {
     // --help and --version exit 0; every other parse error is a usage error: 2.
     return app.exit(e) == 0 ? 0 : 2;

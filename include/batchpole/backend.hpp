@@ -64,6 +64,9 @@ class Backend {
   // Environment operations over envs [0, n) (element logic in env_kernels.hpp).
   virtual void env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) = 0;
   virtual void env_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) = 0;
+  // env_restart_episode over envs [0, n).
+  virtual void env_restart(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) = 0;
+  virtual void env_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) = 0;
   // Actions must be 0 or 1. The CPU checks before stepping and throws; the GPU steps (treating
   // anything but 1 as 0, as Gymnasium's `action == 1` does) and raises the error at the next
   // synchronising call (check_errors, copy_to_host).

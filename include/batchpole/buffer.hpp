@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstddef>
+#if __cplusplus >= 202002L
 #include <span>
+#endif
 #include <utility>
 #include <vector>
 
@@ -45,10 +47,13 @@ class Buffer {
     if (size_ > 0) backend_->copy_to_host(out.data(), data_, bytes());
     return out;
   }
-  void from_host(std::span<const T> src) {
-    BP_CHECK_ARG(src.size() == size_, "buffer of " << size_ << " elements given " << src.size());
-    if (size_ > 0) backend_->copy_from_host(data_, src.data(), bytes());
+  void from_host(const T* src, std::size_t n) {
+    BP_CHECK_ARG(n == size_, "buffer of " << size_ << " elements given " << n);
+    if (size_ > 0) backend_->copy_from_host(data_, src, bytes());
   }
+#if __cplusplus >= 202002L  // the CUDA files are C++17 (see cmake/BatchpoleCuda.cmake)
+  void from_host(std::span<const T> src) { from_host(src.data(), src.size()); }
+#endif
   void zero() {
     if (size_ > 0) backend_->fill_zero(data_, bytes());
   }

@@ -53,6 +53,7 @@ Precision parse_precision(const std::string& s);
 template <class Real>
 struct Physics {
   Real gravity, masspole, total_mass, length, polemass_length, force_mag, tau;
+  Real inv_total_mass;  // float32 multiplies by it instead of dividing (see the step)
   Real x_threshold, theta_threshold;
   Integrator integrator;
 
@@ -64,6 +65,7 @@ struct Physics {
             static_cast<Real>(p.masspole * p.length),
             static_cast<Real>(p.force_mag),
             static_cast<Real>(p.tau),
+            static_cast<Real>(1.0 / (p.masspole + p.masscart)),
             static_cast<Real>(p.x_threshold),
             static_cast<Real>(p.theta_threshold),
             p.integrator};
@@ -83,12 +85,26 @@ BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartSt
   Real sintheta;
   Real costheta;
   portable_sincos(s.theta, &sintheta, &costheta);
-  const Real temp = (force + k.polemass_length * (s.theta_dot * s.theta_dot) * sintheta) /
-                    k.total_mass;
-  const Real thetaacc =
-      (k.gravity * sintheta - costheta * temp) /
-      (k.length * (Real(4.0) / Real(3.0) - k.masspole * (costheta * costheta) / k.total_mass));
-  const Real xacc = temp - k.polemass_length * thetaacc * costheta / k.total_mass;
+  Real temp;
+  Real thetaacc;
+  Real xacc;
+  if constexpr (sizeof(Real) == 8) {
+    // Gymnasium's evaluation order, operation for operation: float64 matches it to the bit.
+    temp = (force + k.polemass_length * (s.theta_dot * s.theta_dot) * sintheta) / k.total_mass;
+    thetaacc = (k.gravity * sintheta - costheta * temp) /
+               (k.length * (Real(4.0) / Real(3.0) -
+                            k.masspole * (costheta * costheta) / k.total_mass));
+    xacc = temp - k.polemass_length * thetaacc * costheta / k.total_mass;
+  } else {
+    // float32, the fast mode: the three divisions by the total mass become multiplications
+    // (division is the slowest vector instruction here); within 1e-6 of the float64 result.
+    temp = (force + k.polemass_length * (s.theta_dot * s.theta_dot) * sintheta) *
+           k.inv_total_mass;
+    thetaacc = (k.gravity * sintheta - costheta * temp) /
+               (k.length * (Real(4.0) / Real(3.0) -
+                            k.masspole * (costheta * costheta) * k.inv_total_mass));
+    xacc = temp - k.polemass_length * thetaacc * costheta * k.inv_total_mass;
+  }
   // Explicit Euler moves the position with the old velocity, semi-implicit Euler with the new
   // one; written as blends (same operations either way) so that the CPU loop vectorises.
   const bool euler = k.integrator == Integrator::kEuler;

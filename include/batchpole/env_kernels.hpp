@@ -76,6 +76,17 @@ BP_HD void env_begin_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a,
   a.ret[i] = 0.0F;
 }
 
+// Abandon env i's episode if it has begun (length > 0) and start the next one: trainers that
+// need whole episodes (REINFORCE) begin every rollout this way. The abandoned episode is not
+// counted anywhere; the next draws from the next episode number, never a repeat.
+template <class Real>
+BP_HD void env_restart_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
+  if (a.length[i] > 0) {
+    a.episode[i] = a.episode[i] + 1;
+    env_begin_episode(c, a, i);
+  }
+}
+
 // Physics, reward, flags and the observation of the step. Returns whether the episode ended;
 // the caller then calls env_end_episode (the CPU does so in a second, scalar pass so that this
 // pass vectorises).

@@ -47,6 +47,9 @@ class VecEnv {
 
   // Every env starts episode 0 from the draw (seed, env, 0).
   void reset(uint64_t seed);
+  // Every env in the middle of an episode abandons it and begins the next (env_restart_episode);
+  // envs at an episode's start are left as they are.
+  void restart_episodes();
   // actions: N device-resident int32 values in {0, 1}.
   void step(const int32_t* device_actions);
   // Copies host actions to the device first; for tests and small N.
@@ -79,6 +82,9 @@ class VecEnv {
   // Sets every env's state and counters (observations follow from the state). Lengths must be
   // in [0, max_episode_steps) and the episode counters are kept as given.
   void set_state(const EnvState& state);
+  // set_state plus the seed and step counter: continues exactly where get_state, seed() and
+  // steps_taken() were read (checkpoints).
+  void restore(uint64_t seed, uint64_t steps_taken, const EnvState& state);
 
   struct Impl;  // defined in host/vec_env.cpp, per precision
 

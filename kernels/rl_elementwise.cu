@@ -1,0 +1,73 @@
+// Per-env and per-element trainer kernels: thin launches of rl_kernels.hpp.
+#include "cuda_check.cuh"
+#include "rl_ops.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+__device__ int64_t thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+__global__ void returns_kernel(ReturnsArgs a) {
+  const int64_t i = thread_index();
+  if (i < a.envs) discounted_returns_env(a, i);
+}
+
+__global__ void first_episode_mask_kernel(const uint8_t* terminated, const uint8_t* truncated,
+                                          int64_t steps, int64_t envs, uint8_t* mask) {
+  const int64_t i = thread_index();
+  if (i < envs) first_episode_mask_env(terminated, truncated, steps, envs, i, mask);
+}
+
+__global__ void mark_ended_kernel(uint8_t* ended, const uint8_t* terminated,
+                                  const uint8_t* truncated, int64_t n) {
+  const int64_t i = thread_index();
+  if (i < n) ended[i] = ended[i] | terminated[i] | truncated[i];
+}
+
+__global__ void subtract_kernel(const float* a, const float* b, int64_t n, float* out) {
+  const int64_t i = thread_index();
+  if (i < n) out[i] = a[i] - b[i];
+}
+
+__global__ void normalize_kernel(float* x, const uint8_t* mask, int64_t n, const Moments* m,
+                                 float eps) {
+  const int64_t i = thread_index();
+  if (i < n && (mask == nullptr || mask[i] != 0)) x[i] = normalized(x[i], *m, eps);
+}
+
+}  // namespace
+
+void launch_returns(cudaStream_t stream, const ReturnsArgs& args) {
+  returns_kernel<<<grid_for(args.envs), kBlock, 0, stream>>>(args);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
+                               const uint8_t* truncated, int64_t steps, int64_t envs,
+                               uint8_t* mask) {
+  first_episode_mask_kernel<<<grid_for(envs), kBlock, 0, stream>>>(terminated, truncated, steps,
+                                                                   envs, mask);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_mark_ended(cudaStream_t stream, uint8_t* ended, const uint8_t* terminated,
+                       const uint8_t* truncated, int64_t n) {
+  mark_ended_kernel<<<grid_for(n), kBlock, 0, stream>>>(ended, terminated, truncated, n);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_subtract(cudaStream_t stream, const float* a, const float* b, int64_t n, float* out) {
+  subtract_kernel<<<grid_for(n), kBlock, 0, stream>>>(a, b, n, out);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+void launch_normalize(cudaStream_t stream, float* x, const uint8_t* mask, int64_t n,
+                      const Moments* m, float eps) {
+  normalize_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, mask, n, m, eps);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace batchpole::cuda

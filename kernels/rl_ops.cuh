@@ -1,0 +1,31 @@
+// Launchers of the trainer kernels (kernels/rl_elementwise.cu, kernels/rl_reduce.cu). Element
+// logic: rl_kernels.hpp.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "batchpole/rl_kernels.hpp"
+
+namespace batchpole::cuda {
+
+void launch_returns(cudaStream_t stream, const ReturnsArgs& args);
+void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
+                               const uint8_t* truncated, int64_t steps, int64_t envs,
+                               uint8_t* mask);
+void launch_mark_ended(cudaStream_t stream, uint8_t* ended, const uint8_t* terminated,
+                       const uint8_t* truncated, int64_t n);
+void launch_subtract(cudaStream_t stream, const float* a, const float* b, int64_t n, float* out);
+void launch_normalize(cudaStream_t stream, float* x, const uint8_t* mask, int64_t n,
+                      const Moments* m, float eps);
+
+// Deterministic two-pass reductions: `partial` holds reduce_blocks(n) elements of the result
+// type, *out receives the total (device memory).
+int64_t reduce_blocks(int64_t n);
+void launch_moments(cudaStream_t stream, const float* x, const uint8_t* mask, int64_t n,
+                    Moments* partial, Moments* out);
+void launch_count_nonzero(cudaStream_t stream, const uint8_t* flags, int64_t n, Moments* partial,
+                          Moments* out);
+void launch_episode_tally(cudaStream_t stream, const EpisodeRows& rows, int64_t n,
+                          EpisodeTally* partial, EpisodeTally* out);
+
+}  // namespace batchpole::cuda

@@ -1,0 +1,102 @@
+// Deterministic reductions over a rollout: each CUDA block sums one kReduceBlock-element block
+// (strided per thread, then a fixed tree in shared memory), a second one-block pass sums the
+// blocks in order. The same data always gives the same bits, whatever the GPU's scheduling.
+#include "cuda_check.cuh"
+#include "rl_ops.cuh"
+
+namespace batchpole::cuda {
+
+namespace {
+
+template <class T>
+__device__ T block_tree(T mine) {
+  // Raw storage: __shared__ variables cannot have constructors (T has member initialisers).
+  __shared__ alignas(T) unsigned char raw[sizeof(T) * kBlock];
+  T* shared = reinterpret_cast<T*>(raw);
+  shared[threadIdx.x] = mine;
+  __syncthreads();
+  for (unsigned half = kBlock / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) shared[threadIdx.x] = add(shared[threadIdx.x], shared[threadIdx.x + half]);
+    __syncthreads();
+  }
+  return shared[0];
+}
+
+template <class T, class Row>
+__global__ void reduce_pass1(Row row, int64_t n, T* partial) {
+  const int64_t begin = static_cast<int64_t>(blockIdx.x) * kReduceBlock;
+  const int64_t end = begin + kReduceBlock < n ? begin + kReduceBlock : n;
+  T acc;
+  for (int64_t k = begin + threadIdx.x; k < end; k += kBlock) acc = add(acc, row(k));
+  const T total = block_tree(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = total;
+}
+
+template <class T>
+__global__ void reduce_pass2(const T* partial, int64_t blocks, T* out) {
+  T acc;
+  for (int64_t b = threadIdx.x; b < blocks; b += kBlock) acc = add(acc, partial[b]);
+  const T total = block_tree(acc);
+  if (threadIdx.x == 0) *out = total;
+}
+
+template <class T, class Row>
+void reduce(cudaStream_t stream, Row row, int64_t n, T* partial, T* out) {
+  const int64_t blocks = reduce_blocks(n);
+  if (n > 0) {
+    reduce_pass1<T><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(row, n, partial);
+    BP_CUDA_CHECK_LAUNCH();
+  }
+  reduce_pass2<T><<<1, kBlock, 0, stream>>>(partial, n > 0 ? blocks : 0, out);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
+struct MomentsRow {
+  const float* x;
+  const uint8_t* mask;
+  __device__ Moments operator()(int64_t k) const {
+    Moments m;
+    if (mask == nullptr || mask[k] != 0) {
+      const double v = x[k];
+      m.count = 1;
+      m.sum = v;
+      m.sum_sq = v * v;
+    }
+    return m;
+  }
+};
+
+struct NonzeroRow {
+  const uint8_t* flags;
+  __device__ Moments operator()(int64_t k) const {
+    Moments m;
+    m.count = flags[k] != 0 ? 1 : 0;
+    return m;
+  }
+};
+
+struct TallyRow {
+  EpisodeRows rows;
+  __device__ EpisodeTally operator()(int64_t k) const { return episode_tally_row(rows, k); }
+};
+
+}  // namespace
+
+int64_t reduce_blocks(int64_t n) { return n > 0 ? (n + kReduceBlock - 1) / kReduceBlock : 1; }
+
+void launch_moments(cudaStream_t stream, const float* x, const uint8_t* mask, int64_t n,
+                    Moments* partial, Moments* out) {
+  reduce(stream, MomentsRow{x, mask}, n, partial, out);
+}
+
+void launch_count_nonzero(cudaStream_t stream, const uint8_t* flags, int64_t n, Moments* partial,
+                          Moments* out) {
+  reduce(stream, NonzeroRow{flags}, n, partial, out);
+}
+
+void launch_episode_tally(cudaStream_t stream, const EpisodeRows& rows, int64_t n,
+                          EpisodeTally* partial, EpisodeTally* out) {
+  reduce(stream, TallyRow{rows}, n, partial, out);
+}
+
+}  // namespace batchpole::cuda

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Command-line behaviour: help, JSON keys, usage errors (exit 2), a short training run with its
+# files, resume, evaluation, refusal to overwrite a run, and bad checkpoints.
+# usage: cli_test.sh PATH/TO/batchpole
+set -u
+bp=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+failures=0
+pass=0
+
+expect_code() {  # expect_code CODE DESCRIPTION -- COMMAND...
+  local want=$1 what=$2
+  shift 3
+  "$@" >"$work/out.txt" 2>"$work/err.txt"
+  local got=$?
+  if [ "$got" = "$want" ]; then
+    pass=$((pass + 1))
+  else
+    failures=$((failures + 1))
+    echo "FAIL: $what: exit $got, expected $want"; sed 's/^/  | /' "$work/err.txt" | head -5
+  fi
+}
+expect_grep() {  # expect_grep PATTERN FILE DESCRIPTION
+  if grep -q -- "$1" "$2"; then pass=$((pass + 1)); else
+    failures=$((failures + 1)); echo "FAIL: $3: '$1' not in $2"; head -5 "$2"; fi
+}
+
+expect_code 0 "--help" -- "$bp" --help
+expect_grep "train" "$work/out.txt" "help lists train"
+expect_code 0 "train --help" -- "$bp" train --help
+expect_grep "--target-return" "$work/out.txt" "train help lists --target-return"
+expect_code 2 "no subcommand" -- "$bp"
+expect_code 2 "unknown subcommand" -- "$bp" fly
+expect_code 0 "info --json" -- "$bp" info --json
+expect_grep '"cuda_compiled"' "$work/out.txt" "info json"
+expect_code 0 "bench env json" -- "$bp" bench env --device cpu --envs 512 --steps 20 --repeats 1 --json
+expect_grep '"env_steps_per_s"' "$work/out.txt" "bench env key"
+expect_code 2 "bench env --envs 0" -- "$bp" bench env --envs 0
+expect_code 2 "bench env --envs -3" -- "$bp" bench env --envs -3
+expect_code 2 "bench env too many envs" -- "$bp" bench env --device cpu --envs 2000000000 --precision f64
+expect_grep "bytes" "$work/err.txt" "too many envs names the bytes"
+expect_code 2 "bench env unknown device" -- "$bp" bench env --device tpu
+
+# Usage errors of train: exit 2, nothing written.
+for bad in "--lr -1" "--lr nan" "--lr inf" "--gamma 0" "--gamma 1.5" "--n-steps -1" \
+           "--algo ppo" "--envs 0" "--value-lr -0.1" "--envs 4000000000"; do
+  # shellcheck disable=SC2086
+  expect_code 2 "train $bad" -- "$bp" train --device cpu $bad --out "$work/bad" --updates 1 -q
+done
+[ ! -e "$work/bad/metrics.csv" ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: a refused run wrote metrics"; }
+expect_code 2 "unwritable --out" -- "$bp" train --device cpu --out /proc/batchpole-run --updates 1 -q
+
+# A short run: files, then refusal to overwrite it, then resume and evaluation.
+run="$work/run"
+expect_code 0 "short train" -- "$bp" train --device cpu --envs 64 --updates 6 --checkpoint-every 2 --out "$run" -q
+for f in metrics.csv summary.json checkpoint.bin; do
+  [ -s "$run/$f" ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: $f missing"; }
+done
+expect_grep '"solved"' "$run/summary.json" "summary solved"
+expect_grep '"env_steps_per_s"' "$run/summary.json" "summary rate"
+expect_grep '"config"' "$run/summary.json" "summary config"
+[ "$(wc -l <"$run/metrics.csv")" = 7 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: metrics rows $(wc -l <"$run/metrics.csv")"; }
+cp "$run/metrics.csv" "$work/metrics.before"
+expect_code 2 "refuse to overwrite a run" -- "$bp" train --device cpu --envs 64 --updates 1 --out "$run" -q
+cmp -s "$run/metrics.csv" "$work/metrics.before" && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: metrics changed"; }
+expect_code 0 "resume" -- "$bp" train --device cpu --resume "$run" --updates 9 -q
+[ "$(wc -l <"$run/metrics.csv")" = 10 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: resumed metrics rows $(wc -l <"$run/metrics.csv")"; }
+expect_code 2 "resume with another configuration" -- "$bp" train --device cpu --resume "$run" --hidden 32 --updates 12 -q
+expect_code 0 "eval" -- "$bp" eval --checkpoint "$run/checkpoint.bin" --episodes 8 --device cpu --json
+expect_grep '"mean_return"' "$work/out.txt" "eval json"
+expect_code 0 "eval greedy" -- "$bp" eval --checkpoint "$run/checkpoint.bin" --episodes 4 --greedy
+
+# Bad checkpoints are refused with a message, exit 2.
+head -c 100 "$run/checkpoint.bin" >"$work/truncated.bin"
+expect_code 2 "truncated checkpoint" -- "$bp" eval --checkpoint "$work/truncated.bin"
+expect_grep "truncated" "$work/err.txt" "truncated message"
+cp "$run/checkpoint.bin" "$work/corrupt.bin"
+printf '\x55' | dd of="$work/corrupt.bin" bs=1 seek=200 conv=notrunc 2>/dev/null
+expect_code 2 "corrupted checkpoint" -- "$bp" eval --checkpoint "$work/corrupt.bin"
+expect_grep "corrupted" "$work/err.txt" "corrupted message"
+cp "$run/checkpoint.bin" "$work/version.bin"
+printf '\x09' | dd of="$work/version.bin" bs=1 seek=8 conv=notrunc 2>/dev/null
+expect_code 2 "other version" -- "$bp" eval --checkpoint "$work/version.bin"
+expect_grep "version" "$work/err.txt" "version message"
+echo "not a checkpoint" >"$work/text.bin"
+expect_code 2 "not a checkpoint" -- "$bp" eval --checkpoint "$work/text.bin"
+
+# A config file with the same keys; an unknown key is refused by name.
+echo '{"algo": "reinforce", "envs": 8, "updates": 2, "seed": 3}' >"$work/cfg.json"
+expect_code 0 "config file" -- "$bp" train --device cpu --config "$work/cfg.json" --out "$work/cfgrun" -q
+expect_grep '"algo": "reinforce"' "$work/cfgrun/summary.json" "config file applied"
+echo '{"algo": "a2c", "learning_rate": 3}' >"$work/cfg2.json"
+expect_code 2 "unknown config key" -- "$bp" train --device cpu --config "$work/cfg2.json" --out "$work/cfgrun2" -q
+expect_grep "learning_rate" "$work/err.txt" "unknown key named"
+
+echo "$pass passed, $failures failed"
+[ "$failures" = 0 ]
