@@ -32,6 +32,11 @@ expect_code 0 "train --help" -- "$bp" train --help
 expect_grep "--target-return" "$work/out.txt" "train help lists --target-return"
 expect_code 2 "no subcommand" -- "$bp"
 expect_code 2 "unknown subcommand" -- "$bp" fly
+expect_code 0 "bench nn json" -- "$bp" bench nn --device cpu --batch 512 --repeats 1 --json
+expect_grep "\"samples_per_s\"" "$work/out.txt" "bench nn key"
+expect_code 0 "bench train json" -- "$bp" bench train --device cpu --envs 64 --updates 2 --json
+expect_grep "\"env_steps_per_s\"" "$work/out.txt" "bench train key"
+expect_code 2 "bench nn --batch 0" -- "$bp" bench nn --batch 0
 expect_code 0 "info --json" -- "$bp" info --json
 expect_grep '"cuda_compiled"' "$work/out.txt" "info json"
 expect_code 0 "bench env json" -- "$bp" bench env --device cpu --envs 512 --steps 20 --repeats 1 --json

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "batchpole/buffer.hpp"
+#include "batchpole/nn_bench.hpp"
 #include "batchpole/trainer.hpp"
 #include "batchpole/vec_env.hpp"
 #include "commands.hpp"
@@ -144,9 +145,67 @@ void run_train_bench(const TrainBenchOptions& o) {
   fmt::print("training env steps per second (median over updates): {:.4g}\n", rate);
 }
 
+struct NnBenchOptions {
+  std::string device = "auto";
+  std::optional<int64_t> batch;  // default: 65536 CPU, 1M GPU
+  int repeats = 5;
+  int threads = 0;
+  bool json = false;
+};
+
+// The actor-critic's forward and forward+backward over a batch, beside the sgemm rate of the
+// same BLAS calls alone.
+void run_nn_bench(const NnBenchOptions& o) {
+  BP_CHECK_ARG(o.batch.value_or(1) > 0, "--batch must be positive, got " << *o.batch);
+  BackendOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto backend = make_backend(bo);
+  const int64_t batch =
+      o.batch.value_or(backend->kind() == DeviceKind::kCuda ? int64_t{1} << 20 : int64_t{1} << 16);
+  const NnBenchResult r = bench_nn(*backend, batch, o.repeats);
+  if (o.json) {
+    const nlohmann::json j = {{"benchmark", "nn"},
+                              {"device", r.device},
+                              {"blas", r.blas},
+                              {"batch", r.batch},
+                              {"repeats", r.repeats},
+                              {"chunk_rows", r.chunk_rows},
+                              {"model_bytes", r.model_bytes},
+                              {"samples_per_s", r.train_samples_per_s},
+                              {"forward_samples_per_s", r.forward_samples_per_s},
+                              {"forward_gflops", r.forward_gflops},
+                              {"forward_sgemm_gflops", r.forward_sgemm_gflops},
+                              {"train_samples_per_s", r.train_samples_per_s},
+                              {"train_gflops", r.train_gflops},
+                              {"train_sgemm_gflops", r.train_sgemm_gflops},
+                              {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  blas {}  batch {}  repeats {}  chunk {}\n", r.device, r.blas, r.batch,
+             r.repeats, r.chunk_rows);
+  fmt::print("forward:            {:.4g} samples/s  {:.1f} GFLOP/s  (sgemm alone {:.1f})\n",
+             r.forward_samples_per_s, r.forward_gflops, r.forward_sgemm_gflops);
+  fmt::print("forward + backward: {:.4g} samples/s  {:.1f} GFLOP/s  (sgemm alone {:.1f})\n",
+             r.train_samples_per_s, r.train_gflops, r.train_sgemm_gflops);
+}
+
 }  // namespace
 
 void add_bench_commands(CLI::App& bench) {
+  auto nn = std::make_shared<NnBenchOptions>();
+  auto* nc = bench.add_subcommand("nn", "Actor-critic forward and backward: samples per second");
+  nc->add_option("--device", nn->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  nc->add_option("--batch", nn->batch, "Samples per pass (default 65536 CPU, 1048576 GPU)");
+  nc->add_option("--repeats", nn->repeats, "Timed repeats; medians are reported")
+      ->capture_default_str();
+  nc->add_option("--threads", nn->threads, "CPU threads (0 = all)")->capture_default_str();
+  nc->add_flag("--json", nn->json, "Print JSON (key samples_per_s: forward + backward)");
+  nc->callback([nn] { run_nn_bench(*nn); });
+
   auto t = std::make_shared<TrainBenchOptions>();
   auto* tc = bench.add_subcommand("train", "End-to-end training: env steps per second");
   tc->add_option("--device", t->device, "cpu, cuda or auto")

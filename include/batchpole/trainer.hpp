@@ -31,9 +31,10 @@ Algorithm parse_algorithm(const std::string& s);  // throws Error(kInvalidArgume
 
 struct TrainConfig {
   Algorithm algorithm = Algorithm::kA2C;
-  int64_t envs = 1024;
-  int32_t n_steps = 8;  // A2C: rollout length; 0 = whole episodes (the notebook's variant)
-  float lr = 3e-4F;     // the policy's (or the actor-critic's) learning rate
+  // A2C defaults: what solved CartPole-v1 fastest on the 2-core CPU (BENCHMARKS.md).
+  int64_t envs = 32;
+  int32_t n_steps = 16;  // A2C: rollout length; 0 = whole episodes (the notebook's variant)
+  float lr = 2e-3F;      // the policy's (or the actor-critic's) learning rate
   float value_lr = 1e-3F;  // baseline: the value network's learning rate
   float gamma = 0.99F;
   float entropy_coef = 0.01F;  // A2C
