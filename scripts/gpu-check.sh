@@ -9,7 +9,8 @@
 #       (except CUDA's own, which the GPU machine has), the test data and a fresh live
 #       Gymnasium trace into gpu-bundle/ (git-ignored, about 45 MB);
 #   there (device tool): bash scripts/gpu-check.sh        with carry ["gpu-bundle"]
-#       runs everything and prints a summary; with $OUT set, logs and JSON land there.
+#       runs everything and prints a summary; with $OUT set, a tarball of the logs and JSON
+#       lands there.
 #
 # Options for the run half: --quick (short benchmarks), --bench-filter REGEX.
 set -euo pipefail
@@ -50,7 +51,10 @@ run() {
     shift
   done
   [ -d "$bundle/bin" ] || { echo "no $bundle/: run scripts/gpu-check.sh --prepare first" >&2; exit 2; }
-  local out=${OUT:-$bundle/out}
+  # Everything lands in $bundle/out; with $OUT set (the device tool), one tarball of it goes
+  # there, since the tool brings back only a few files.
+  local out=$bundle/out
+  rm -rf "$out"
   mkdir -p "$out"
   local cuda_lib
   cuda_lib=$(dirname "$(command -v nvcc)")/../lib64
@@ -81,14 +85,39 @@ run() {
   "$bundle/bin/batchpole_bench" --benchmark_filter="$filter" --benchmark_min_time="$min_time" \
     --benchmark_out="$out/bench.json" --benchmark_out_format=json \
     --benchmark_counters_tabular=true 2>&1 | tee "$out/bench.txt" | grep -v '^\*\*\*' || status=1
+  local bp="$bundle/bin/batchpole"
   for p in f32 f64; do
     for m in step fused; do
-      "$bundle/bin/batchpole" bench env --device cuda --precision "$p" --mode "$m" --json \
+      "$bp" bench env --device cuda --precision "$p" --mode "$m" --json \
         >"$out/bench_env_${p}_${m}.json" || status=1
       echo "bench env cuda $p $m: $(grep env_steps_per_s\" "$out/bench_env_${p}_${m}.json")"
     done
   done
+  "$bp" bench nn --device cuda --json >"$out/bench_nn.json" || status=1
+  echo "bench nn cuda: $(grep -E '"(samples_per_s|train_gflops|train_sgemm_gflops)"' "$out/bench_nn.json" | tr -d '\n ')"
+  for n in 65536 1048576; do
+    "$bp" bench train --device cuda --envs "$n" --json >"$out/bench_train_$n.json" || status=1
+    echo "bench train cuda $n envs: $(grep env_steps_per_s\" "$out/bench_train_$n.json")"
+  done
+
+  echo "== training to 475 on the GPU (defaults), and on the CPU of that machine"
+  for dev in cuda cpu; do
+    rm -rf "$out/train_$dev"
+    "$bp" train --device "$dev" --out "$out/train_$dev" --seconds 120 -q || status=1
+    echo "train $dev: $(tr -d '\n ' <"$out/train_$dev/summary.json" |
+      grep -o '"solved":[a-z]*\|"wall_s_to_solve":[0-9.e+-]*\|"env_steps_per_s":[0-9.e+-]*' | tr '\n' ' ')"
+  done
+
+  echo "== compare (CPU against GPU)"
+  if "$bp" compare --help >/dev/null 2>&1; then
+    "$bp" compare --json --metrics-out "$out" >"$out/compare.json" 2>"$out/compare.err" || status=1
+    tail -3 "$out/compare.err"
+  fi
   echo "== summary: $([ $status = 0 ] && echo PASS || echo FAIL) (logs in $out)"
+  if [ -n "${OUT:-}" ]; then
+    tar czf "$OUT/gpu-check.tgz" -C "$out" .
+    echo "logs packed into \$OUT/gpu-check.tgz"
+  fi
   return $status
 }
 
