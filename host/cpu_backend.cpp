@@ -16,7 +16,9 @@ constexpr std::size_t kAlignment = 64;
 // Below this many envs a step is a few microseconds: waking a second thread costs more.
 constexpr int64_t kParallelMinEnvs = 8192;
 // Envs per chunk: small enough that a chunk's state stays in L1 across the steps of
-// run_random, large enough that the vectorised pass dominates the scalar reset pass.
+// run_random, large enough that the vectorised pass dominates the scalar reset pass. Chunks are
+// handed out dynamically: on shared cores a thread whose core is busy would otherwise hold up
+// the whole step with its static half (results do not depend on which thread runs a chunk).
 constexpr int64_t kChunk = 512;
 
 int64_t chunk_count(int64_t n) { return (n + kChunk - 1) / kChunk; }
@@ -93,7 +95,7 @@ void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
                                                  << " for env " << first_bad
                                                  << " (CartPole actions are 0 and 1)");
   const int64_t chunks = chunk_count(n);
-#pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
+#pragma omp parallel for schedule(dynamic) num_threads(threads) if (n >= kParallelMinEnvs)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t b = ch * kChunk;
     const int64_t len = std::min(n, b + kChunk) - b;
@@ -114,7 +116,7 @@ uint64_t run_random_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int6
                         uint64_t first_step, int32_t steps, int threads) {
   const int64_t chunks = chunk_count(n);
   uint64_t ended = 0;
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(+ : ended) if (n >= kParallelMinEnvs)
+#pragma omp parallel for schedule(dynamic) num_threads(threads) reduction(+ : ended) if (n >= kParallelMinEnvs)
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int64_t begin = ch * kChunk;
     const int64_t len = std::min(n, begin + kChunk) - begin;

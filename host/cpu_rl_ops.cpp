@@ -79,7 +79,7 @@ class CpuRlOps final : public RlOps {
   T reduce_blocks(int64_t n, Row row) {
     const int64_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
     std::vector<T> partial(static_cast<std::size_t>(std::max<int64_t>(blocks, 1)));
-#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+#pragma omp parallel for schedule(dynamic) num_threads(threads_) if (n >= kParallelMin)
     for (int64_t b = 0; b < blocks; ++b) {
       T acc;
       const int64_t end = std::min(n, (b + 1) * kReduceBlock);
