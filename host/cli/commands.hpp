@@ -9,6 +9,7 @@ namespace batchpole::cli {
 void add_info_command(CLI::App& app);
 void add_bench_commands(CLI::App& bench);
 void add_train_commands(CLI::App& app);  // train and eval
+void add_compare_command(CLI::App& app);
 
 // Checks at start-up that this CPU runs the instruction set the build was compiled for.
 void require_cpu_features();

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
 
   batchpole::cli::add_info_command(app);
   batchpole::cli::add_train_commands(app);
+  batchpole::cli::add_compare_command(app);
   auto* bench = app.add_subcommand("bench", "Measure throughput (environment steps per second)");
   bench->require_subcommand(1);
   batchpole::cli::add_bench_commands(*bench);
