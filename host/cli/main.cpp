@@ -1,7 +1,8 @@
 // batchpole: batched CartPole on the GPU and the CPU, and policy-gradient training on it.
 //
-// Exit codes: 0 success; 1 runtime failure; 2 usage error (bad flag or value, impossible
-// request such as CUDA without a GPU or more environments than fit in memory).
+// Exit codes: 0 success; 1 runtime failure (or a failed comparison); 2 usage error (bad flag or
+// value, impossible request such as CUDA without a GPU or more environments than fit in
+// memory); 3 `compare` without a GPU; 130 `train` interrupted (after saving a checkpoint).
 #include <cstdio>
 #include <exception>
 
