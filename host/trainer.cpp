@@ -346,7 +346,11 @@ UpdateRecord Trainer::update() {
   rec.rollout_steps = steps;
   rec.recent = recent_.total();
   rec.loss = stats;
-  rec.value_loss = stats.value_loss;
+  // Per valid sample, whatever divisor the loss used (episodes for REINFORCE and baseline).
+  const double per_sample = stats.divisor / std::max(stats.valid_samples, 1.0);
+  rec.loss.entropy = stats.entropy * per_sample;
+  rec.loss.value_loss = stats.value_loss * per_sample;
+  rec.value_loss = rec.loss.value_loss;
   rec.finite = std::isfinite(stats.policy_loss) && std::isfinite(stats.value_loss) &&
                std::isfinite(stats.entropy) && std::isfinite(stats.grad_norm) &&
                std::isfinite(stats.value_grad_norm);

@@ -97,7 +97,7 @@ struct TrainBenchOptions {
   std::string device = "auto";
   std::string algo = "a2c";
   int64_t envs = 0;  // 0: the training default of the device
-  int32_t n_steps = 16;  // TrainConfig's default
+  int32_t n_steps = TrainConfig{}.n_steps;
   int updates = 20;
   int threads = 0;
   bool json = false;

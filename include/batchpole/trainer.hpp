@@ -33,7 +33,7 @@ struct TrainConfig {
   Algorithm algorithm = Algorithm::kA2C;
   // A2C defaults: what solved CartPole-v1 fastest on the 2-core CPU (BENCHMARKS.md).
   int64_t envs = 32;
-  int32_t n_steps = 16;  // A2C: rollout length; 0 = whole episodes (the notebook's variant)
+  int32_t n_steps = 5;  // A2C: rollout length; 0 = whole episodes (the notebook's variant)
   float lr = 2e-3F;      // the policy's (or the actor-critic's) learning rate
   float value_lr = 1e-3F;  // baseline: the value network's learning rate
   float gamma = 0.99F;
@@ -75,8 +75,10 @@ struct UpdateRecord {
   int64_t episodes = 0;    // cumulative
   int64_t rollout_steps = 0;  // T of this update
   EpisodeTally recent;     // the RecentEpisodes window after this update
-  UpdateStats loss;        // of the policy (or actor-critic) update
-  double value_loss = 0;   // baseline: the value network's regression loss
+  // Of the policy (or actor-critic) update. loss.entropy and value_loss are means per valid
+  // sample for every algorithm (the REINFORCE losses themselves divide by episodes).
+  UpdateStats loss;
+  double value_loss = 0;
   bool finite = true;      // every loss and gradient norm finite
 };
 
