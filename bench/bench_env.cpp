@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 
+#include "bench_util.hpp"
 #include "batchpole/buffer.hpp"
 #include "batchpole/vec_env.hpp"
 
@@ -15,17 +16,7 @@ namespace {
 using batchpole::Backend;
 using batchpole::Precision;
 
-Backend* backend_for(int64_t device) {
-  static std::unique_ptr<Backend> cpu;
-  static std::unique_ptr<Backend> gpu;
-  if (device == 0) {
-    if (!cpu) cpu = batchpole::make_backend({batchpole::DeviceRequest::parse("cpu")});
-    return cpu.get();
-  }
-  if (batchpole::cuda_device_count() == 0) return nullptr;
-  if (!gpu) gpu = batchpole::make_backend({batchpole::DeviceRequest::parse("cuda")});
-  return gpu.get();
-}
+using batchpole::bench::backend_for;
 
 template <class Body>
 void run_env_case(benchmark::State& state, int32_t steps_per_iter, Body body) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "batchpole/buffer.hpp"
 #include "batchpole/nn_bench.hpp"
 
@@ -18,17 +19,7 @@ namespace {
 
 using batchpole::Backend;
 
-Backend* backend_for(int64_t device) {
-  static std::unique_ptr<Backend> cpu;
-  static std::unique_ptr<Backend> gpu;
-  if (device == 0) {
-    if (!cpu) cpu = batchpole::make_backend({batchpole::DeviceRequest::parse("cpu")});
-    return cpu.get();
-  }
-  if (batchpole::cuda_device_count() == 0) return nullptr;
-  if (!gpu) gpu = batchpole::make_backend({batchpole::DeviceRequest::parse("cuda")});
-  return gpu.get();
-}
+using batchpole::bench::backend_for;
 
 struct Inputs {
   batchpole::Buffer<float> obs, weights, targets, values;

@@ -5,27 +5,8 @@
 # usage: compare_test.sh PATH/TO/batchpole
 set -u
 bp=$1
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-failures=0
-pass=0
-
-expect_code() {  # expect_code CODE DESCRIPTION -- COMMAND...
-  local want=$1 what=$2
-  shift 3
-  "$@" >"$work/out.txt" 2>"$work/err.txt"
-  local got=$?
-  if [ "$got" = "$want" ]; then
-    pass=$((pass + 1))
-  else
-    failures=$((failures + 1))
-    echo "FAIL: $what: exit $got, expected $want"; sed 's/^/  | /' "$work/err.txt" | head -5
-  fi
-}
-expect_grep() {  # expect_grep PATTERN FILE DESCRIPTION
-  if grep -q -- "$1" "$2"; then pass=$((pass + 1)); else
-    failures=$((failures + 1)); echo "FAIL: $3: '$1' not in $2"; head -5 "$2"; fi
-}
+# shellcheck source=tests/cli_lib.sh
+source "$(dirname "$0")/cli_lib.sh"
 
 # Without a GPU the command compares two CPU configurations and exits 3 when every check holds.
 "$bp" info --json >"$work/info.json"

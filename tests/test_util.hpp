@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -89,5 +90,15 @@ inline std::unique_ptr<Backend> backend_or_skip(const std::string& device, int t
                          << "); GPU tests run in scripts/gpu-check.sh"
 
 inline std::vector<std::string> devices() { return {"cpu", "cuda"}; }
+
+// n values uniform in [lo, hi) from a fixed seed (never zeros: they hide indexing mistakes).
+inline std::vector<float> random_vec(std::size_t n, uint32_t seed, float lo = -1.0f,
+                                     float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
 
 }  // namespace batchpole::test
