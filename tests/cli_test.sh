@@ -52,6 +52,32 @@ expect_code 2 "refuse to overwrite a run" -- "$bp" train --device cpu --envs 64 
 cmp -s "$run/metrics.csv" "$work/metrics.before" && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: metrics changed"; }
 expect_code 0 "resume" -- "$bp" train --device cpu --resume "$run" --updates 9 -q
 [ "$(wc -l <"$run/metrics.csv")" = 10 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: resumed metrics rows $(wc -l <"$run/metrics.csv")"; }
+# The same seed gives the same metrics.csv (all but the wall-clock columns), and the resumed run
+# above equals an uninterrupted one.
+no_clock() { cut -d, -f1-2,4-16 "$1"; }
+expect_code 0 "uninterrupted run" -- "$bp" train --device cpu --envs 64 --updates 9 --out "$work/straight" -q
+if [ "$(no_clock "$work/straight/metrics.csv")" = "$(no_clock "$run/metrics.csv")" ]; then
+  pass=$((pass + 1))
+else
+  failures=$((failures + 1)); echo "FAIL: resumed metrics differ from an uninterrupted run"
+  diff <(no_clock "$work/straight/metrics.csv") <(no_clock "$run/metrics.csv") | head -5
+fi
+expect_code 0 "same seed again" -- "$bp" train --device cpu --envs 64 --updates 9 --out "$work/again" -q
+[ "$(no_clock "$work/straight/metrics.csv")" = "$(no_clock "$work/again/metrics.csv")" ] &&
+  pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: same seed, different metrics"; }
+expect_code 0 "another seed" -- "$bp" train --device cpu --envs 64 --updates 9 --seed 7 --out "$work/other" -q
+[ "$(no_clock "$work/straight/metrics.csv")" != "$(no_clock "$work/other/metrics.csv")" ] &&
+  pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: another seed, same metrics"; }
+# Ctrl-C: a checkpoint and a summary are written, exit 130, and the run resumes from there.
+"$bp" train --device cpu --envs 64 --seconds 60 --target-return 1e9 --out "$work/int" -q &
+pid=$!
+sleep 1.5
+kill -INT "$pid"
+wait "$pid"
+code=$?
+[ "$code" = 130 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: Ctrl-C exit $code"; }
+expect_grep '"stop_reason": "interrupted"' "$work/int/summary.json" "interrupted summary"
+expect_code 0 "resume after Ctrl-C" -- "$bp" train --device cpu --resume "$work/int" --updates 1000000 --seconds 0.5 --target-return 1e9 -q
 expect_code 2 "resume with another configuration" -- "$bp" train --device cpu --resume "$run" --hidden 32 --updates 12 -q
 expect_code 0 "eval" -- "$bp" eval --checkpoint "$run/checkpoint.bin" --episodes 8 --device cpu --json
 expect_grep '"mean_return"' "$work/out.txt" "eval json"
