@@ -93,7 +93,7 @@ void run_case(benchmark::State& state, bool train) {
   std::vector<double> ref;
   for (int r = 0; r < 6; ++r) {
     ref.push_back(batchpole::blas_reference_seconds(*b, model->blas(), model->ops(), config, n,
-                                                    model->chunk_rows(), train));
+                                                    model->chunk_rows(), model->shards(), train));
   }
   ref.erase(ref.begin());  // warm-up
   std::sort(ref.begin(), ref.end());

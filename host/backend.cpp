@@ -15,6 +15,10 @@ DeviceRequest DeviceRequest::parse(const std::string& s) {
 
 std::string to_string(DeviceKind kind) { return kind == DeviceKind::kCpu ? "cpu" : "cuda"; }
 
+void Backend::run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) {
+  for (int64_t t = 0; t < tasks; ++t) body(t, 0);
+}
+
 std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
   BP_CHECK_ARG(options.threads >= 0, "threads must be >= 0 (0 = all), got " << options.threads);
   switch (options.device.choice) {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
+#include <mutex>
 #include <string>
 
 namespace batchpole {
@@ -200,6 +202,35 @@ void CpuBackend::copy_on_device(void* dst, const void* src, std::size_t bytes) {
   std::memmove(dst, src, bytes);
 }
 void CpuBackend::fill_zero(void* ptr, std::size_t bytes) { std::memset(ptr, 0, bytes); }
+
+void CpuBackend::run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) {
+  if (tasks <= 0) return;
+  if (tasks == 1 || threads_ == 1) {
+    for (int64_t t = 0; t < tasks; ++t) body(t, 0);
+    return;
+  }
+  // An exception must not leave an OpenMP region: keep the first, skip the remaining tasks.
+  std::exception_ptr error;
+  std::mutex error_mutex;
+  bool failed = false;
+  const int threads = static_cast<int>(std::min<int64_t>(threads_, tasks));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (int64_t t = 0; t < tasks; ++t) {
+    bool skip = false;
+#pragma omp atomic read
+    skip = failed;
+    if (skip) continue;
+    try {
+      body(t, omp_get_thread_num());
+    } catch (...) {
+      const std::lock_guard<std::mutex> lock(error_mutex);
+      if (!error) error = std::current_exception();
+#pragma omp atomic write
+      failed = true;
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
 
 void CpuBackend::env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) {
   reset_all(c, a, n, threads_);

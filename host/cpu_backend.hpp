@@ -22,6 +22,7 @@ class CpuBackend final : public Backend {
   void copy_on_device(void* dst, const void* src, std::size_t bytes) override;
   void fill_zero(void* ptr, std::size_t bytes) override;
   void synchronize() override {}
+  void run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) override;
   [[nodiscard]] void* native_stream() const override { return nullptr; }
 
   void env_reset(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) override;

@@ -1,13 +1,7 @@
 // NnOps on the CPU: loops over the element functions of nn_kernels.hpp (the CUDA kernels call
-// the same ones), vectorised, on the calling thread.
-//
-// Why no OpenMP here, unlike the environment loops: these passes alternate with OpenBLAS calls
-// every few hundred microseconds, and OpenBLAS (the pthreads build) keeps its own workers.
-// Measured on 2 cores, actor-critic forward + backward over 65536 samples: with OpenMP-parallel
-// element loops both pools spin-wait on the same cores and the pass ran at 5 GFLOP/s; with the
-// element loops on the calling thread, 25 GFLOP/s (OMP_WAIT_POLICY=passive recovers most of the
-// difference, but a library cannot set it). The elementwise work is a small share of a pass, so
-// BLAS keeps every core instead.
+// the same ones), vectorised, on the calling thread. The parallelism is one level up: the model
+// runs whole parts of the batch as tasks on the backend's threads (PolicyValueModel), and each
+// task calls these loops and single-threaded OpenBLAS on its own part.
 #include <algorithm>
 
 #include "batchpole/nn_ops.hpp"

@@ -86,6 +86,11 @@ std::size_t Mlp::workspace_bytes(const MlpConfig& config, int64_t max_rows) {
 
 std::size_t Mlp::workspace_bytes() const { return workspace_.bytes(); }
 
+void Mlp::bind_gradients(float* grads) {
+  BP_CHECK_ARG(grads != nullptr, "Mlp::bind_gradients: gradient memory is null");
+  grads_ = grads;
+}
+
 int64_t Mlp::bias_offset(int32_t layer) const {
   return offsets_[layer] + static_cast<int64_t>(in(layer)) * out(layer);
 }

@@ -52,7 +52,7 @@ NnFlops nn_flops_per_sample(const ModelConfig& config) {
 }
 
 double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops, const ModelConfig& config,
-                              int64_t batch, int64_t chunk_rows, bool train) {
+                              int64_t batch, int64_t chunk_rows, int32_t shards, bool train) {
   const auto nets = networks(config);
   int32_t widest = 0;
   for (const auto& m : nets) {
@@ -60,45 +60,63 @@ double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops, const Mo
   }
   const int64_t rows_max = std::min(batch, chunk_rows);
   const auto big = static_cast<std::size_t>(rows_max * std::max(widest, int32_t{kStatColumns}));
-  Buffer<float> x(backend, big);
-  Buffer<float> y(backend, big);
-  Buffer<float> w(backend, static_cast<std::size_t>(widest) * widest + widest);
-  Buffer<float> g(backend, static_cast<std::size_t>(widest) * widest + widest);
-  Buffer<float> ones(backend, static_cast<std::size_t>(rows_max));
-  ops.fill(x.data(), static_cast<int64_t>(big), 0.01f);
-  ops.fill(y.data(), static_cast<int64_t>(big), 0.01f);
-  ops.fill(w.data(), static_cast<int64_t>(w.size()), 0.01f);
-  ops.fill(ones.data(), rows_max, 1.0f);
+  const auto square = static_cast<std::size_t>(widest) * widest + widest;
+  // Every worker its own operands, as every worker of the model has its own workspace.
+  struct Operands {
+    Buffer<float> x, y, w, g, ones;
+  };
+  std::vector<Operands> per_worker;
+  for (int i = 0; i < backend.threads(); ++i) {
+    Operands o{Buffer<float>(backend, big), Buffer<float>(backend, big),
+               Buffer<float>(backend, square), Buffer<float>(backend, square),
+               Buffer<float>(backend, static_cast<std::size_t>(rows_max))};
+    ops.fill(o.x.data(), static_cast<int64_t>(big), 0.01f);
+    ops.fill(o.y.data(), static_cast<int64_t>(big), 0.01f);
+    ops.fill(o.w.data(), static_cast<int64_t>(square), 0.01f);
+    ops.fill(o.ones.data(), rows_max, 1.0f);
+    per_worker.push_back(std::move(o));
+  }
   backend.synchronize();
-  return seconds(backend, [&] {
-    for (int64_t begin = 0; begin < batch; begin += chunk_rows) {
-      const int64_t r = std::min(chunk_rows, batch - begin);
-      for (const auto& m : nets) {
-        for (int32_t l = 0; l < m.layers(); ++l) {
-          blas.gemm(Trans::kNo, Trans::kYes, r, m.sizes[l + 1], m.sizes[l], 1.0f, x.data(),
-                    m.sizes[l], w.data(), m.sizes[l], 0.0f, y.data(), m.sizes[l + 1]);
-        }
+
+  const auto chunk_calls = [&](Operands& o, int64_t r) {
+    float* x = o.x.data();
+    float* y = o.y.data();
+    const float* w = o.w.data();
+    float* g = o.g.data();
+    for (const auto& m : nets) {
+      for (int32_t l = 0; l < m.layers(); ++l) {
+        blas.gemm(Trans::kNo, Trans::kYes, r, m.sizes[l + 1], m.sizes[l], 1.0f, x, m.sizes[l], w,
+                  m.sizes[l], 0.0f, y, m.sizes[l + 1]);
       }
-      if (!train) continue;
-      for (std::size_t i = 0; i < nets.size(); ++i) {
-        const MlpConfig& m = nets[i];
-        for (int32_t l = m.layers() - 1; l >= 0; --l) {
-          const int32_t in = m.sizes[l];
-          const int32_t out = m.sizes[l + 1];
-          blas.gemm(Trans::kYes, Trans::kNo, out, in, r, 1.0f, y.data(), out, x.data(), in, 1.0f,
-                    g.data(), in);
-          blas.gemv(Trans::kYes, r, out, 1.0f, y.data(), out, ones.data(), 1, 1.0f,
-                    g.data() + static_cast<int64_t>(in) * out, 1);
-          const bool reads_obs = l == 0 && (i == 0 || !config.has_trunk());
-          if (!reads_obs) {
-            blas.gemm(Trans::kNo, Trans::kNo, r, in, out, 1.0f, y.data(), out, w.data(), in, 0.0f,
-                      x.data(), in);
-          }
-        }
-      }
-      blas.gemv(Trans::kYes, r, kStatColumns, 1.0f, y.data(), kStatColumns, ones.data(), 1, 1.0f,
-                g.data(), 1);
     }
+    if (!train) return;
+    for (std::size_t i = 0; i < nets.size(); ++i) {
+      const MlpConfig& m = nets[i];
+      for (int32_t l = m.layers() - 1; l >= 0; --l) {
+        const int32_t in = m.sizes[l];
+        const int32_t out = m.sizes[l + 1];
+        blas.gemm(Trans::kYes, Trans::kNo, out, in, r, 1.0f, y, out, x, in, 1.0f, g, in);
+        blas.gemv(Trans::kYes, r, out, 1.0f, y, out, o.ones.data(), 1, 1.0f,
+                  g + static_cast<int64_t>(in) * out, 1);
+        const bool reads_obs = l == 0 && (i == 0 || !config.has_trunk());
+        if (!reads_obs) {
+          blas.gemm(Trans::kNo, Trans::kNo, r, in, out, 1.0f, y, out, w, in, 0.0f, x, in);
+        }
+      }
+    }
+    blas.gemv(Trans::kYes, r, kStatColumns, 1.0f, y, kStatColumns, o.ones.data(), 1, 1.0f, g, 1);
+  };
+
+  const int64_t per_shard = PolicyValueModel::shard_rows(batch, shards);
+  const int64_t tasks = (batch + per_shard - 1) / per_shard;
+  return seconds(backend, [&] {
+    backend.run_tasks(tasks, [&](int64_t shard, int worker) {
+      const int64_t end = std::min(batch, (shard + 1) * per_shard);
+      for (int64_t begin = shard * per_shard; begin < end; begin += chunk_rows) {
+        chunk_calls(per_worker.at(static_cast<std::size_t>(worker)),
+                    std::min(chunk_rows, end - begin));
+      }
+    });
   });
 }
 
@@ -146,9 +164,10 @@ NnBenchResult bench_nn(Backend& backend, int64_t batch, int repeats) {
   const auto train = [&] { model.accumulate_gradients(rollout, loss); };
   const int64_t chunk = model.chunk_rows();
   const auto reference = [&](bool tr) {
-    return blas_reference_seconds(backend, model.blas(), model.ops(), config, batch, chunk, tr);
+    return blas_reference_seconds(backend, model.blas(), model.ops(), config, batch, chunk,
+                                  model.shards(), tr);
   };
-  // Warm-up: page faults, OpenBLAS thread start, cuBLAS kernel selection.
+  // Warm-up: page faults, thread start, cuBLAS kernel selection.
   seconds(backend, forward);
   seconds(backend, train);
   reference(false);

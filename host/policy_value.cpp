@@ -19,6 +19,13 @@ constexpr int64_t kStatSlots = kStatColumns + 4;
 // 8192 50% / 60%, 16384 51% / 70%. GPU: big enough to fill an H100.
 constexpr int64_t kCpuChunkRows = 2048;
 constexpr int64_t kGpuChunkRows = 262144;
+// Parts a CPU batch is cut into: enough to keep 16 threads busy and to balance 2 or 3; each
+// costs a copy of the gradients (35 KiB for the notebook's networks) and one sum per update.
+constexpr int32_t kCpuShards = 16;
+// Below this many rows per part a task costs more to hand out than it saves.
+constexpr int64_t kMinShardRows = 64;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 std::vector<int32_t> concat(int32_t first, const std::vector<int32_t>& mid, int32_t last) {
   std::vector<int32_t> v{first};
@@ -125,23 +132,109 @@ int64_t ModelConfig::parameter_count() const {
 // ---------------------------------------------------------------------------------------------
 // PolicyValueModel
 
+// ---------------------------------------------------------------------------------------------
+// Lanes and partitions
+
+struct PolicyValueModel::Lane {
+  std::unique_ptr<Mlp> trunk;  // actor-critic only
+  std::unique_ptr<Mlp> policy;
+  std::unique_ptr<Mlp> value;
+  Buffer<float> scratch;  // d_logits, d_values, d_features, per-sample stats, ones
+  float* d_logits = nullptr;
+  float* d_values = nullptr;
+  float* d_features = nullptr;
+  float* sample_stats = nullptr;
+  float* ones = nullptr;
+
+  // Workspace bytes of one lane.
+  static std::size_t bytes(const ModelConfig& c, int64_t rows) {
+    std::size_t w = Mlp::workspace_bytes(c.policy_config(), rows) +
+                    Mlp::workspace_bytes(c.value_config(), rows);
+    if (c.has_trunk()) w += Mlp::workspace_bytes(c.trunk_config(), rows);
+    return w + static_cast<std::size_t>(scratch_layout(c, rows).total) * sizeof(float);
+  }
+  [[nodiscard]] std::size_t bytes() const {
+    return policy->workspace_bytes() + value->workspace_bytes() +
+           (trunk ? trunk->workspace_bytes() : 0) + scratch.bytes();
+  }
+  // The trunk's output, or x itself.
+  ConstMatrix features(const ConstMatrix& x) {
+    if (!trunk) return x;
+    return {trunk->forward(x), x.rows, trunk->config().outputs()};
+  }
+  void bind_gradients(float* grads, int64_t policy_offset, int64_t value_offset) {
+    if (trunk) trunk->bind_gradients(grads);
+    policy->bind_gradients(grads + policy_offset);
+    value->bind_gradients(grads + value_offset);
+  }
+};
+
+struct PolicyValueModel::Partition {
+  int64_t shard_rows = 0;  // rows of every shard but the last
+  int64_t shards = 0;      // shards that hold rows (<= shards_)
+};
+
+int64_t PolicyValueModel::shard_rows(int64_t rows, int32_t shards) {
+  return shards == 1 ? rows : std::max(kMinShardRows, ceil_div(rows, shards));
+}
+
+PolicyValueModel::Partition PolicyValueModel::partition(int64_t rows) const {
+  Partition p;
+  p.shard_rows = shard_rows(rows, shards_);
+  p.shards = ceil_div(rows, p.shard_rows);
+  return p;
+}
+
+template <class Body>
+void PolicyValueModel::for_each_chunk(const ConstMatrix& obs, Body body) {
+  const Partition p = partition(obs.rows);
+  backend_->run_tasks(p.shards, [&](int64_t shard, int worker) {
+    Lane& lane = *lanes_.at(static_cast<std::size_t>(worker));
+    const int64_t first = shard * p.shard_rows;
+    const int64_t end = std::min(obs.rows, first + p.shard_rows);
+    for (int64_t begin = first; begin < end; begin += chunk_rows_) {
+      const int64_t rows = std::min(chunk_rows_, end - begin);
+      body(lane, shard, ConstMatrix{obs.data + begin * obs.cols, rows, obs.cols}, begin,
+           begin == first);
+    }
+  });
+}
+
+float* PolicyValueModel::shard_gradients(int64_t shard) {
+  return shards_ == 1 ? grads_.data() : shard_grads_.data() + shard * parameter_count();
+}
+
+float* PolicyValueModel::shard_stats(int64_t shard) {
+  return shards_ == 1 ? stats_.data() : shard_stats_.data() + shard * kStatColumns;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PolicyValueModel
+
 int64_t PolicyValueModel::default_chunk_rows(DeviceKind kind) {
   return kind == DeviceKind::kCuda ? kGpuChunkRows : kCpuChunkRows;
 }
 
-MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_t chunk_rows) {
+int32_t PolicyValueModel::default_shards(DeviceKind kind) {
+  return kind == DeviceKind::kCuda ? 1 : kCpuShards;
+}
+
+MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_t chunk_rows,
+                                               int workers, int32_t shards) {
   config.validate();
+  BP_CHECK_ARG(workers >= 1 && shards >= 1, "memory_required: workers (" << workers
+                                                << ") and shards (" << shards
+                                                << ") must be positive");
   MemoryReport r;
   const auto p = static_cast<std::size_t>(config.parameter_count());
   r.parameters = 2 * p * sizeof(float);
   const std::size_t groups = config.has_trunk() ? 1 : 2;
   r.optimizer = (2 * p + groups) * sizeof(float);
-  std::size_t w = Mlp::workspace_bytes(config.policy_config(), chunk_rows) +
-                  Mlp::workspace_bytes(config.value_config(), chunk_rows);
-  if (config.has_trunk()) w += Mlp::workspace_bytes(config.trunk_config(), chunk_rows);
-  w += static_cast<std::size_t>(scratch_layout(config, chunk_rows).total + kStatSlots) *
-       sizeof(float);
-  r.workspace = w;
+  r.workspace = static_cast<std::size_t>(workers) * Lane::bytes(config, chunk_rows) +
+                static_cast<std::size_t>(kStatSlots) * sizeof(float);
+  if (shards > 1) {
+    r.workspace += static_cast<std::size_t>(shards) * (p + kStatColumns) * sizeof(float);
+  }
   r.chunk_rows = chunk_rows;
   return r;
 }
@@ -152,13 +245,17 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
       config_(config),
       options_(options),
       chunk_rows_(options.chunk_rows > 0 ? options.chunk_rows
-                                         : default_chunk_rows(backend.kind())) {
+                                         : default_chunk_rows(backend.kind())),
+      shards_(options.shards > 0 ? options.shards : default_shards(backend.kind())) {
   config_.validate();
   BP_CHECK_ARG(options.chunk_rows >= 0,
                "ModelOptions: chunk_rows must be >= 0 (0 = default), got " << options.chunk_rows);
   BP_CHECK_ARG(chunk_rows_ <= (int64_t{1} << 31) / 256,
                "ModelOptions: chunk_rows = " << chunk_rows_ << " is too large for one pass");
-  const MemoryReport need = memory_required(config_, chunk_rows_);
+  BP_CHECK_ARG(options.shards >= 0 && options.shards <= 4096,
+               "ModelOptions: shards must be in [0, 4096] (0 = default), got " << options.shards);
+  const int workers = backend.threads();
+  const MemoryReport need = memory_required(config_, chunk_rows_, workers, shards_);
   const std::size_t free_bytes = backend.available_memory();
   BP_REQUIRE(need.total() <= free_bytes, kOutOfMemory,
              "the policy/value model needs "
@@ -173,29 +270,41 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
   grads_ = Buffer<float>(backend, p);
   grads_.zero();
 
-  // Flat layout: [trunk][policy][value]; init blocks numbered layer by layer in that order.
-  int64_t at = 0;
-  uint32_t block = 0;
-  if (config_.has_trunk()) {
-    const MlpConfig t = config_.trunk_config();
-    trunk_ = std::make_unique<Mlp>(backend, *blas_, *ops_, t, chunk_rows_, params_.data(),
-                                   grads_.data());
-    trunk_->init(options.seed, block);
-    at += t.parameter_count();
-    block += 2U * static_cast<uint32_t>(t.layers());
+  // Flat layout: [trunk][policy][value].
+  policy_offset_ = config_.has_trunk() ? config_.trunk_config().parameter_count() : 0;
+  value_offset_ = policy_offset_ + config_.policy_config().parameter_count();
+  const ScratchLayout sl = scratch_layout(config_, chunk_rows_);
+  for (int w = 0; w < workers; ++w) {
+    auto lane = std::make_unique<Lane>();
+    float* prm = params_.data();
+    float* grd = grads_.data();
+    if (config_.has_trunk()) {
+      lane->trunk = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.trunk_config(),
+                                          chunk_rows_, prm, grd);
+    }
+    lane->policy = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.policy_config(),
+                                         chunk_rows_, prm + policy_offset_, grd + policy_offset_);
+    lane->value = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.value_config(),
+                                        chunk_rows_, prm + value_offset_, grd + value_offset_);
+    lane->scratch = Buffer<float>(backend, static_cast<std::size_t>(sl.total));
+    float* base = lane->scratch.data();
+    lane->d_logits = base + sl.d_logits;
+    lane->d_values = base + sl.d_values;
+    lane->d_features = config_.has_trunk() ? base + sl.d_features : nullptr;
+    lane->sample_stats = base + sl.stats;
+    lane->ones = base + sl.ones;
+    ops_->fill(lane->ones, chunk_rows_, 1.0f);
+    lanes_.push_back(std::move(lane));
   }
-  policy_offset_ = at;
-  const MlpConfig pc = config_.policy_config();
-  policy_ = std::make_unique<Mlp>(backend, *blas_, *ops_, pc, chunk_rows_, params_.data() + at,
-                                  grads_.data() + at);
-  policy_->init(options.seed, block);
-  at += pc.parameter_count();
-  block += 2U * static_cast<uint32_t>(pc.layers());
-  value_offset_ = at;
-  const MlpConfig vc = config_.value_config();
-  value_ = std::make_unique<Mlp>(backend, *blas_, *ops_, vc, chunk_rows_, params_.data() + at,
-                                 grads_.data() + at);
-  value_->init(options.seed, block);
+
+  // Initial parameters: init blocks numbered layer by layer in the flat layout's order.
+  Lane& first = *lanes_.front();
+  uint32_t block = 0;
+  for (Mlp* net : {first.trunk.get(), first.policy.get(), first.value.get()}) {
+    if (net == nullptr) continue;
+    net->init(options.seed, block);
+    block += 2U * static_cast<uint32_t>(net->config().layers());
+  }
 
   if (config_.has_trunk()) {
     adam_.push_back(
@@ -206,14 +315,10 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
         backend, *blas_, *ops_, config_.parameter_count() - value_offset_, options.value_adam));
   }
 
-  const ScratchLayout s = scratch_layout(config_, chunk_rows_);
-  scratch_ = Buffer<float>(backend, static_cast<std::size_t>(s.total));
-  d_logits_ = scratch_.data() + s.d_logits;
-  d_values_ = scratch_.data() + s.d_values;
-  d_features_ = config_.has_trunk() ? scratch_.data() + s.d_features : nullptr;
-  sample_stats_ = scratch_.data() + s.stats;
-  ones_ = scratch_.data() + s.ones;
-  ops_->fill(ones_, chunk_rows_, 1.0f);
+  if (shards_ > 1) {
+    shard_grads_ = Buffer<float>(backend, static_cast<std::size_t>(shards_) * p);
+    shard_stats_ = Buffer<float>(backend, static_cast<std::size_t>(shards_) * kStatColumns);
+  }
   stats_ = Buffer<float>(backend, kStatSlots);
   stats_.zero();
 }
@@ -224,8 +329,8 @@ MemoryReport PolicyValueModel::memory() const {
   MemoryReport r;
   r.parameters = params_.bytes() + grads_.bytes();
   for (const auto& a : adam_) r.optimizer += a->bytes();
-  r.workspace = policy_->workspace_bytes() + value_->workspace_bytes() +
-                (trunk_ ? trunk_->workspace_bytes() : 0) + scratch_.bytes() + stats_.bytes();
+  for (const auto& lane : lanes_) r.workspace += lane->bytes();
+  r.workspace += shard_grads_.bytes() + shard_stats_.bytes() + stats_.bytes();
   r.chunk_rows = chunk_rows_;
   return r;
 }
@@ -258,36 +363,20 @@ void PolicyValueModel::check_obs(const char* call, const ConstMatrix& obs) const
   BP_CHECK_ARG(obs.data != nullptr, call << ": observations are a null pointer");
 }
 
-ConstMatrix PolicyValueModel::features(const ConstMatrix& x) {
-  if (!trunk_) return x;
-  return {trunk_->forward(x), x.rows, trunk_->config().outputs()};
-}
-
-namespace {
-// Runs `body(chunk_obs, begin)` over chunks of at most chunk_rows rows.
-template <class Body>
-void for_each_chunk(const ConstMatrix& obs, int64_t chunk_rows, Body body) {
-  for (int64_t begin = 0; begin < obs.rows; begin += chunk_rows) {
-    const int64_t rows = std::min(chunk_rows, obs.rows - begin);
-    body(ConstMatrix{obs.data + begin * obs.cols, rows, obs.cols}, begin);
-  }
-}
-}  // namespace
-
 void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
                            float* values) {
   check_obs("act", obs);
   BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
   BP_CHECK_ARG(obs.rows <= (int64_t{1} << 32),
                "act: " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
-  for_each_chunk(obs, chunk_rows_, [&](const ConstMatrix& x, int64_t begin) {
-    const ConstMatrix f = features(x);
-    const float* logits = policy_->forward(f);
+  for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
+    const ConstMatrix f = lane.features(x);
+    const float* logits = lane.policy->forward(f);
     const SampleKey key{options_.seed, step, static_cast<uint32_t>(begin)};
     ops_->sample_actions(logits, x.rows, config_.num_actions, key, actions + begin,
                          log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
     if (values != nullptr) {
-      const float* v = value_->forward(f);
+      const float* v = lane.value->forward(f);
       backend_->copy_on_device(values + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
     }
   });
@@ -296,8 +385,8 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
 void PolicyValueModel::values(const ConstMatrix& obs, float* out) {
   check_obs("values", obs);
   BP_CHECK_ARG(out != nullptr, "values: out is a null pointer");
-  for_each_chunk(obs, chunk_rows_, [&](const ConstMatrix& x, int64_t begin) {
-    const float* v = value_->forward(features(x));
+  for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
+    const float* v = lane.value->forward(lane.features(x));
     backend_->copy_on_device(out + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
   });
 }
@@ -306,8 +395,8 @@ void PolicyValueModel::logits(const ConstMatrix& obs, float* out) {
   check_obs("logits", obs);
   BP_CHECK_ARG(out != nullptr, "logits: out is a null pointer");
   const int64_t na = config_.num_actions;
-  for_each_chunk(obs, chunk_rows_, [&](const ConstMatrix& x, int64_t begin) {
-    const float* z = policy_->forward(features(x));
+  for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
+    const float* z = lane.policy->forward(lane.features(x));
     backend_->copy_on_device(out + begin * na, z,
                              static_cast<std::size_t>(x.rows * na) * sizeof(float));
   });
@@ -317,8 +406,8 @@ void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
   check_obs("probabilities", obs);
   BP_CHECK_ARG(out != nullptr, "probabilities: out is a null pointer");
   const int64_t na = config_.num_actions;
-  for_each_chunk(obs, chunk_rows_, [&](const ConstMatrix& x, int64_t begin) {
-    const float* z = policy_->forward(features(x));
+  for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
+    const float* z = lane.policy->forward(lane.features(x));
     ops_->softmax(z, x.rows, config_.num_actions, out + begin * na);
   });
 }
@@ -339,18 +428,21 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   }
   last_loss_ = loss;
   const bool with_value = batch.value_targets != nullptr;
-  if (!with_value && mode == GradientMode::kOverwrite) {
-    // No value loss: its gradient is zero, which overwriting means writing.
-    ops_->fill(grads_.data() + value_offset_, value_->parameter_count(), 0.0f);
-  }
+  const int64_t value_params = parameter_count() - value_offset_;
+  // With one shard its gradients are grads_ itself and `mode` applies to its first chunk; with
+  // several, every shard starts afresh and the sum below applies `mode`.
+  const GradientMode first_mode = shards_ == 1 ? mode : GradientMode::kOverwrite;
 
-  for_each_chunk(batch.obs, chunk_rows_, [&](const ConstMatrix& x, int64_t begin) {
-    const GradientMode m = begin == 0 ? mode : GradientMode::kAccumulate;
+  for_each_chunk(batch.obs, [&](Lane& lane, int64_t shard, const ConstMatrix& x, int64_t begin,
+                                bool first_chunk) {
+    const GradientMode m = first_chunk ? first_mode : GradientMode::kAccumulate;
+    float* grads = shard_gradients(shard);
+    lane.bind_gradients(grads, policy_offset_, value_offset_);
     const uint8_t* mask = batch.mask != nullptr ? batch.mask + begin : nullptr;
-    const ConstMatrix f = features(x);
+    const ConstMatrix f = lane.features(x);
 
     PolicyLossArgs pa;
-    pa.logits = policy_->forward(f);
+    pa.logits = lane.policy->forward(f);
     pa.rows = x.rows;
     pa.num_actions = config_.num_actions;
     pa.actions = batch.actions + begin;
@@ -358,37 +450,54 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     pa.mask = mask;
     pa.count = divisor;
     pa.entropy_coef = loss.entropy_coef;
-    pa.d_logits = d_logits_;
-    pa.stats = sample_stats_;
+    pa.d_logits = lane.d_logits;
+    pa.stats = lane.sample_stats;
     ops_->policy_loss_grad(pa);
-    policy_->backward(f, d_logits_, m, d_features_, GradientMode::kOverwrite);
+    lane.policy->backward(f, lane.d_logits, m, lane.d_features, GradientMode::kOverwrite);
 
     if (with_value) {
       ValueLossArgs va;
-      va.values = value_->forward(f);
+      va.values = lane.value->forward(f);
       va.targets = batch.value_targets + begin;
       va.mask = mask;
       va.rows = x.rows;
       va.count = divisor;
       va.value_coef = loss.value_coef;
-      va.d_values = d_values_;
-      va.stats = sample_stats_;
+      va.d_values = lane.d_values;
+      va.stats = lane.sample_stats;
       ops_->value_loss_grad(va);
-      value_->backward(f, d_values_, m, d_features_, GradientMode::kAccumulate);
+      lane.value->backward(f, lane.d_values, m, lane.d_features, GradientMode::kAccumulate);
+    } else if (m == GradientMode::kOverwrite) {
+      // No value loss: its gradient is zero, which overwriting means writing.
+      ops_->fill(grads + value_offset_, value_params, 0.0f);
     }
-    if (trunk_) trunk_->backward(x, d_features_, m);
+    if (lane.trunk) lane.trunk->backward(x, lane.d_features, m);
 
-    // Per-sample statistics summed into the device accumulators: stats = beta stats + S^T 1.
-    blas_->gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, sample_stats_, kStatColumns, ones_, 1,
-                m == GradientMode::kOverwrite ? 0.0f : 1.0f, stats_.data(), 1);
+    // Per-sample statistics summed into the shard's: stats = beta stats + S^T 1.
+    blas_->gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, lane.sample_stats, kStatColumns,
+                lane.ones, 1, m == GradientMode::kOverwrite ? 0.0f : 1.0f, shard_stats(shard), 1);
   });
+
+  if (shards_ > 1) {
+    // Shard 0 + shard 1 + ... in this order, whichever thread computed which.
+    const int64_t used = partition(batch.obs.rows).shards;
+    const int64_t n = parameter_count();
+    for (int64_t s = 0; s < used; ++s) {
+      if (s == 0 && mode == GradientMode::kOverwrite) {
+        backend_->copy_on_device(grads_.data(), shard_gradients(0),
+                                 static_cast<std::size_t>(n) * sizeof(float));
+        backend_->copy_on_device(stats_.data(), shard_stats(0), kStatColumns * sizeof(float));
+      } else {
+        blas_->axpy(n, 1.0f, shard_gradients(s), 1, grads_.data(), 1);
+        blas_->axpy(kStatColumns, 1.0f, shard_stats(s), 1, stats_.data(), 1);
+      }
+    }
+  }
 }
 
 void PolicyValueModel::step() {
-  if (trunk_) {
-    adam_[0]->step(params_.data(), grads_.data(), stats_.data() + kSlotGradNorm);
-  } else {
-    adam_[0]->step(params_.data(), grads_.data(), stats_.data() + kSlotGradNorm);
+  adam_[0]->step(params_.data(), grads_.data(), stats_.data() + kSlotGradNorm);
+  if (adam_.size() > 1) {
     adam_[1]->step(params_.data() + value_offset_, grads_.data() + value_offset_,
                    stats_.data() + kSlotValueGradNorm);
   }

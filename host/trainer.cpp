@@ -180,11 +180,13 @@ struct Trainer::Rollout {
   Buffer<EpisodeTally> tally;
 };
 
-std::size_t Trainer::bytes_required(const TrainConfig& c, DeviceKind device) {
+std::size_t Trainer::bytes_required(const TrainConfig& c, const Backend& backend) {
+  const DeviceKind device = backend.kind();
   const auto rows = static_cast<std::size_t>(rollout_steps(c) * c.envs);
   const MemoryReport m = PolicyValueModel::memory_required(
       model_config_for(c),
-      c.chunk_rows > 0 ? c.chunk_rows : PolicyValueModel::default_chunk_rows(device));
+      c.chunk_rows > 0 ? c.chunk_rows : PolicyValueModel::default_chunk_rows(device),
+      backend.threads(), PolicyValueModel::default_shards(device));
   return VecEnv::bytes_required(c.envs, c.precision) + rows * rollout_row_bytes(c) +
          static_cast<std::size_t>(c.envs) * 8 + m.total();
 }
@@ -192,7 +194,7 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, DeviceKind device) {
 Trainer::Trainer(Backend& backend, const TrainConfig& config)
     : backend_(&backend), config_(config) {
   config_.validate();
-  const std::size_t need = bytes_required(config_, backend.kind());
+  const std::size_t need = bytes_required(config_, backend);
   const std::size_t have = backend.available_memory();
   BP_REQUIRE(need <= have, kOutOfMemory,
              "training " << to_string(config_.algorithm) << " on " << config_.envs

@@ -224,8 +224,69 @@ TEST_P(ModelTest, AccumulationAcrossCallsAndChunkSizes) {
   EXPECT_NEAR(sb.value_loss, sa.value_loss, 1e-4);
   EXPECT_EQ(sb.valid_samples, sa.valid_samples);
   // Workspace is sized by the chunk, not the rollout.
-  EXPECT_EQ(b.memory().workspace, PolicyValueModel::memory_required(c, 64).workspace);
+  EXPECT_EQ(b.memory().workspace,
+            PolicyValueModel::memory_required(c, 64, backend->threads(), b.shards()).workspace);
   EXPECT_LT(b.memory().workspace, a.memory().workspace);
+}
+
+// The batch is cut into shards that run as parallel tasks on the CPU: gradients, statistics and
+// acting are bit for bit the same for any thread count (shards summed in a fixed order), and
+// the shard count only regroups the sums.
+TEST(ModelShards, ResultsDoNotDependOnThreadCount) {
+  for (const Architecture arch : {Architecture::kSeparate, Architecture::kActorCritic}) {
+    const ModelConfig c = arch == Architecture::kSeparate ? ModelConfig::separate()
+                                                          : ModelConfig::actor_critic();
+    const HostRollout h = HostRollout::make(3001, 4, 2, 91, true, true);
+    ModelOptions o;
+    o.seed = 5;
+    o.chunk_rows = 100;  // several chunks per shard
+    struct Result {
+      std::vector<float> grads, values, log_prob;
+      std::vector<int32_t> actions;
+      double loss = 0;
+    };
+    const auto run = [&](int threads, int32_t shards) {
+      BackendOptions bo;
+      bo.device = DeviceRequest::parse("cpu");
+      bo.threads = threads;
+      auto backend = make_backend(bo);
+      ModelOptions mo = o;
+      mo.shards = shards;
+      PolicyValueModel m(*backend, c, mo);
+      EXPECT_EQ(m.shards(), shards);
+      DeviceRollout d(*backend, h);
+      m.accumulate_gradients(d.view, {0.01f, 0.5f});
+      Result r;
+      r.grads = m.get_gradients();
+      r.loss = m.stats().total_loss;
+      Buffer<int32_t> actions(*backend, 3001);
+      Buffer<float> log_prob(*backend, 3001), values(*backend, 3001);
+      m.act(d.view.obs, 17, actions.data(), log_prob.data(), values.data());
+      r.actions = actions.to_host();
+      r.log_prob = log_prob.to_host();
+      r.values = values.to_host();
+      return r;
+    };
+    const Result one = run(1, 16);
+    for (const int threads : {2, 3}) {
+      const Result other = run(threads, 16);
+      EXPECT_EQ(other.grads, one.grads) << threads << " threads";
+      EXPECT_EQ(other.loss, one.loss) << threads << " threads";
+      EXPECT_EQ(other.actions, one.actions) << threads << " threads";
+      EXPECT_EQ(other.log_prob, one.log_prob) << threads << " threads";
+      EXPECT_EQ(other.values, one.values) << threads << " threads";
+    }
+    // One shard sums in another order: the same gradient to float rounding.
+    const Result single = run(2, 1);
+    double scale = 0;
+    for (const float v : one.grads) scale = std::max(scale, static_cast<double>(std::abs(v)));
+    ASSERT_GT(scale, 0.0);
+    for (std::size_t i = 0; i < one.grads.size(); ++i) {
+      ASSERT_NEAR(single.grads[i], one.grads[i], 1e-5 * scale) << i;
+    }
+    EXPECT_NEAR(single.loss, one.loss, 1e-5 * (1 + std::abs(one.loss)));
+    EXPECT_EQ(single.actions, one.actions);
+  }
 }
 
 // step(): clip and Adam per optimiser, against a float64 Adam on the host from the same
@@ -490,7 +551,8 @@ TEST(ModelMemory, ReportedAndRefusedWhenTooLarge) {
   EXPECT_EQ(m.parameters, 2 * sizeof(float) * static_cast<std::size_t>(model.parameter_count()));
   EXPECT_GT(m.workspace, 1000 * 64 * sizeof(float));
   EXPECT_EQ(m.total(), model.bytes());
-  const MemoryReport need = PolicyValueModel::memory_required(ModelConfig::actor_critic(), 1000);
+  const MemoryReport need = PolicyValueModel::memory_required(
+      ModelConfig::actor_critic(), 1000, backend->threads(), model.shards());
   EXPECT_EQ(need.workspace, m.workspace);
   EXPECT_EQ(need.optimizer, m.optimizer);
   // A chunk whose workspace exceeds free memory is refused before anything is allocated.

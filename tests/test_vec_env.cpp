@@ -1,3 +1,4 @@
+#include <atomic>
 #include <cstring>
 #include <limits>
 
@@ -146,6 +147,31 @@ TEST(VecEnv, ResultsDoNotDependOnThreadCount) {
     e2.reset(5);
     EXPECT_EQ(e1.run_random(300), e2.run_random(300));
     EXPECT_TRUE(bitwise_equal(e1.fetch().obs, e2.fetch().obs));
+  }
+}
+
+// run_tasks: every task once, on a worker below threads(), and the first exception of a task
+// comes back to the caller (after the region, not out of an OpenMP thread).
+TEST(Backend, RunTasksRunsEveryTaskOnceAndRethrows) {
+  for (const int threads : {1, 2, 3}) {
+    auto b = cpu(threads);
+    std::vector<std::atomic<int>> runs(1000);
+    std::atomic<bool> bad_worker{false};
+    b->run_tasks(1000, [&](int64_t task, int worker) {
+      runs[static_cast<std::size_t>(task)].fetch_add(1);
+      if (worker < 0 || worker >= b->threads()) bad_worker = true;
+    });
+    for (std::size_t t = 0; t < runs.size(); ++t) ASSERT_EQ(runs[t].load(), 1) << t;
+    EXPECT_FALSE(bad_worker.load());
+    try {
+      b->run_tasks(50, [&](int64_t task, int) {
+        if (task == 7) throw Error(Error::Kind::kInvalidArgument, "task 7 failed");
+      });
+      ADD_FAILURE() << "no exception from a failing task (" << threads << " threads)";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("task 7 failed"), std::string::npos) << e.what();
+    }
+    b->run_tasks(0, [&](int64_t, int) { ADD_FAILURE() << "a task of zero ran"; });
   }
 }
 

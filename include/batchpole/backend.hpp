@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -57,6 +58,12 @@ class Backend {
   virtual void copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void fill_zero(void* ptr, std::size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // Runs body(task, worker) for every task in [0, tasks). On the CPU the tasks run on up to
+  // threads() OpenMP threads (worker = the thread's index, so a caller can give each worker its
+  // own scratch); on the GPU they run in order on the calling thread (worker 0), each task
+  // enqueuing its work on the stream. Which worker runs a task is not fixed, so results must
+  // not depend on it. The first exception a task throws is rethrown here after all have ended.
+  virtual void run_tasks(int64_t tasks, const std::function<void(int64_t task, int worker)>& body);
   // The device stream as an opaque handle (a cudaStream_t on the GPU, nullptr on the CPU), for
   // the layers that bind their own library handles to it (cuBLAS).
   [[nodiscard]] virtual void* native_stream() const = 0;

@@ -69,6 +69,11 @@ class Mlp {
   void backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x = nullptr,
                 GradientMode dx_mode = GradientMode::kOverwrite);
 
+  // Where backward writes the parameter gradients from now on (parameter_count() floats on
+  // the device): models that sum the gradients of several parts of a batch in a fixed order
+  // give each part its own memory.
+  void bind_gradients(float* grads);
+
   [[nodiscard]] const MlpConfig& config() const { return config_; }
   [[nodiscard]] int64_t max_rows() const { return max_rows_; }
   [[nodiscard]] int64_t parameter_count() const { return config_.parameter_count(); }

@@ -21,10 +21,10 @@ struct NnFlops {
 NnFlops nn_flops_per_sample(const ModelConfig& config);
 
 // Seconds that the BLAS calls of one pass over `batch` samples take when run alone (same shapes,
-// same chunking, no elementwise work), synchronised at the end. train = false: act()'s calls;
-// true: accumulate_gradients()'s.
+// same shards and chunks spread over the same threads, no elementwise work), synchronised at
+// the end. train = false: act()'s calls; true: accumulate_gradients()'s.
 double blas_reference_seconds(Backend& backend, Blas& blas, NnOps& ops, const ModelConfig& config,
-                              int64_t batch, int64_t chunk_rows, bool train);
+                              int64_t batch, int64_t chunk_rows, int32_t shards, bool train);
 
 struct NnBenchResult {
   std::string device;  // Backend::description()

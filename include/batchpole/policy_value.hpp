@@ -16,6 +16,13 @@
 // Memory is bounded by the chunk size, not by the batch: every pass runs through workspace for
 // `chunk_rows` rows, so a rollout of a million environments times hundreds of steps is a loop
 // over chunks whose gradients accumulate. memory() reports what is held.
+//
+// Parallel work: a batch is cut into `shards` contiguous parts of equal size (the last one
+// shorter), each run chunk by chunk as one task of Backend::run_tasks, so on the CPU every
+// thread runs whole parts through its own workspace. Gradients are summed within a part in row
+// order and then over the parts in part order, so the result depends on the batch and the shard
+// count, never on the thread count or on which thread ran which part. The GPU uses one part
+// (its chunks already fill the device); the CPU default_shards.
 #pragma once
 
 #include <array>
@@ -61,6 +68,7 @@ struct ModelConfig {
 struct ModelOptions {
   uint64_t seed = 0;       // initial parameters (Stream::kInit) and sampled actions (kPolicyAction)
   int64_t chunk_rows = 0;  // rows per pass; 0: default_chunk_rows(device)
+  int32_t shards = 0;      // parts a batch is cut into (see above); 0: default_shards(device)
   bool allow_tf32 = false;  // cuBLAS TF32 math (BackendOptions::allow_tf32); FP32 otherwise
   AdamConfig adam;          // actor-critic: the optimiser; separate: the policy network's
   AdamConfig value_adam;    // separate: the value network's optimiser; unused otherwise
@@ -122,7 +130,12 @@ class PolicyValueModel {
   ~PolicyValueModel();
 
   static int64_t default_chunk_rows(DeviceKind kind);
-  static MemoryReport memory_required(const ModelConfig& config, int64_t chunk_rows);
+  static int32_t default_shards(DeviceKind kind);
+  // Rows in each shard but the last when `rows` are cut into at most `shards` parts.
+  static int64_t shard_rows(int64_t rows, int32_t shards);
+  // What a model takes whose backend has `workers` threads (one workspace each).
+  static MemoryReport memory_required(const ModelConfig& config, int64_t chunk_rows,
+                                      int workers = 1, int32_t shards = 1);
 
   // ---- acting: any number of rows >= 1, chunked inside; device pointers; never syncs ----
   // actions[i] ~ pi(.|obs_i), drawn from philox_draw(seed, kPolicyAction, i, step): the same
@@ -158,13 +171,14 @@ class PolicyValueModel {
   // Where each network starts in the flat parameter (and gradient) vector: the trunk (actor-
   // critic only, else -1), the policy network or head, the value network or head. Each network
   // is laid out as Mlp documents.
-  [[nodiscard]] int64_t trunk_offset() const { return trunk_ ? 0 : -1; }
+  [[nodiscard]] int64_t trunk_offset() const { return config_.has_trunk() ? 0 : -1; }
   [[nodiscard]] int64_t policy_offset() const { return policy_offset_; }
   [[nodiscard]] int64_t value_offset() const { return value_offset_; }
 
   [[nodiscard]] const ModelConfig& config() const { return config_; }
   [[nodiscard]] const ModelOptions& options() const { return options_; }
   [[nodiscard]] int64_t chunk_rows() const { return chunk_rows_; }
+  [[nodiscard]] int32_t shards() const { return shards_; }
   [[nodiscard]] MemoryReport memory() const;
   [[nodiscard]] std::size_t bytes() const { return memory().total(); }
   [[nodiscard]] Backend& backend() const { return *backend_; }
@@ -179,29 +193,35 @@ class PolicyValueModel {
   void set_optimizer_state(int index, const OptimizerState& state);
 
  private:
+  struct Lane;       // one worker's networks (shared parameters, own activations) and scratch
+  struct Partition;  // how a batch is cut into shards and chunks
+
   void check_obs(const char* call, const ConstMatrix& obs) const;
-  ConstMatrix features(const ConstMatrix& x);  // trunk output, or x itself
+  [[nodiscard]] Partition partition(int64_t rows) const;
+  // Runs body(lane, shard, chunk, first_row, first_chunk_of_shard) over every chunk of obs,
+  // the shards in parallel as tasks.
+  template <class Body>
+  void for_each_chunk(const ConstMatrix& obs, Body body);
+  [[nodiscard]] float* shard_gradients(int64_t shard);
+  [[nodiscard]] float* shard_stats(int64_t shard);
 
   Backend* backend_;
   ModelConfig config_;
   ModelOptions options_;
   int64_t chunk_rows_;
+  int32_t shards_;
   std::unique_ptr<Blas> blas_;
   std::unique_ptr<NnOps> ops_;
   Buffer<float> params_;
   Buffer<float> grads_;
   int64_t policy_offset_ = 0;
   int64_t value_offset_ = 0;
-  std::unique_ptr<Mlp> trunk_;
-  std::unique_ptr<Mlp> policy_;
-  std::unique_ptr<Mlp> value_;
+  std::vector<std::unique_ptr<Lane>> lanes_;  // one per backend thread
   std::vector<std::unique_ptr<Adam>> adam_;
-  Buffer<float> scratch_;  // d_logits, d_values, d_features, per-sample stats, ones
-  float* d_logits_ = nullptr;
-  float* d_values_ = nullptr;
-  float* d_features_ = nullptr;
-  float* sample_stats_ = nullptr;
-  float* ones_ = nullptr;
+  // With more than one shard: each shard's gradients and per-sample statistic sums, summed
+  // into grads_ and stats_ after the tasks.
+  Buffer<float> shard_grads_;
+  Buffer<float> shard_stats_;
   Buffer<float> stats_;  // see device_stats()
   LossConfig last_loss_;
 };

@@ -91,7 +91,7 @@ class Trainer {
 
   // Bytes of device memory that a configuration needs (environments, rollout, model), checked
   // before anything is allocated.
-  static std::size_t bytes_required(const TrainConfig& config, DeviceKind device);
+  static std::size_t bytes_required(const TrainConfig& config, const Backend& backend);
 
   UpdateRecord update();
 
