@@ -17,6 +17,10 @@ expect_code 0 "bench nn json" -- "$bp" bench nn --device cpu --batch 512 --repea
 expect_grep "\"samples_per_s\"" "$work/out.txt" "bench nn key"
 expect_code 0 "bench train json" -- "$bp" bench train --device cpu --envs 64 --updates 2 --json
 expect_grep "\"env_steps_per_s\"" "$work/out.txt" "bench train key"
+expect_code 0 "bench train chunk rows" -- "$bp" bench train --device cpu --envs 64 --updates 1 \
+  --chunk-rows 100 --json
+expect_grep "\"chunk_rows\": 100" "$work/out.txt" "bench train uses --chunk-rows"
+expect_code 2 "bench train negative chunk rows" -- "$bp" bench train --device cpu --chunk-rows -5
 expect_code 2 "bench nn --batch 0" -- "$bp" bench nn --batch 0
 expect_code 0 "info --json" -- "$bp" info --json
 expect_grep '"cuda_compiled"' "$work/out.txt" "info json"

@@ -100,6 +100,7 @@ struct TrainBenchOptions {
   int32_t n_steps = TrainConfig{}.n_steps;
   int updates = 20;
   int threads = 0;
+  int64_t chunk_rows = 0;  // 0: the model's default for the device
   bool json = false;
 };
 
@@ -115,6 +116,7 @@ void run_train_bench(const TrainBenchOptions& o) {
   c.algorithm = parse_algorithm(o.algo);
   c.envs = o.envs > 0 ? o.envs : (backend->kind() == DeviceKind::kCuda ? 1 << 20 : 4096);
   c.n_steps = o.n_steps;
+  c.chunk_rows = o.chunk_rows;
   Trainer trainer(*backend, c);
   trainer.update();
   const int64_t start_steps = trainer.env_steps();
@@ -133,6 +135,7 @@ void run_train_bench(const TrainBenchOptions& o) {
                               {"algo", o.algo},
                               {"envs", c.envs},
                               {"n_steps", c.n_steps},
+                              {"chunk_rows", trainer.model().chunk_rows()},
                               {"updates", o.updates},
                               {"env_steps", trainer.env_steps() - start_steps},
                               {"env_steps_per_s", rate},
@@ -219,6 +222,9 @@ void add_bench_commands(CLI::App& bench) {
   tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")
       ->capture_default_str();
   tc->add_option("--threads", t->threads, "CPU threads (0 = all)")->capture_default_str();
+  tc->add_option("--chunk-rows", t->chunk_rows, "Rows per network pass (0 = the device's default)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   tc->add_flag("--json", t->json, "Print JSON (key env_steps_per_s)");
   tc->callback([t] { run_train_bench(*t); });
 
