@@ -7,6 +7,9 @@
 // spin-waits (241k env steps/s); with one pool, the batch split between its threads, 1.06M.
 #include <cblas.h>
 
+#include <algorithm>
+#include <cstddef>
+
 #include "nn_impl.hpp"
 
 namespace batchpole {
@@ -26,6 +29,17 @@ class CpuBlas final : public Blas {
  protected:
   void do_gemm(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a, int lda,
                const float* b, int ldb, float beta, float* c, int ldc) override {
+    if (beta == 0.0f) {
+      // OpenBLAS clears C for beta = 0 in a loop that took 11% of a training run's time; a
+      // vectorised clear and beta = 1 (for which OpenBLAS leaves C alone before adding) does
+      // the same arithmetic.
+      if (ldc == n) {
+        std::fill_n(c, static_cast<std::ptrdiff_t>(m) * n, 0.0f);
+      } else {
+        for (int r = 0; r < m; ++r) std::fill_n(c + static_cast<std::ptrdiff_t>(r) * ldc, n, 0.0f);
+      }
+      beta = 1.0f;
+    }
     cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, a, lda, b, ldb, beta, c,
                 ldc);
   }
