@@ -16,7 +16,28 @@ int to_int(int64_t v, const char* what, const char* call) {
   return static_cast<int>(v);
 }
 
-void check_matrix(const char* call, const char* name, const void* p, int64_t rows, int64_t cols,
+void check_vector(const char* call, const char* name, const void* p, int64_t n, int64_t inc) {
+  BP_CHECK_ARG(inc > 0, call << ": increment of " << name << " must be positive, got " << inc);
+  BP_CHECK_ARG(p != nullptr || n == 0,
+               call << ": " << name << " (" << n << " elements) is a null pointer");
+}
+
+// What a gemm call was, for messages: formatted only when a check fails (a gemm runs in
+// microseconds at small batches, formatting a stream takes about one).
+struct GemmCall {
+  const char* name;
+  Trans ta, tb;
+  int64_t m, n, k;
+};
+
+std::ostream& operator<<(std::ostream& os, const GemmCall& g) {
+  return os << g.name << "(" << op_name(g.ta) << op_name(g.tb) << ", m = " << g.m
+            << ", n = " << g.n << ", k = " << g.k << ")";
+}
+
+// `call` is anything that streams: a name, or a GemmCall.
+template <class Call>
+void check_matrix(const Call& call, const char* name, const void* p, int64_t rows, int64_t cols,
                   int64_t ld) {
   BP_CHECK_ARG(ld >= (cols > 0 ? cols : 1), call << ": leading dimension of " << name << " is "
                                                  << ld << ", less than the " << cols
@@ -24,12 +45,6 @@ void check_matrix(const char* call, const char* name, const void* p, int64_t row
                                                  << cols << " matrix " << name);
   BP_CHECK_ARG(p != nullptr || rows == 0 || cols == 0,
                call << ": " << name << " (" << rows << " x " << cols << ") is a null pointer");
-}
-
-void check_vector(const char* call, const char* name, const void* p, int64_t n, int64_t inc) {
-  BP_CHECK_ARG(inc > 0, call << ": increment of " << name << " must be positive, got " << inc);
-  BP_CHECK_ARG(p != nullptr || n == 0,
-               call << ": " << name << " (" << n << " elements) is a null pointer");
 }
 
 void check_gemm(const char* call, Trans ta, Trans tb, int64_t m, int64_t n, int64_t k,
@@ -40,13 +55,10 @@ void check_gemm(const char* call, Trans ta, Trans tb, int64_t m, int64_t n, int6
   // Stored shapes: A is m x k, or k x m when transposed; B is k x n, or n x k.
   const bool at = ta == Trans::kYes;
   const bool bt = tb == Trans::kYes;
-  std::ostringstream ctx;
-  ctx << call << "(" << op_name(ta) << op_name(tb) << ", m = " << m << ", n = " << n
-      << ", k = " << k << ")";
-  const std::string s = ctx.str();
-  check_matrix(s.c_str(), "A", a, at ? k : m, at ? m : k, lda);
-  check_matrix(s.c_str(), "B", b, bt ? n : k, bt ? k : n, ldb);
-  check_matrix(s.c_str(), "C", c, m, n, ldc);
+  const GemmCall g{call, ta, tb, m, n, k};
+  check_matrix(g, "A", a, at ? k : m, at ? m : k, lda);
+  check_matrix(g, "B", b, bt ? n : k, bt ? k : n, ldb);
+  check_matrix(g, "C", c, m, n, ldc);
 }
 
 }  // namespace
