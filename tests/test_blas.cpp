@@ -174,6 +174,7 @@ TEST(BlasShapes, BadLeadingDimensionsAndSizesNameTheShapes) {
     blas->gemm(Trans::kNo, Trans::kYes, 4, 5, 3, 1.0f, a.data(), 3, b.data(), 2, 0.0f, c.data(), 5);
   });
   EXPECT_NE(msg.find("5 x 3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gemm(NT, m = 4, n = 5, k = 3)"), std::string::npos) << msg;
   msg = error_of([&] {
     blas->gemm(Trans::kNo, Trans::kNo, -1, 5, 3, 1.0f, a.data(), 3, b.data(), 5, 0.0f, c.data(), 5);
   });
