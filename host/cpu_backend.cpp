@@ -52,8 +52,22 @@ int64_t compact_done(const uint8_t* done, int64_t len, int32_t* index) {
 // qualified pointers. GCC cannot prove that the EnvArrays pointers do not alias (the uint8_t
 // flag stores may alias anything) and then keeps this loop scalar; with restrict parameters it
 // vectorises. The element loop is tested against env_step_physics (tests/test_vec_env.cpp).
-template <bool kOutputs, class Real>
-void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
+// Whether every |theta[j]|, j < len, is at most kSmallAngle (NaN is not): then the physics
+// pass may take the small-angle sin/cos. While a pole is up its angle is under the threshold
+// (12 degrees by default), so this holds on nearly every step.
+template <class Real>
+bool angles_small(const Real* __restrict theta, int64_t len) {
+  int small = 1;
+#pragma omp simd reduction(& : small)
+  for (int64_t j = 0; j < len; ++j) {
+    small &= static_cast<int>(theta[j] <= Real(kSmallAngle)) &
+             static_cast<int>(theta[j] >= Real(-kSmallAngle));
+  }
+  return small != 0;
+}
+
+template <bool kOutputs, bool kSmallAngle, class Real>
+void physics_pass_impl(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
                   Real* __restrict x, Real* __restrict x_dot, Real* __restrict theta,
                   Real* __restrict theta_dot, int32_t* __restrict length, float* __restrict ret,
                   float* __restrict obs, float* __restrict reward, uint8_t* __restrict terminated,
@@ -62,7 +76,7 @@ void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int
 #pragma omp simd
   for (int64_t j = 0; j < len; ++j) {
     CartState<Real> s{x[j], x_dot[j], theta[j], theta_dot[j]};
-    const bool term = cartpole_physics_step(k, actions[j] == 1, s);
+    const bool term = cartpole_physics_step<Real, kSmallAngle>(k, actions[j] == 1, s);
     x[j] = s.x;
     x_dot[j] = s.x_dot;
     theta[j] = s.theta;
@@ -79,6 +93,16 @@ void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int
       truncated[j] = static_cast<uint8_t>(trunc);
     }
     done[j] = static_cast<uint8_t>(term || trunc);
+  }
+}
+
+template <bool kOutputs, class Real, class... Args>
+void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
+                  Real* x, Real* x_dot, Real* theta, Args... rest) {
+  if (angles_small(theta, len)) {
+    physics_pass_impl<kOutputs, true>(k, mode, max_steps, len, x, x_dot, theta, rest...);
+  } else {
+    physics_pass_impl<kOutputs, false>(k, mode, max_steps, len, x, x_dot, theta, rest...);
   }
 }
 

@@ -62,6 +62,40 @@ TEST(PortableMath, QuadrantsAndSymmetry) {
   }
 }
 
+// The small-angle sin/cos (no range reduction) gives the general function's bits wherever it
+// is used: every float in [-kSmallAngle, kSmallAngle] with a stride through the bit patterns,
+// the boundary and zeros, and a dense sample of doubles.
+TEST(PortableMath, SmallAngleFormIsBitIdenticalBelowTheLimit) {
+  const auto limit_f = static_cast<float>(kSmallAngle);
+  const uint32_t top = bit_cast_hd<uint32_t>(limit_f);
+  std::vector<float> xs = {0.0F, -0.0F, limit_f, -limit_f, std::nextafter(limit_f, 0.0F)};
+  for (uint32_t bits = 0; bits <= top; bits += 97) {
+    const float x = bit_cast_hd<float>(bits);
+    xs.push_back(x);
+    xs.push_back(-x);
+  }
+  for (const float x : xs) {
+    float s = 0, c = 0, ss = 0, cs = 0;
+    portable_sincos(x, &s, &c);
+    portable_sincos_small(x, &ss, &cs);
+    ASSERT_EQ(bit_cast_hd<uint32_t>(ss), bit_cast_hd<uint32_t>(s)) << x;
+    ASSERT_EQ(bit_cast_hd<uint32_t>(cs), bit_cast_hd<uint32_t>(c)) << x;
+  }
+  for (int i = -1000000; i <= 1000000; ++i) {
+    const double x = kSmallAngle * i / 1000000.0;
+    double s = 0, c = 0, ss = 0, cs = 0;
+    portable_sincos(x, &s, &c);
+    portable_sincos_small(x, &ss, &cs);
+    ASSERT_EQ(bit_cast_hd<uint64_t>(ss), bit_cast_hd<uint64_t>(s)) << x;
+    ASSERT_EQ(bit_cast_hd<uint64_t>(cs), bit_cast_hd<uint64_t>(c)) << x;
+  }
+  // Beyond pi/4 the reduction matters: the small form must not be used there.
+  float s = 0, c = 0, ss = 0, cs = 0;
+  portable_sincos(2.5F, &s, &c);
+  portable_sincos_small(2.5F, &ss, &cs);
+  EXPECT_NE(ss, s);
+}
+
 TEST(CartPole, RewardModes) {
   EXPECT_EQ(cartpole_reward(RewardMode::kV1, false), 1.0F);
   EXPECT_EQ(cartpole_reward(RewardMode::kV1, true), 1.0F);

@@ -150,6 +150,49 @@ TEST(VecEnv, ResultsDoNotDependOnThreadCount) {
   }
 }
 
+// The CPU step takes a faster sin/cos for chunks whose angles are all small (the usual case):
+// a chunk with large angles (a user's own start states, a wide threshold) must step exactly as
+// the element function does.
+TEST(VecEnv, LargeAnglesStepAsTheElementFunction) {
+  auto b = cpu();
+  CartPoleParams params;
+  params.theta_threshold = 3.0;  // radians: keep the large angles alive
+  for (Precision p : {Precision::kF32, Precision::kF64}) {
+    constexpr int64_t kN = 1500;
+    VecEnv env(*b, kN, params, p);
+    env.reset(3);
+    EnvState st = env.get_state();
+    for (int64_t i = 0; i < kN; ++i) {
+      // Chunks of 512: the first all large, the second mixed, the third all small.
+      const double big = -2.8 + 5.6 * static_cast<double>(i % 97) / 96.0;
+      if (i < 512 || (i < 1024 && i % 3 == 0)) st.theta[i] = big;
+    }
+    env.set_state(st);
+    const auto actions = host_random_actions(kN, 3, 0);
+    env.step_host(actions);
+    const EnvState got = env.get_state();
+    const auto out = env.fetch();
+    int compared = 0;
+    for (int64_t i = 0; i < kN; ++i) {
+      if (out.terminated[i] != 0 || out.truncated[i] != 0) continue;
+      if (p == Precision::kF32) {
+        CartState<float> s{static_cast<float>(st.x[i]), static_cast<float>(st.x_dot[i]),
+                           static_cast<float>(st.theta[i]), static_cast<float>(st.theta_dot[i])};
+        cartpole_physics_step(Physics<float>::from(params), actions[i] == 1, s);
+        ASSERT_EQ(static_cast<float>(got.theta[i]), s.theta) << i;
+        ASSERT_EQ(static_cast<float>(got.x_dot[i]), s.x_dot) << i;
+      } else {
+        CartState<double> s{st.x[i], st.x_dot[i], st.theta[i], st.theta_dot[i]};
+        cartpole_physics_step(Physics<double>::from(params), actions[i] == 1, s);
+        ASSERT_EQ(got.theta[i], s.theta) << i;
+        ASSERT_EQ(got.x_dot[i], s.x_dot) << i;
+      }
+      ++compared;
+    }
+    EXPECT_GT(compared, kN * 9 / 10);
+  }
+}
+
 // run_tasks: every task once, on a worker below threads(), and the first exception of a task
 // comes back to the caller (after the region, not out of an OpenMP thread).
 TEST(Backend, RunTasksRunsEveryTaskOnceAndRethrows) {

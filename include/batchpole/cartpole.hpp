@@ -78,13 +78,18 @@ struct CartState {
 };
 
 // One physics step in place; returns whether the new state is out of bounds (terminated).
-// `push_right` is action == 1.
-template <class Real>
+// `push_right` is action == 1. kSmallAngle: the caller knows |theta| <= kSmallAngle, so sin and
+// cos skip the range reduction (same bits; see portable_sincos_small).
+template <class Real, bool kSmallAngle = false>
 BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartState<Real>& s) {
   const Real force = blend(push_right, k.force_mag, -k.force_mag);
   Real sintheta;
   Real costheta;
-  portable_sincos(s.theta, &sintheta, &costheta);
+  if constexpr (kSmallAngle) {
+    portable_sincos_small(s.theta, &sintheta, &costheta);
+  } else {
+    portable_sincos(s.theta, &sintheta, &costheta);
+  }
   Real temp;
   Real thetaacc;
   Real xacc;

@@ -34,6 +34,19 @@ BP_HD Real blend(bool cond, Real a, Real b) {
   return bit_cast_hd<Real>((bit_cast_hd<Bits>(a) & mask) | (bit_cast_hd<Bits>(b) & ~mask));
 }
 
+// The largest |x| for which portable_sincos_small gives portable_sincos's result: below pi/4
+// the reduction rounds x * 2/pi to k = 0 and leaves r = x exactly (x - 0 * c == x), so only the
+// polynomials remain. Slightly under pi/4 so that rounding of x * 2/pi cannot reach 0.5.
+inline constexpr double kSmallAngle = 0.78;
+
+// Cephes's minimax polynomials for sin and cos on [-pi/4, pi/4].
+BP_HD void sincos_kernel(float r, float* sin_out, float* cos_out) {
+  const float z = r * r;
+  *sin_out = r + r * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
+  *cos_out = 1.0f - 0.5f * z +
+             z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
+}
+
 BP_HD void portable_sincos(float x, float* sin_out, float* cos_out) {
   constexpr float kTwoOverPi = 0.636619772367581343f;
   // pi/2 split so that k * kPio2A and k * kPio2B are exact for the k that occur.
@@ -49,20 +62,17 @@ BP_HD void portable_sincos(float x, float* sin_out, float* cos_out) {
   // reading it there avoids a float-to-int conversion.
   const uint32_t q = bit_cast_hd<uint32_t>(shifted) & 3U;
   const float r = ((x - kf * kPio2A) - kf * kPio2B) - kf * kPio2C;
-  const float z = r * r;
-  const float s = r + r * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
-  const float c = 1.0f - 0.5f * z +
-                  z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
+  float s;
+  float c;
+  sincos_kernel(r, &s, &c);
   const float sq = blend((q & 1U) != 0U, c, s);
   const float cq = blend((q & 1U) != 0U, s, c);
   *sin_out = blend((q & 2U) != 0U, -sq, sq);  // quadrants 2 and 3
   *cos_out = blend(((q + 1U) & 2U) != 0U, -cq, cq);  // quadrants 1 and 2
 }
 
-BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
-  constexpr double kTwoOverPi = 6.36619772367581382433e-01;
-  constexpr double kPio2Hi = 1.57079632673412561417e+00;  // first 33 bits of pi/2
-  constexpr double kPio2Lo = 6.07710050650619224932e-11;  // pi/2 - kPio2Hi
+// fdlibm's __kernel_sin(y0, y1, 1) and __kernel_cos(y0, y1) for y0 + y1 in [-pi/4, pi/4].
+BP_HD void sincos_kernel(double y0, double y1, double* sin_out, double* cos_out) {
   constexpr double kS1 = -1.66666666666666324348e-01;
   constexpr double kS2 = 8.33333333332248946124e-03;
   constexpr double kS3 = -1.98412698298579493134e-04;
@@ -75,6 +85,25 @@ BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
   constexpr double kC4 = -2.75573143513906633035e-07;
   constexpr double kC5 = 2.08757232129817482790e-09;
   constexpr double kC6 = -1.13596475577881948265e-11;
+  const double z = y0 * y0;
+  const double v = z * y0;
+  const double rs = kS2 + z * (kS3 + z * (kS4 + z * (kS5 + z * kS6)));
+  *sin_out = y0 - ((z * (0.5 * y1 - v * rs) - y1) - v * kS1);
+  // For |y0| >= 0.3 subtract qx first to keep the leading terms exact.
+  const double rc = z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
+  const double ay = std::fabs(y0);
+  const double quarter = bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) &
+                                             0xFFFFFFFF00000000ULL);
+  const double qx = blend(ay > 0.78125, 0.28125, quarter);
+  const double c_small = 1.0 - (0.5 * z - (z * rc - y0 * y1));
+  const double c_large = (1.0 - qx) - ((0.5 * z - qx) - (z * rc - y0 * y1));
+  *cos_out = blend(ay < 0.3, c_small, c_large);
+}
+
+BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
+  constexpr double kTwoOverPi = 6.36619772367581382433e-01;
+  constexpr double kPio2Hi = 1.57079632673412561417e+00;  // first 33 bits of pi/2
+  constexpr double kPio2Lo = 6.07710050650619224932e-11;  // pi/2 - kPio2Hi
 
   constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52, as in the float version
   const double shifted = x * kTwoOverPi + kRound;
@@ -87,25 +116,23 @@ BP_HD void portable_sincos(double x, double* sin_out, double* cos_out) {
   const double y0 = r - w;
   const double y1 = (r - y0) - w;
 
-  const double z = y0 * y0;
-  const double v = z * y0;
-  // __kernel_sin(y0, y1, 1)
-  const double rs = kS2 + z * (kS3 + z * (kS4 + z * (kS5 + z * kS6)));
-  const double s = y0 - ((z * (0.5 * y1 - v * rs) - y1) - v * kS1);
-  // __kernel_cos(y0, y1): for |y0| >= 0.3 subtract qx first to keep the leading terms exact.
-  const double rc = z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
-  const double ay = std::fabs(y0);
-  const double quarter = bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) &
-                                             0xFFFFFFFF00000000ULL);
-  const double qx = blend(ay > 0.78125, 0.28125, quarter);
-  const double c_small = 1.0 - (0.5 * z - (z * rc - y0 * y1));
-  const double c_large = (1.0 - qx) - ((0.5 * z - qx) - (z * rc - y0 * y1));
-  const double c = blend(ay < 0.3, c_small, c_large);
-
+  double s;
+  double c;
+  sincos_kernel(y0, y1, &s, &c);
   const double sq = blend((q & 1U) != 0U, c, s);
   const double cq = blend((q & 1U) != 0U, s, c);
   *sin_out = blend((q & 2U) != 0U, -sq, sq);  // quadrants 2 and 3
   *cos_out = blend(((q + 1U) & 2U) != 0U, -cq, cq);  // quadrants 1 and 2
+}
+
+// portable_sincos without the reduction, for |x| <= kSmallAngle only, where it gives the same
+// bits (k = 0; in double the reduction leaves y0 = x and y1 = (x - x) - 0 = 0): the CPU loops
+// take it for chunks whose angles are all that small, which CartPole's are while the pole is up.
+BP_HD void portable_sincos_small(float x, float* sin_out, float* cos_out) {
+  sincos_kernel(x, sin_out, cos_out);
+}
+BP_HD void portable_sincos_small(double x, double* sin_out, double* cos_out) {
+  sincos_kernel(x, 0.0, sin_out, cos_out);
 }
 
 }  // namespace batchpole
