@@ -115,37 +115,53 @@ void Mlp::check_input(const char* call, const ConstMatrix& x) const {
   BP_CHECK_ARG(x.data != nullptr, call << ": input data is a null pointer");
 }
 
-const float* Mlp::forward(const ConstMatrix& x) {
+void Mlp::check_outputs(const char* call, const LayerOutputs& o) const {
+  BP_CHECK_ARG(static_cast<int32_t>(o.layers.size()) == config_.layers(),
+               call << ": " << o.layers.size() << " layer outputs given for a network of "
+                    << config_.layers() << " layers");
+  for (const float* p : o.layers) {
+    BP_CHECK_ARG(p != nullptr, call << ": a layer output is a null pointer");
+  }
+}
+
+const float* Mlp::forward(const ConstMatrix& x, const LayerOutputs* into) {
   check_input("Mlp::forward", x);
+  if (into != nullptr) check_outputs("Mlp::forward", *into);
+  const std::vector<float*>& acts = into != nullptr ? into->layers : acts_;
   const int64_t rows = x.rows;
   const float* input = x.data;
   for (int32_t l = 0; l < config_.layers(); ++l) {
     // Y = X W^T, then Y = act(Y + b).
     blas_->gemm(Trans::kNo, Trans::kYes, rows, out(l), in(l), 1.0f, input, in(l),
-                params_ + weight_offset(l), in(l), 0.0f, acts_[l], out(l));
-    ops_->bias_activation(acts_[l], params_ + bias_offset(l), rows, out(l), act(l));
-    input = acts_[l];
+                params_ + weight_offset(l), in(l), 0.0f, acts[l], out(l));
+    ops_->bias_activation(acts[l], params_ + bias_offset(l), rows, out(l), act(l));
+    input = acts[l];
   }
-  last_rows_ = rows;
-  return output();
+  if (into == nullptr) last_rows_ = rows;
+  return acts.back();
 }
 
 void Mlp::backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x,
-                   GradientMode dx_mode) {
+                   GradientMode dx_mode, const LayerOutputs* from) {
   check_input("Mlp::backward", x);
-  BP_CHECK_ARG(x.rows == last_rows_, "Mlp::backward: input is "
-                                         << x.rows << " x " << x.cols
-                                         << " but the last forward ran on " << last_rows_
-                                         << " rows; call forward on the same input first");
+  if (from != nullptr) {
+    check_outputs("Mlp::backward", *from);
+  } else {
+    BP_CHECK_ARG(x.rows == last_rows_, "Mlp::backward: input is "
+                                           << x.rows << " x " << x.cols
+                                           << " but the last forward ran on " << last_rows_
+                                           << " rows; call forward on the same input first");
+  }
   BP_CHECK_ARG(d_out != nullptr, "Mlp::backward: d_out is a null pointer");
+  const std::vector<float*>& acts = from != nullptr ? from->layers : acts_;
   const int64_t rows = x.rows;
   const float beta_p = beta_for(param_mode);
   // delta: the loss gradient with respect to layer l's pre-activation output.
   float* delta = d_out;
-  ops_->activation_backward(delta, acts_[config_.layers() - 1], rows * config_.outputs(),
+  ops_->activation_backward(delta, acts[config_.layers() - 1], rows * config_.outputs(),
                             config_.output_activation);
   for (int32_t l = config_.layers() - 1; l >= 0; --l) {
-    const float* input = l == 0 ? x.data : acts_[l - 1];
+    const float* input = l == 0 ? x.data : acts[l - 1];
     // dW (out x in) = delta^T X; db = delta^T 1.
     blas_->gemm(Trans::kYes, Trans::kNo, out(l), in(l), rows, 1.0f, delta, out(l), input, in(l),
                 beta_p, grads_ + weight_offset(l), in(l));
@@ -156,7 +172,7 @@ void Mlp::backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, 
       float* next = scratch_[l & 1];
       blas_->gemm(Trans::kNo, Trans::kNo, rows, in(l), out(l), 1.0f, delta, out(l),
                   params_ + weight_offset(l), in(l), 0.0f, next, in(l));
-      ops_->activation_backward(next, acts_[l - 1], rows * in(l), config_.hidden_activation);
+      ops_->activation_backward(next, acts[l - 1], rows * in(l), config_.hidden_activation);
       delta = next;
     } else if (d_x != nullptr) {
       blas_->gemm(Trans::kNo, Trans::kNo, rows, in(0), out(0), 1.0f, delta, out(0),

@@ -1,6 +1,8 @@
 #include "batchpole/policy_value.hpp"
 
 #include <algorithm>
+#include <array>
+#include <string>
 
 namespace batchpole {
 
@@ -158,10 +160,10 @@ struct PolicyValueModel::Lane {
     return policy->workspace_bytes() + value->workspace_bytes() +
            (trunk ? trunk->workspace_bytes() : 0) + scratch.bytes();
   }
-  // The trunk's output, or x itself.
-  ConstMatrix features(const ConstMatrix& x) {
+  // The trunk's output (in `into` where given), or x itself.
+  ConstMatrix features(const ConstMatrix& x, const LayerOutputs* into = nullptr) {
     if (!trunk) return x;
-    return {trunk->forward(x), x.rows, trunk->config().outputs()};
+    return {trunk->forward(x, into), x.rows, trunk->config().outputs()};
   }
   void bind_gradients(float* grads, int64_t policy_offset, int64_t value_offset) {
     if (trunk) trunk->bind_gradients(grads);
@@ -332,8 +334,58 @@ MemoryReport PolicyValueModel::memory() const {
   for (const auto& a : adam_) r.optimizer += a->bytes();
   for (const auto& lane : lanes_) r.workspace += lane->bytes();
   r.workspace += shard_grads_.bytes() + shard_stats_.bytes() + stats_.bytes();
+  r.record = record_.bytes();
   r.chunk_rows = chunk_rows_;
   return r;
+}
+
+namespace {
+// The networks a model records, in the order of LayerOutputs indices: 0 trunk, 1 policy, 2 value.
+std::array<MlpConfig, 3> recorded_networks(const ModelConfig& c) {
+  return {c.has_trunk() ? c.trunk_config() : MlpConfig{}, c.policy_config(), c.value_config()};
+}
+}  // namespace
+
+std::size_t PolicyValueModel::record_bytes_per_row(const ModelConfig& config) {
+  std::size_t floats = 0;
+  for (const MlpConfig& m : recorded_networks(config)) {
+    for (std::size_t l = 1; l < m.sizes.size(); ++l) floats += static_cast<std::size_t>(m.sizes[l]);
+  }
+  return floats * sizeof(float);
+}
+
+void PolicyValueModel::reserve_record(int64_t rows) {
+  BP_CHECK_ARG(rows >= 0, "reserve_record: rows must be >= 0, got " << rows);
+  if (rows <= record_capacity_) return;
+  const std::size_t bytes = static_cast<std::size_t>(rows) * record_bytes_per_row(config_);
+  const std::size_t free_bytes = backend_->available_memory();
+  BP_REQUIRE(bytes <= free_bytes, kOutOfMemory,
+             "recording the activations of " << rows << " rows needs " << mib(bytes) << " but "
+                                             << backend_->description() << " has "
+                                             << mib(free_bytes) << " free");
+  record_ = Buffer<float>(*backend_, bytes / sizeof(float));
+  record_capacity_ = rows;
+  record_offsets_.clear();
+  int64_t at = 0;
+  for (const MlpConfig& m : recorded_networks(config_)) {
+    std::vector<int64_t> offsets;
+    for (std::size_t l = 1; l < m.sizes.size(); ++l) {
+      offsets.push_back(at);
+      at += rows * m.sizes[l];
+    }
+    record_offsets_.push_back(std::move(offsets));
+  }
+  recorded_rows_ = 0;
+}
+
+LayerOutputs PolicyValueModel::recorded(int net, int64_t row) const {
+  const MlpConfig m = recorded_networks(config_)[static_cast<std::size_t>(net)];
+  LayerOutputs o;
+  const auto& offsets = record_offsets_[static_cast<std::size_t>(net)];
+  for (std::size_t l = 0; l < offsets.size(); ++l) {
+    o.layers.push_back(const_cast<float*>(record_.data()) + offsets[l] + row * m.sizes[l + 1]);
+  }
+  return o;
 }
 
 void PolicyValueModel::set_parameters(std::span<const float> host_params) {
@@ -341,6 +393,7 @@ void PolicyValueModel::set_parameters(std::span<const float> host_params) {
                "set_parameters: " << host_params.size() << " values given, the model has "
                                   << parameter_count() << " parameters");
   params_.from_host(host_params);
+  ++params_version_;
 }
 
 PolicyValueModel::OptimizerState PolicyValueModel::get_optimizer_state(int index) const {
@@ -365,22 +418,43 @@ void PolicyValueModel::check_obs(const char* call, const ConstMatrix& obs) const
 }
 
 void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
-                           float* values) {
+                           float* values, int64_t record_row) {
   check_obs("act", obs);
   BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
   BP_CHECK_ARG(obs.rows <= (int64_t{1} << 32),
                "act: " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
+  const bool record = record_row >= 0;
+  if (record) {
+    BP_CHECK_ARG(record_row == 0 || record_row == recorded_rows_,
+                 "act: a recording continues at row " << recorded_rows_ << ", not at row "
+                                                      << record_row << " (or starts at 0)");
+    BP_CHECK_ARG(record_row + obs.rows <= record_capacity_,
+                 "act: rows [" << record_row << ", " << record_row + obs.rows
+                               << ") exceed the recording's room for " << record_capacity_
+                               << " rows (reserve_record)");
+    BP_CHECK_ARG(record_row == 0 || recorded_version_ == params_version_,
+                 "act: the parameters changed during a recording; start again at row 0");
+    recorded_version_ = params_version_;
+    recorded_values_ = (record_row == 0 || recorded_values_) && values != nullptr;
+  }
   for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
-    const ConstMatrix f = lane.features(x);
-    const float* logits = lane.policy->forward(f);
+    LayerOutputs to, po, vo;
+    if (record) {
+      if (lane.trunk) to = recorded(0, record_row + begin);
+      po = recorded(1, record_row + begin);
+      vo = recorded(2, record_row + begin);
+    }
+    const ConstMatrix f = lane.features(x, record ? &to : nullptr);
+    const float* logits = lane.policy->forward(f, record ? &po : nullptr);
     const SampleKey key{options_.seed, step, static_cast<uint32_t>(begin)};
     ops_->sample_actions(logits, x.rows, config_.num_actions, key, actions + begin,
                          log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
     if (values != nullptr) {
-      const float* v = lane.value->forward(f);
+      const float* v = lane.value->forward(f, record ? &vo : nullptr);
       backend_->copy_on_device(values + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
     }
   });
+  if (record) recorded_rows_ = record_row + obs.rows;
 }
 
 void PolicyValueModel::values(const ConstMatrix& obs, float* out) {
@@ -430,6 +504,18 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   last_loss_ = loss;
   const bool with_value = batch.value_targets != nullptr;
   const int64_t value_params = parameter_count() - value_offset_;
+  const bool rec = batch.recorded;
+  if (rec) {
+    BP_CHECK_ARG(recorded_version_ == params_version_ && batch.obs.rows <= recorded_rows_,
+                 "accumulate_gradients: the rollout is marked recorded but "
+                     << (recorded_version_ != params_version_
+                             ? std::string("the parameters changed after the recording")
+                             : "only " + std::to_string(recorded_rows_) + " of its " +
+                                   std::to_string(batch.obs.rows) + " rows were recorded"));
+    BP_CHECK_ARG(!with_value || recorded_values_,
+                 "accumulate_gradients: the value loss needs the value network's activations, "
+                 "which act() recorded without values");
+  }
   // With one shard its gradients are grads_ itself and `mode` applies to its first chunk; with
   // several, every shard starts afresh and the sum below applies `mode`.
   const GradientMode first_mode = shards_ == 1 ? mode : GradientMode::kOverwrite;
@@ -440,10 +526,20 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     float* grads = shard_gradients(shard);
     lane.bind_gradients(grads, policy_offset_, value_offset_);
     const uint8_t* mask = batch.mask != nullptr ? batch.mask + begin : nullptr;
-    const ConstMatrix f = lane.features(x);
+    // Recorded: the activations act() kept; otherwise a forward pass into the workspace.
+    LayerOutputs to, po, vo;
+    if (rec) {
+      if (lane.trunk) to = recorded(0, begin);
+      po = recorded(1, begin);
+      vo = recorded(2, begin);
+    }
+    const ConstMatrix f =
+        !rec ? lane.features(x)
+             : (lane.trunk ? ConstMatrix{to.layers.back(), x.rows, lane.trunk->config().outputs()}
+                           : x);
 
     PolicyLossArgs pa;
-    pa.logits = lane.policy->forward(f);
+    pa.logits = rec ? po.layers.back() : lane.policy->forward(f);
     pa.rows = x.rows;
     pa.num_actions = config_.num_actions;
     pa.actions = batch.actions + begin;
@@ -454,11 +550,12 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     pa.d_logits = lane.d_logits;
     pa.stats = lane.sample_stats;
     ops_->policy_loss_grad(pa);
-    lane.policy->backward(f, lane.d_logits, m, lane.d_features, GradientMode::kOverwrite);
+    lane.policy->backward(f, lane.d_logits, m, lane.d_features, GradientMode::kOverwrite,
+                          rec ? &po : nullptr);
 
     if (with_value) {
       ValueLossArgs va;
-      va.values = lane.value->forward(f);
+      va.values = rec ? vo.layers.back() : lane.value->forward(f);
       va.targets = batch.value_targets + begin;
       va.mask = mask;
       va.rows = x.rows;
@@ -467,12 +564,16 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
       va.d_values = lane.d_values;
       va.stats = lane.sample_stats;
       ops_->value_loss_grad(va);
-      lane.value->backward(f, lane.d_values, m, lane.d_features, GradientMode::kAccumulate);
+      lane.value->backward(f, lane.d_values, m, lane.d_features, GradientMode::kAccumulate,
+                           rec ? &vo : nullptr);
     } else if (m == GradientMode::kOverwrite) {
       // No value loss: its gradient is zero, which overwriting means writing.
       ops_->fill(grads + value_offset_, value_params, 0.0f);
     }
-    if (lane.trunk) lane.trunk->backward(x, lane.d_features, m);
+    if (lane.trunk) {
+      lane.trunk->backward(x, lane.d_features, m, nullptr, GradientMode::kOverwrite,
+                           rec ? &to : nullptr);
+    }
 
     // Per-sample statistics summed into the shard's: stats = beta stats + S^T 1.
     blas_->gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, lane.sample_stats, kStatColumns,
@@ -497,6 +598,7 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
 }
 
 void PolicyValueModel::step() {
+  ++params_version_;
   adam_[0]->step(params_.data(), grads_.data(), stats_.data() + kSlotGradNorm);
   if (adam_.size() > 1) {
     adam_[1]->step(params_.data() + value_offset_, grads_.data() + value_offset_,

@@ -31,7 +31,8 @@ std::string config_to_json(const TrainConfig& c) {
                       {"theta_threshold", c.env.theta_threshold},  // radians, exact
                       {"x_threshold", c.env.x_threshold},
                       {"max_episode_steps", c.env.max_episode_steps},
-                      {"chunk_rows", c.chunk_rows}};
+                      {"chunk_rows", c.chunk_rows},
+                      {"reuse_activations", c.reuse_activations}};
   return j.dump(2);
 }
 
@@ -66,6 +67,8 @@ TrainConfig config_from_json(const std::string& text, const TrainConfig& base) {
         c.max_grad_norm = value.get<float>();
       } else if (key == "normalize") {
         c.normalize = value.get<bool>();
+      } else if (key == "reuse_activations") {
+        c.reuse_activations = value.get<bool>();
       } else if (key == "hidden") {
         c.hidden = value.get<int32_t>();
       } else if (key == "seed") {

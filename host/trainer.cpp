@@ -1,6 +1,7 @@
 #include "batchpole/trainer.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "batchpole/buffer.hpp"
 
@@ -188,25 +189,43 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, const Backend& backend
       c.chunk_rows > 0 ? c.chunk_rows : PolicyValueModel::default_chunk_rows(device),
       backend.threads(), PolicyValueModel::default_shards(device));
   return VecEnv::bytes_required(c.envs, c.precision) + rows * rollout_row_bytes(c) +
-         static_cast<std::size_t>(c.envs) * 8 + m.total();
+         static_cast<std::size_t>(c.envs) * 8 + m.total() + record_bytes(c, device);
 }
 
 Trainer::Trainer(Backend& backend, const TrainConfig& config)
     : backend_(&backend), config_(config) {
   config_.validate();
   const std::size_t need = bytes_required(config_, backend);
+  const std::size_t record = record_bytes(config_, backend.kind());
   const std::size_t have = backend.available_memory();
   BP_REQUIRE(need <= have, kOutOfMemory,
              "training " << to_string(config_.algorithm) << " on " << config_.envs
                          << " environments needs about " << need << " bytes on "
                          << backend.description() << ", but only " << have
-                         << " bytes are available (fewer --envs or a shorter rollout)");
+                         << " bytes are available (fewer --envs or a shorter rollout"
+                         << (record > 0 ? ", or --no-reuse-activations to save " +
+                                              std::to_string(record) + " bytes"
+                                        : std::string())
+                         << ")");
   env_ = std::make_unique<VecEnv>(backend, config_.envs, config_.env, config_.precision);
   env_->reset(config_.seed);
   model_ = std::make_unique<PolicyValueModel>(backend, model_config_for(config_),
                                               model_options(config_, false));
   rl_ = make_rl_ops(backend);
   rollout_ = std::make_unique<Rollout>(backend, config_);
+  reuse_ = record > 0;
+  if (reuse_) model_->reserve_record(rollout_->steps * rollout_->envs);
+}
+
+std::size_t Trainer::record_bytes(const TrainConfig& c, DeviceKind device) {
+  if (!c.reuse_activations) return 0;
+  const std::size_t bytes = static_cast<std::size_t>(rollout_steps(c) * c.envs) *
+                            PolicyValueModel::record_bytes_per_row(model_config_for(c));
+  // A budget from the configuration alone, not from the memory free now, so that the same
+  // configuration always trains the same way (recorded activations can differ from recomputed
+  // ones in the last bit, where the BLAS splits the rows differently).
+  const std::size_t budget = (device == DeviceKind::kCuda ? std::size_t{8} : std::size_t{2}) << 30U;
+  return bytes <= budget ? bytes : 0;
 }
 
 Trainer::~Trainer() = default;
@@ -229,7 +248,8 @@ int64_t Trainer::collect(int64_t max_steps, bool whole_episodes) {
     float* obs_t = r.obs.data() + 4 * row;
     b.copy_on_device(obs_t, env_->obs(), 4 * un * sizeof(float));
     model_->act(ConstMatrix{obs_t, n, 4}, act_steps_++, r.actions.data() + row, nullptr,
-                has_critic(config_) ? r.values.data() + row : nullptr);
+                has_critic(config_) ? r.values.data() + row : nullptr,
+                reuse_ ? static_cast<int64_t>(row) : -1);
     env_->step(r.actions.data() + row);
     b.copy_on_device(r.rewards.data() + row, env_->reward(), un * sizeof(float));
     b.copy_on_device(r.terminated.data() + row, env_->terminated(), un);
@@ -311,6 +331,7 @@ UpdateRecord Trainer::update() {
   view.actions = r.actions.data();
   view.weights = weights;
   view.mask = mask;
+  view.recorded = reuse_;
   LossConfig loss;
   const double valid = whole ? static_cast<double>(tally.length_sum) : static_cast<double>(rows);
   switch (c.algorithm) {

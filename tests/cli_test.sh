@@ -50,6 +50,10 @@ done
 expect_grep '"solved"' "$run/summary.json" "summary solved"
 expect_grep '"env_steps_per_s"' "$run/summary.json" "summary rate"
 expect_grep '"config"' "$run/summary.json" "summary config"
+expect_grep '"reuse_activations": true' "$run/summary.json" "activations reused by default"
+expect_code 0 "train --no-reuse-activations" -- "$bp" train --device cpu --envs 64 --updates 2 \
+  --no-reuse-activations --out "$work/noreuse" -q
+expect_grep '"reuse_activations": false' "$work/noreuse/summary.json" "--no-reuse-activations kept"
 [ "$(wc -l <"$run/metrics.csv")" = 7 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: metrics rows $(wc -l <"$run/metrics.csv")"; }
 cp "$run/metrics.csv" "$work/metrics.before"
 expect_code 2 "refuse to overwrite a run" -- "$bp" train --device cpu --envs 64 --updates 1 --out "$run" -q

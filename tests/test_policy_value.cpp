@@ -494,6 +494,74 @@ std::string error_of(F f, Error::Kind kind = Error::Kind::kInvalidArgument) {
   return "";
 }
 
+// Recording: act() in three calls keeps every layer's output, and accumulate_gradients on the
+// recorded rollout (no forward pass) gives the gradients and statistics of the plain one;
+// misuse (parameters changed, rows not recorded, values not recorded, gaps) is refused.
+class RecordTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RecordTest, RecordedActivationsGiveTheSameGradients) {
+  BP_BACKEND_OR_SKIP(backend, GetParam());
+  for (const Architecture arch : {Architecture::kSeparate, Architecture::kActorCritic}) {
+    const ModelConfig c = arch == Architecture::kSeparate ? ModelConfig::separate()
+                                                          : ModelConfig::actor_critic();
+    ModelOptions o;
+    o.seed = 12;
+    o.chunk_rows = 50;  // several chunks per act() and per shard
+    const int64_t n = 230;
+    const HostRollout h = HostRollout::make(3 * n, 4, 2, 5, true, true);
+    DeviceRollout d(*backend, h);
+    PolicyValueModel plain(*backend, c, o), rec(*backend, c, o);
+    rec.reserve_record(3 * n);
+    EXPECT_EQ(rec.memory().record,
+              static_cast<std::size_t>(3 * n) * PolicyValueModel::record_bytes_per_row(c));
+    Buffer<int32_t> actions(*backend, static_cast<std::size_t>(3 * n));
+    Buffer<float> values(*backend, static_cast<std::size_t>(3 * n));
+    for (int64_t t = 0; t < 3; ++t) {
+      const ConstMatrix obs{d.view.obs.data + t * n * 4, n, 4};
+      rec.act(obs, static_cast<uint64_t>(t), actions.data() + t * n, nullptr,
+              values.data() + t * n, t * n);
+    }
+    RolloutView view = d.view;
+    plain.accumulate_gradients(view, {0.01f, 0.5f});
+    view.recorded = true;
+    rec.accumulate_gradients(view, {0.01f, 0.5f});
+    const auto ga = plain.get_gradients();
+    const auto gb = rec.get_gradients();
+    double scale = 0;
+    for (const float v : ga) scale = std::max(scale, static_cast<double>(std::abs(v)));
+    ASSERT_GT(scale, 0.0);
+    for (std::size_t i = 0; i < ga.size(); ++i) ASSERT_NEAR(gb[i], ga[i], 1e-5 * scale) << i;
+    const UpdateStats sa = plain.stats(), sb = rec.stats();
+    EXPECT_NEAR(sb.total_loss, sa.total_loss, 1e-5 * (1 + std::abs(sa.total_loss)));
+    EXPECT_EQ(sb.valid_samples, sa.valid_samples);
+
+    // More rows than were recorded.
+    RolloutView longer = view;
+    longer.obs.rows = 3 * n + 1;
+    std::string msg = error_of([&] { rec.accumulate_gradients(longer, {0.01f, 0.5f}); });
+    EXPECT_NE(msg.find("rows were recorded"), std::string::npos) << msg;
+    // After a step the recording is stale.
+    rec.step();
+    msg = error_of([&] { rec.accumulate_gradients(view, {0.01f, 0.5f}); });
+    EXPECT_NE(msg.find("parameters changed"), std::string::npos) << msg;
+    // A gap, and a recording beyond the room reserved.
+    msg = error_of([&] { rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, nullptr, n); });
+    EXPECT_NE(msg.find("continues at row"), std::string::npos) << msg;
+    rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, nullptr, 0);  // no values
+    msg = error_of([&] {
+      rec.act({d.view.obs.data, 3 * n, 4}, 0, actions.data(), nullptr, nullptr, n);
+    });
+    EXPECT_NE(msg.find("reserve_record"), std::string::npos) << msg;
+    // The value loss needs the value network's recorded activations.
+    RolloutView first = view;
+    first.obs.rows = n;
+    msg = error_of([&] { rec.accumulate_gradients(first, {0.01f, 0.5f}); });
+    EXPECT_NE(msg.find("without values"), std::string::npos) << msg;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, RecordTest, ::testing::ValuesIn(test::devices()));
+
 TEST(ModelShapes, MismatchesAndEmptyBatchesAreClearErrors) {
   auto backend = make_backend({DeviceRequest::parse("cpu")});
   PolicyValueModel model(*backend);

@@ -115,6 +115,42 @@ TEST(Trainer, SameSeedSameUpdatesAndThreadCountDoesNotMatter) {
   }
 }
 
+// Reusing the activations of acting in the update (the default where they fit) trains as
+// running the forward pass again does: the same episodes, losses to float rounding.
+TEST(Trainer, ReusedActivationsTrainAsRecomputedOnes) {
+  for (Algorithm a : {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kA2C}) {
+    TrainConfig c = small(a);
+    auto b = cpu(2);
+    Trainer reuse(*b, c);
+    EXPECT_TRUE(reuse.reuses_activations()) << to_string(a);
+    EXPECT_GT(Trainer::record_bytes(c, DeviceKind::kCpu), 0U);
+    c.reuse_activations = false;
+    Trainer again(*b, c);
+    EXPECT_FALSE(again.reuses_activations()) << to_string(a);
+    EXPECT_EQ(Trainer::record_bytes(c, DeviceKind::kCpu), 0U);
+    for (int u = 0; u < 3; ++u) {
+      const UpdateRecord x = reuse.update();
+      const UpdateRecord y = again.update();
+      ASSERT_EQ(x.env_steps, y.env_steps) << to_string(a) << " update " << u;
+      ASSERT_EQ(x.episodes, y.episodes) << to_string(a) << " update " << u;
+      EXPECT_NEAR(x.loss.policy_loss, y.loss.policy_loss,
+                  1e-4 * (1 + std::abs(y.loss.policy_loss)))
+          << to_string(a) << " update " << u;
+      EXPECT_NEAR(x.value_loss, y.value_loss, 1e-4 * (1 + std::abs(y.value_loss)))
+          << to_string(a) << " update " << u;
+    }
+  }
+  // Beyond the budget (REINFORCE: a million envs x 500 steps) the forward pass runs again.
+  TrainConfig big = small(Algorithm::kReinforce);
+  big.envs = int64_t{1} << 20;
+  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCpu), 0U);
+  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCuda), 0U);
+  big.algorithm = Algorithm::kA2C;
+  big.n_steps = 5;
+  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCpu), 0U);   // 3.9 GB > 2 GiB
+  EXPECT_GT(Trainer::record_bytes(big, DeviceKind::kCuda), 0U);  // < 8 GiB
+}
+
 TEST(Trainer, ResumeContinuesExactly) {
   const fs::path dir = fs::temp_directory_path() / "batchpole_test_resume";
   fs::create_directories(dir);

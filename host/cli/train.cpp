@@ -56,6 +56,7 @@ struct TrainFlags {
   std::optional<double> theta_threshold_deg;
   std::optional<uint64_t> seed;
   bool no_normalize = false;
+  bool no_reuse_activations = false;
 };
 
 std::string metrics_header() {
@@ -117,6 +118,7 @@ TrainConfig build_config(const RunOptions& run, const TrainFlags& f, DeviceKind 
   }
   if (f.chunk_rows) c.chunk_rows = *f.chunk_rows;
   if (f.no_normalize) c.normalize = false;
+  if (f.no_reuse_activations) c.reuse_activations = false;
   c.validate();
   return c;
 }
@@ -536,6 +538,9 @@ void add_train_commands(CLI::App& app) {
   cmd->add_option("--max-grad-norm", flags->max_grad_norm, "A2C gradient clipping (<= 0: off)");
   cmd->add_flag("--no-normalize", flags->no_normalize,
                 "Do not normalise returns (REINFORCE) or advantages");
+  cmd->add_flag("--no-reuse-activations", flags->no_reuse_activations,
+                "Run the forward pass again in each update instead of keeping the activations "
+                "of acting (less memory, slower)");
   cmd->add_option("--hidden", flags->hidden, "Hidden units per layer (default 64)");
   cmd->add_option("--seed", flags->seed, "Seed of parameters, environments and sampling");
   cmd->add_option("--precision", flags->precision, "Physics precision: f32 or f64")

@@ -29,6 +29,13 @@ struct ConstMatrix {
   int64_t cols = 0;
 };
 
+// Where a forward pass keeps each layer's output (rows x out_l, row-major, one pointer per
+// layer) when not in the Mlp's own workspace: a model that records the activations of acting
+// and later runs backward from them, without a second forward pass.
+struct LayerOutputs {
+  std::vector<float*> layers;
+};
+
 struct MlpConfig {
   std::vector<int32_t> sizes;  // {inputs, hidden..., outputs}; at least two entries
   Activation hidden_activation = Activation::kRelu;
@@ -59,15 +66,18 @@ class Mlp {
   void init(uint64_t seed, uint32_t first_block);
 
   // Runs x (rows x inputs, 1 <= rows <= max_rows) through the network and returns the output
-  // (rows x outputs, owned by the Mlp, valid until the next forward).
-  const float* forward(const ConstMatrix& x);
+  // (rows x outputs): in the Mlp's workspace, valid until the next forward, or, with `into`,
+  // in the caller's memory (then the output is into->layers.back()).
+  const float* forward(const ConstMatrix& x, const LayerOutputs* into = nullptr);
 
   // Backward after forward on the same x. d_out (rows x outputs) is the loss gradient with
   // respect to the output; it is used as scratch and overwritten. Parameter gradients are
   // written or added (param_mode); if d_x is not null the gradient with respect to x (rows x
-  // inputs) is written or added to it (dx_mode).
+  // inputs) is written or added to it (dx_mode). `from`: the layer outputs a forward on x wrote
+  // there (with these parameters), instead of the last forward's in the workspace.
   void backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x = nullptr,
-                GradientMode dx_mode = GradientMode::kOverwrite);
+                GradientMode dx_mode = GradientMode::kOverwrite,
+                const LayerOutputs* from = nullptr);
 
   // Where backward writes the parameter gradients from now on (parameter_count() floats on
   // the device): models that sum the gradients of several parts of a batch in a fixed order
@@ -88,6 +98,7 @@ class Mlp {
     return l + 1 == config_.layers() ? config_.output_activation : config_.hidden_activation;
   }
   void check_input(const char* call, const ConstMatrix& x) const;
+  void check_outputs(const char* call, const LayerOutputs& o) const;
 
   Blas* blas_;
   NnOps* ops_;

@@ -90,6 +90,11 @@ struct LossConfig {
 // targets may be anything.
 struct RolloutView {
   ConstMatrix obs;                       // samples x obs_dim
+  // The networks' activations for these rows were recorded by act(..., record_row) with rows
+  // 0, n, 2n, ... (PolicyValueModel::reserve_record): backward reuses them and the forward pass
+  // is not run again. Checked: the recording must cover the rows and the parameters must not
+  // have changed since; obs must be what act() saw.
+  bool recorded = false;
   const int32_t* actions = nullptr;      // samples, in [0, num_actions)
   const float* weights = nullptr;        // samples: returns or advantages
   const float* value_targets = nullptr;  // samples; nullptr: no value loss
@@ -115,8 +120,9 @@ struct MemoryReport {
   std::size_t parameters = 0;  // parameters and gradients
   std::size_t optimizer = 0;   // Adam moments
   std::size_t workspace = 0;   // activations and scratch for one chunk
+  std::size_t record = 0;      // recorded activations of a rollout (reserve_record)
   int64_t chunk_rows = 0;
-  [[nodiscard]] std::size_t total() const { return parameters + optimizer + workspace; }
+  [[nodiscard]] std::size_t total() const { return parameters + optimizer + workspace + record; }
 };
 
 class PolicyValueModel {
@@ -141,11 +147,19 @@ class PolicyValueModel {
   // actions[i] ~ pi(.|obs_i), drawn from philox_draw(seed, kPolicyAction, i, step): the same
   // on both devices for the same logits. log_prob (log pi(actions[i])) and values (V(obs_i)),
   // n floats each, are written where not null.
+  // record_row >= 0: also keep every layer's output for rows [record_row, record_row + n) of
+  // the recording (reserve_record), for accumulate_gradients on a RolloutView marked recorded.
+  // A recording starts at row 0 and continues where the last act() ended.
   void act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob = nullptr,
-           float* values = nullptr);
+           float* values = nullptr, int64_t record_row = -1);
   void values(const ConstMatrix& obs, float* out);         // n
   void logits(const ConstMatrix& obs, float* out);         // n x num_actions
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
+
+  // ---- recording what acting computed, so that learning skips a forward pass ----
+  // Room to record `rows` rows (grows, never shrinks): record_bytes_per_row(config) each.
+  void reserve_record(int64_t rows);
+  static std::size_t record_bytes_per_row(const ModelConfig& config);
 
   // ---- learning ----
   // Adds the gradient of the loss over `batch` (processed chunk by chunk). kOverwrite starts
@@ -202,6 +216,8 @@ class PolicyValueModel {
   // the shards in parallel as tasks.
   template <class Body>
   void for_each_chunk(const ConstMatrix& obs, Body body);
+  // Where rows [row, row + rows) of network `net` (0 trunk, 1 policy, 2 value) are recorded.
+  [[nodiscard]] LayerOutputs recorded(int net, int64_t row) const;
   [[nodiscard]] float* shard_gradients(int64_t shard);
   [[nodiscard]] float* shard_stats(int64_t shard);
 
@@ -224,6 +240,14 @@ class PolicyValueModel {
   Buffer<float> shard_stats_;
   Buffer<float> stats_;  // see device_stats()
   LossConfig last_loss_;
+  // The recording: per network and layer a (record capacity x width) matrix in record_.
+  Buffer<float> record_;
+  int64_t record_capacity_ = 0;
+  std::vector<std::vector<int64_t>> record_offsets_;  // [net][layer], floats into record_
+  int64_t recorded_rows_ = 0;      // rows [0, recorded_rows_) recorded ...
+  bool recorded_values_ = false;   // ... the value network's too ...
+  uint64_t recorded_version_ = 0;  // ... with the parameters of this version
+  uint64_t params_version_ = 1;    // changes whenever the parameters do
 };
 
 }  // namespace batchpole

@@ -46,6 +46,11 @@ struct TrainConfig {
   Precision precision = Precision::kF32;
   CartPoleParams env;  // CartPole-v1 unless a variant is asked for
   int64_t chunk_rows = 0;  // network pass size; 0 = the model's default for the device
+  // Keep the networks' activations from acting for the update, which then skips its forward
+  // pass (PolicyValueModel::reserve_record): a quarter less arithmetic per A2C step, for
+  // Trainer::record_bytes of memory. Used when that is at most 2 GiB (CPU) or 8 GiB (GPU);
+  // false: always run the forward pass again. The two can round differently in the last bits.
+  bool reuse_activations = true;
 
   // The notebook's hyperparameters for an algorithm (one env, reward 0 on the terminating step,
   // 500-step cap; REINFORCE and baseline lr 1e-3, A2C lr 3e-4 and whole episodes).
@@ -92,6 +97,8 @@ class Trainer {
   // Bytes of device memory that a configuration needs (environments, rollout, model), checked
   // before anything is allocated.
   static std::size_t bytes_required(const TrainConfig& config, const Backend& backend);
+  // Bytes of recorded activations a configuration uses (0: it runs the forward pass again).
+  static std::size_t record_bytes(const TrainConfig& config, DeviceKind device);
 
   UpdateRecord update();
 
@@ -101,6 +108,8 @@ class Trainer {
   [[nodiscard]] const RecentEpisodes& recent() const { return recent_; }
   [[nodiscard]] PolicyValueModel& model() { return *model_; }
   [[nodiscard]] VecEnv& env() { return *env_; }
+  // Whether the updates reuse the activations of acting (reuse_activations, and they fit).
+  [[nodiscard]] bool reuses_activations() const { return reuse_; }
 
   // Checkpoints: everything needed to continue exactly (parameters, optimiser moments, the
   // environments' full state, counters, the recent-episode window), with the configuration as
@@ -131,6 +140,7 @@ class Trainer {
   int64_t env_steps_ = 0;
   int64_t episodes_ = 0;
   uint64_t act_steps_ = 0;  // the policy-sampling counter (Stream::kPolicyAction)
+  bool reuse_ = false;
 };
 
 // The networks a configuration trains: separate policy and value networks (REINFORCE,
