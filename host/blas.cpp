@@ -31,8 +31,8 @@ struct GemmCall {
 };
 
 std::ostream& operator<<(std::ostream& os, const GemmCall& g) {
-  return os << g.name << "(" << op_name(g.ta) << op_name(g.tb) << ", m = " << g.m
-            << ", n = " << g.n << ", k = " << g.k << ")";
+  return os << g.name << "(" << op_name(g.ta) << op_name(g.tb) << ", m = " << g.m << ", n = " << g.n
+            << ", k = " << g.k << ")";
 }
 
 // `call` is anything that streams: a name, or a GemmCall.

@@ -68,11 +68,11 @@ bool angles_small(const Real* __restrict theta, int64_t len) {
 
 template <bool kOutputs, bool kSmallAngle, class Real>
 void physics_pass_impl(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
-                  Real* __restrict x, Real* __restrict x_dot, Real* __restrict theta,
-                  Real* __restrict theta_dot, int32_t* __restrict length, float* __restrict ret,
-                  float* __restrict obs, float* __restrict reward, uint8_t* __restrict terminated,
-                  uint8_t* __restrict truncated, const int32_t* __restrict actions,
-                  uint8_t* __restrict done) {
+                       Real* __restrict x, Real* __restrict x_dot, Real* __restrict theta,
+                       Real* __restrict theta_dot, int32_t* __restrict length,
+                       float* __restrict ret, float* __restrict obs, float* __restrict reward,
+                       uint8_t* __restrict terminated, uint8_t* __restrict truncated,
+                       const int32_t* __restrict actions, uint8_t* __restrict done) {
 #pragma omp simd
   for (int64_t j = 0; j < len; ++j) {
     CartState<Real> s{x[j], x_dot[j], theta[j], theta_dot[j]};
@@ -97,8 +97,8 @@ void physics_pass_impl(const Physics<Real> k, RewardMode mode, int32_t max_steps
 }
 
 template <bool kOutputs, class Real, class... Args>
-void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
-                  Real* x, Real* x_dot, Real* theta, Args... rest) {
+void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len, Real* x,
+                  Real* x_dot, Real* theta, Args... rest) {
   if (angles_small(theta, len)) {
     physics_pass_impl<kOutputs, true>(k, mode, max_steps, len, x, x_dot, theta, rest...);
   } else {

@@ -225,8 +225,8 @@ int32_t PolicyValueModel::default_shards(DeviceKind kind) {
 MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_t chunk_rows,
                                                int workers, int32_t shards) {
   config.validate();
-  BP_CHECK_ARG(workers >= 1 && shards >= 1, "memory_required: workers (" << workers
-                                                << ") and shards (" << shards
+  BP_CHECK_ARG(workers >= 1 && shards >= 1, "memory_required: workers ("
+                                                << workers << ") and shards (" << shards
                                                 << ") must be positive");
   MemoryReport r;
   const auto p = static_cast<std::size_t>(config.parameter_count());
@@ -247,8 +247,7 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
     : backend_(&backend),
       config_(config),
       options_(options),
-      chunk_rows_(options.chunk_rows > 0 ? options.chunk_rows
-                                         : default_chunk_rows(backend.kind())),
+      chunk_rows_(options.chunk_rows > 0 ? options.chunk_rows : default_chunk_rows(backend.kind())),
       shards_(options.shards > 0 ? options.shards : default_shards(backend.kind())) {
   config_.validate();
   BP_CHECK_ARG(options.chunk_rows >= 0,
@@ -287,8 +286,8 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
     }
     lane->policy = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.policy_config(),
                                          chunk_rows_, prm + policy_offset_, grd + policy_offset_);
-    lane->value = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.value_config(),
-                                        chunk_rows_, prm + value_offset_, grd + value_offset_);
+    lane->value = std::make_unique<Mlp>(backend, *blas_, *ops_, config_.value_config(), chunk_rows_,
+                                        prm + value_offset_, grd + value_offset_);
     lane->scratch = Buffer<float>(backend, static_cast<std::size_t>(sl.total));
     float* base = lane->scratch.data();
     lane->d_logits = base + sl.d_logits;
@@ -378,12 +377,12 @@ void PolicyValueModel::reserve_record(int64_t rows) {
   recorded_rows_ = 0;
 }
 
-LayerOutputs PolicyValueModel::recorded(int net, int64_t row) const {
+LayerOutputs PolicyValueModel::recorded(int net, int64_t row) {
   const MlpConfig m = recorded_networks(config_)[static_cast<std::size_t>(net)];
   LayerOutputs o;
   const auto& offsets = record_offsets_[static_cast<std::size_t>(net)];
   for (std::size_t l = 0; l < offsets.size(); ++l) {
-    o.layers.push_back(const_cast<float*>(record_.data()) + offsets[l] + row * m.sizes[l + 1]);
+    o.layers.push_back(record_.data() + offsets[l] + row * m.sizes[l + 1]);
   }
   return o;
 }
@@ -576,8 +575,8 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     }
 
     // Per-sample statistics summed into the shard's: stats = beta stats + S^T 1.
-    blas_->gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, lane.sample_stats, kStatColumns,
-                lane.ones, 1, m == GradientMode::kOverwrite ? 0.0f : 1.0f, shard_stats(shard), 1);
+    blas_->gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, lane.sample_stats, kStatColumns, lane.ones,
+                1, m == GradientMode::kOverwrite ? 0.0f : 1.0f, shard_stats(shard), 1);
   });
 
   if (shards_ > 1) {

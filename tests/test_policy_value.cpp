@@ -234,8 +234,8 @@ TEST_P(ModelTest, AccumulationAcrossCallsAndChunkSizes) {
 // the shard count only regroups the sums.
 TEST(ModelShards, ResultsDoNotDependOnThreadCount) {
   for (const Architecture arch : {Architecture::kSeparate, Architecture::kActorCritic}) {
-    const ModelConfig c = arch == Architecture::kSeparate ? ModelConfig::separate()
-                                                          : ModelConfig::actor_critic();
+    const ModelConfig c =
+        arch == Architecture::kSeparate ? ModelConfig::separate() : ModelConfig::actor_critic();
     const HostRollout h = HostRollout::make(3001, 4, 2, 91, true, true);
     ModelOptions o;
     o.seed = 5;
@@ -502,8 +502,8 @@ class RecordTest : public ::testing::TestWithParam<std::string> {};
 TEST_P(RecordTest, RecordedActivationsGiveTheSameGradients) {
   BP_BACKEND_OR_SKIP(backend, GetParam());
   for (const Architecture arch : {Architecture::kSeparate, Architecture::kActorCritic}) {
-    const ModelConfig c = arch == Architecture::kSeparate ? ModelConfig::separate()
-                                                          : ModelConfig::actor_critic();
+    const ModelConfig c =
+        arch == Architecture::kSeparate ? ModelConfig::separate() : ModelConfig::actor_critic();
     ModelOptions o;
     o.seed = 12;
     o.chunk_rows = 50;  // several chunks per act() and per shard
@@ -518,8 +518,8 @@ TEST_P(RecordTest, RecordedActivationsGiveTheSameGradients) {
     Buffer<float> values(*backend, static_cast<std::size_t>(3 * n));
     for (int64_t t = 0; t < 3; ++t) {
       const ConstMatrix obs{d.view.obs.data + t * n * 4, n, 4};
-      rec.act(obs, static_cast<uint64_t>(t), actions.data() + t * n, nullptr,
-              values.data() + t * n, t * n);
+      rec.act(obs, static_cast<uint64_t>(t), actions.data() + t * n, nullptr, values.data() + t * n,
+              t * n);
     }
     RolloutView view = d.view;
     plain.accumulate_gradients(view, {0.01f, 0.5f});
@@ -545,7 +545,9 @@ TEST_P(RecordTest, RecordedActivationsGiveTheSameGradients) {
     msg = error_of([&] { rec.accumulate_gradients(view, {0.01f, 0.5f}); });
     EXPECT_NE(msg.find("parameters changed"), std::string::npos) << msg;
     // A gap, and a recording beyond the room reserved.
-    msg = error_of([&] { rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, nullptr, n); });
+    msg = error_of([&] {
+      rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, nullptr, n);
+    });
     EXPECT_NE(msg.find("continues at row"), std::string::npos) << msg;
     rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, nullptr, 0);  // no values
     msg = error_of([&] {
@@ -619,8 +621,8 @@ TEST(ModelMemory, ReportedAndRefusedWhenTooLarge) {
   EXPECT_EQ(m.parameters, 2 * sizeof(float) * static_cast<std::size_t>(model.parameter_count()));
   EXPECT_GT(m.workspace, 1000 * 64 * sizeof(float));
   EXPECT_EQ(m.total(), model.bytes());
-  const MemoryReport need = PolicyValueModel::memory_required(
-      ModelConfig::actor_critic(), 1000, backend->threads(), model.shards());
+  const MemoryReport need = PolicyValueModel::memory_required(ModelConfig::actor_critic(), 1000,
+                                                              backend->threads(), model.shards());
   EXPECT_EQ(need.workspace, m.workspace);
   EXPECT_EQ(need.optimizer, m.optimizer);
   // A chunk whose workspace exceeds free memory is refused before anything is allocated.

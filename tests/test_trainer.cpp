@@ -133,8 +133,7 @@ TEST(Trainer, ReusedActivationsTrainAsRecomputedOnes) {
       const UpdateRecord y = again.update();
       ASSERT_EQ(x.env_steps, y.env_steps) << to_string(a) << " update " << u;
       ASSERT_EQ(x.episodes, y.episodes) << to_string(a) << " update " << u;
-      EXPECT_NEAR(x.loss.policy_loss, y.loss.policy_loss,
-                  1e-4 * (1 + std::abs(y.loss.policy_loss)))
+      EXPECT_NEAR(x.loss.policy_loss, y.loss.policy_loss, 1e-4 * (1 + std::abs(y.loss.policy_loss)))
           << to_string(a) << " update " << u;
       EXPECT_NEAR(x.value_loss, y.value_loss, 1e-4 * (1 + std::abs(y.value_loss)))
           << to_string(a) << " update " << u;

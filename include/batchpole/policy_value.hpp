@@ -217,7 +217,7 @@ class PolicyValueModel {
   template <class Body>
   void for_each_chunk(const ConstMatrix& obs, Body body);
   // Where rows [row, row + rows) of network `net` (0 trunk, 1 policy, 2 value) are recorded.
-  [[nodiscard]] LayerOutputs recorded(int net, int64_t row) const;
+  [[nodiscard]] LayerOutputs recorded(int net, int64_t row);
   [[nodiscard]] float* shard_gradients(int64_t shard);
   [[nodiscard]] float* shard_stats(int64_t shard);
 
@@ -244,10 +244,10 @@ class PolicyValueModel {
   Buffer<float> record_;
   int64_t record_capacity_ = 0;
   std::vector<std::vector<int64_t>> record_offsets_;  // [net][layer], floats into record_
-  int64_t recorded_rows_ = 0;      // rows [0, recorded_rows_) recorded ...
-  bool recorded_values_ = false;   // ... the value network's too ...
-  uint64_t recorded_version_ = 0;  // ... with the parameters of this version
-  uint64_t params_version_ = 1;    // changes whenever the parameters do
+  int64_t recorded_rows_ = 0;                         // rows [0, recorded_rows_) recorded ...
+  bool recorded_values_ = false;                      // ... the value network's too ...
+  uint64_t recorded_version_ = 0;                     // ... with the parameters of this version
+  uint64_t params_version_ = 1;                       // changes whenever the parameters do
 };
 
 }  // namespace batchpole

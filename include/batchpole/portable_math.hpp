@@ -43,8 +43,9 @@ inline constexpr double kSmallAngle = 0.78;
 BP_HD void sincos_kernel(float r, float* sin_out, float* cos_out) {
   const float z = r * r;
   *sin_out = r + r * z * (-1.6666654611e-1f + z * (8.3321608736e-3f + z * -1.9515295891e-4f));
-  *cos_out = 1.0f - 0.5f * z +
-             z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
+  *cos_out =
+      1.0f - 0.5f * z +
+      z * z * (4.166664568298827e-2f + z * (-1.388731625493765e-3f + z * 2.443315711809948e-5f));
 }
 
 BP_HD void portable_sincos(float x, float* sin_out, float* cos_out) {
@@ -92,8 +93,8 @@ BP_HD void sincos_kernel(double y0, double y1, double* sin_out, double* cos_out)
   // For |y0| >= 0.3 subtract qx first to keep the leading terms exact.
   const double rc = z * (kC1 + z * (kC2 + z * (kC3 + z * (kC4 + z * (kC5 + z * kC6)))));
   const double ay = std::fabs(y0);
-  const double quarter = bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) &
-                                             0xFFFFFFFF00000000ULL);
+  const double quarter =
+      bit_cast_hd<double>(bit_cast_hd<uint64_t>(ay * 0.25) & 0xFFFFFFFF00000000ULL);
   const double qx = blend(ay > 0.78125, 0.28125, quarter);
   const double c_small = 1.0 - (0.5 * z - (z * rc - y0 * y1));
   const double c_large = (1.0 - qx) - ((0.5 * z - qx) - (z * rc - y0 * y1));
