@@ -6,6 +6,7 @@
 // pthreads between the OpenMP environment steps, a third of the time went to sched_yield and
 // spin-waits (241k env steps/s); with one pool, the batch split between its threads, 1.06M.
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -20,9 +21,15 @@ CBLAS_TRANSPOSE to_cblas(Trans t) { return t == Trans::kNo ? CblasNoTrans : Cbla
 
 class CpuBlas final : public Blas {
  public:
-  // Process-wide, and what every caller in this process then gets; the pthreads build of
-  // OpenBLAS would otherwise also start its own pool when called from an OpenMP thread.
-  CpuBlas() { openblas_set_num_threads(1); }
+  // One OpenBLAS thread per call, whichever build is loaded, so that results do not depend on
+  // the thread count. The pthreads build (openblas_get_parallel() == 1) would start its own pool
+  // inside calls made from OpenMP threads: set to one thread, process-wide. The OpenMP build
+  // (2) takes its thread count from the caller's OpenMP setting, so calls made outside a
+  // parallel region (a backend with one thread) would be threaded and sum differently: each
+  // call runs with the caller's OpenMP thread count at one (see one_thread).
+  CpuBlas() : openmp_build_(openblas_get_parallel() == 2) {
+    if (openblas_get_parallel() == 1) openblas_set_num_threads(1);
+  }
 
   [[nodiscard]] std::string description() const override { return "OpenBLAS (CBLAS)"; }
 
@@ -40,32 +47,55 @@ class CpuBlas final : public Blas {
       }
       beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, a, lda, b, ldb, beta, c,
-                ldc);
+    one_thread([&] {
+      cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, a, lda, b, ldb, beta,
+                  c, ldc);
+    });
   }
   void do_gemm_strided_batched(Trans ta, Trans tb, int m, int n, int k, float alpha, const float* a,
                                int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
                                float beta, float* c, int ldc, int64_t stride_c,
                                int batch) override {
-    for (int i = 0; i < batch; ++i) {
-      cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, a + i * stride_a, lda,
-                  b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
-    }
+    one_thread([&] {
+      for (int i = 0; i < batch; ++i) {
+        cblas_sgemm(CblasRowMajor, to_cblas(ta), to_cblas(tb), m, n, k, alpha, a + i * stride_a,
+                    lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+      }
+    });
   }
   void do_gemv(Trans t, int m, int n, float alpha, const float* a, int lda, const float* x,
                int incx, float beta, float* y, int incy) override {
-    cblas_sgemv(CblasRowMajor, to_cblas(t), m, n, alpha, a, lda, x, incx, beta, y, incy);
+    one_thread([&] {
+      cblas_sgemv(CblasRowMajor, to_cblas(t), m, n, alpha, a, lda, x, incx, beta, y, incy);
+    });
   }
   void do_axpy(int n, float alpha, const float* x, int incx, float* y, int incy) override {
-    cblas_saxpy(n, alpha, x, incx, y, incy);
+    one_thread([&] { cblas_saxpy(n, alpha, x, incx, y, incy); });
   }
-  void do_scal(int n, float alpha, float* x, int incx) override { cblas_sscal(n, alpha, x, incx); }
+  void do_scal(int n, float alpha, float* x, int incx) override {
+    one_thread([&] { cblas_sscal(n, alpha, x, incx); });
+  }
   void do_dot(int n, const float* x, int incx, const float* y, int incy, float* result) override {
-    *result = cblas_sdot(n, x, incx, y, incy);
+    one_thread([&] { *result = cblas_sdot(n, x, incx, y, incy); });
   }
   void do_nrm2(int n, const float* x, int incx, float* result) override {
-    *result = cblas_snrm2(n, x, incx);
+    one_thread([&] { *result = cblas_snrm2(n, x, incx); });
   }
+
+ private:
+  template <class F>
+  void one_thread(F f) const {
+    if (!openmp_build_) {
+      f();
+      return;
+    }
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    f();
+    omp_set_num_threads(saved);
+  }
+
+  bool openmp_build_;
 };
 
 }  // namespace

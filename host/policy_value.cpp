@@ -320,6 +320,8 @@ PolicyValueModel::PolicyValueModel(Backend& backend, const ModelConfig& config,
   if (shards_ > 1) {
     shard_grads_ = Buffer<float>(backend, static_cast<std::size_t>(shards_) * p);
     shard_stats_ = Buffer<float>(backend, static_cast<std::size_t>(shards_) * kStatColumns);
+    shard_grads_.zero();
+    shard_stats_.zero();
   }
   stats_ = Buffer<float>(backend, kStatSlots);
   stats_.zero();
@@ -345,18 +347,22 @@ std::array<MlpConfig, 3> recorded_networks(const ModelConfig& c) {
 }
 }  // namespace
 
-std::size_t PolicyValueModel::record_bytes_per_row(const ModelConfig& config) {
+std::size_t PolicyValueModel::record_bytes_per_row(const ModelConfig& config, bool values) {
   std::size_t floats = 0;
-  for (const MlpConfig& m : recorded_networks(config)) {
+  const auto nets = recorded_networks(config);
+  for (std::size_t net = 0; net < (values ? 3U : 2U); ++net) {
+    const MlpConfig& m = nets[net];
     for (std::size_t l = 1; l < m.sizes.size(); ++l) floats += static_cast<std::size_t>(m.sizes[l]);
   }
   return floats * sizeof(float);
 }
 
-void PolicyValueModel::reserve_record(int64_t rows) {
+void PolicyValueModel::reserve_record(int64_t rows, bool values) {
   BP_CHECK_ARG(rows >= 0, "reserve_record: rows must be >= 0, got " << rows);
-  if (rows <= record_capacity_) return;
-  const std::size_t bytes = static_cast<std::size_t>(rows) * record_bytes_per_row(config_);
+  if (rows <= record_capacity_ && (record_has_values_ || !values)) return;
+  rows = std::max(rows, record_capacity_);
+  values = values || record_has_values_;
+  const std::size_t bytes = static_cast<std::size_t>(rows) * record_bytes_per_row(config_, values);
   const std::size_t free_bytes = backend_->available_memory();
   BP_REQUIRE(bytes <= free_bytes, kOutOfMemory,
              "recording the activations of " << rows << " rows needs " << mib(bytes) << " but "
@@ -364,13 +370,15 @@ void PolicyValueModel::reserve_record(int64_t rows) {
                                              << mib(free_bytes) << " free");
   record_ = Buffer<float>(*backend_, bytes / sizeof(float));
   record_capacity_ = rows;
+  record_has_values_ = values;
   record_offsets_.clear();
   int64_t at = 0;
-  for (const MlpConfig& m : recorded_networks(config_)) {
+  const auto nets = recorded_networks(config_);
+  for (std::size_t net = 0; net < (values ? 3U : 2U); ++net) {
     std::vector<int64_t> offsets;
-    for (std::size_t l = 1; l < m.sizes.size(); ++l) {
+    for (std::size_t l = 1; l < nets[net].sizes.size(); ++l) {
       offsets.push_back(at);
-      at += rows * m.sizes[l];
+      at += rows * nets[net].sizes[l];
     }
     record_offsets_.push_back(std::move(offsets));
   }
@@ -434,14 +442,17 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
     BP_CHECK_ARG(record_row == 0 || recorded_version_ == params_version_,
                  "act: the parameters changed during a recording; start again at row 0");
     recorded_version_ = params_version_;
-    recorded_values_ = (record_row == 0 || recorded_values_) && values != nullptr;
+    recorded_values_ =
+        (record_row == 0 || recorded_values_) && values != nullptr && record_has_values_;
+    recorded_rows_ = record_row;  // until this call has finished
   }
+  const bool record_values = record && record_has_values_;
   for_each_chunk(obs, [&](Lane& lane, int64_t, const ConstMatrix& x, int64_t begin, bool) {
     LayerOutputs to, po, vo;
     if (record) {
       if (lane.trunk) to = recorded(0, record_row + begin);
       po = recorded(1, record_row + begin);
-      vo = recorded(2, record_row + begin);
+      if (record_values) vo = recorded(2, record_row + begin);
     }
     const ConstMatrix f = lane.features(x, record ? &to : nullptr);
     const float* logits = lane.policy->forward(f, record ? &po : nullptr);
@@ -449,7 +460,7 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
     ops_->sample_actions(logits, x.rows, config_.num_actions, key, actions + begin,
                          log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
     if (values != nullptr) {
-      const float* v = lane.value->forward(f, record ? &vo : nullptr);
+      const float* v = lane.value->forward(f, record_values ? &vo : nullptr);
       backend_->copy_on_device(values + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
     }
   });
@@ -492,6 +503,18 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   BP_CHECK_ARG(batch.actions != nullptr && batch.weights != nullptr,
                "accumulate_gradients: the rollout needs actions and weights (samples = "
                    << batch.obs.rows << ")");
+  const bool rec = batch.recorded;
+  if (rec) {
+    BP_CHECK_ARG(recorded_version_ == params_version_ && batch.obs.rows <= recorded_rows_,
+                 "accumulate_gradients: the rollout is marked recorded but "
+                     << (recorded_version_ != params_version_
+                             ? std::string("the parameters changed after the recording")
+                             : "only " + std::to_string(recorded_rows_) + " of its " +
+                                   std::to_string(batch.obs.rows) + " rows were recorded"));
+    BP_CHECK_ARG(batch.value_targets == nullptr || recorded_values_,
+                 "accumulate_gradients: the value loss needs the value network's activations, "
+                 "which act() recorded without values");
+  }
   float* divisor = stats_.data() + kSlotDivisor;
   if (batch.count > 0.0f) {
     ops_->fill(divisor, 1, batch.count);
@@ -503,18 +526,6 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   last_loss_ = loss;
   const bool with_value = batch.value_targets != nullptr;
   const int64_t value_params = parameter_count() - value_offset_;
-  const bool rec = batch.recorded;
-  if (rec) {
-    BP_CHECK_ARG(recorded_version_ == params_version_ && batch.obs.rows <= recorded_rows_,
-                 "accumulate_gradients: the rollout is marked recorded but "
-                     << (recorded_version_ != params_version_
-                             ? std::string("the parameters changed after the recording")
-                             : "only " + std::to_string(recorded_rows_) + " of its " +
-                                   std::to_string(batch.obs.rows) + " rows were recorded"));
-    BP_CHECK_ARG(!with_value || recorded_values_,
-                 "accumulate_gradients: the value loss needs the value network's activations, "
-                 "which act() recorded without values");
-  }
   // With one shard its gradients are grads_ itself and `mode` applies to its first chunk; with
   // several, every shard starts afresh and the sum below applies `mode`.
   const GradientMode first_mode = shards_ == 1 ? mode : GradientMode::kOverwrite;
@@ -530,7 +541,7 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     if (rec) {
       if (lane.trunk) to = recorded(0, begin);
       po = recorded(1, begin);
-      vo = recorded(2, begin);
+      if (with_value) vo = recorded(2, begin);
     }
     const ConstMatrix f =
         !rec ? lane.features(x)

@@ -214,13 +214,14 @@ Trainer::Trainer(Backend& backend, const TrainConfig& config)
   rl_ = make_rl_ops(backend);
   rollout_ = std::make_unique<Rollout>(backend, config_);
   reuse_ = record > 0;
-  if (reuse_) model_->reserve_record(rollout_->steps * rollout_->envs);
+  if (reuse_) model_->reserve_record(rollout_->steps * rollout_->envs, has_critic(config_));
 }
 
 std::size_t Trainer::record_bytes(const TrainConfig& c, DeviceKind device) {
   if (!c.reuse_activations) return 0;
   const std::size_t bytes = static_cast<std::size_t>(rollout_steps(c) * c.envs) *
-                            PolicyValueModel::record_bytes_per_row(model_config_for(c));
+                            PolicyValueModel::record_bytes_per_row(model_config_for(c),
+                                                                   has_critic(c));
   // A budget from the configuration alone, not from the memory free now, so that the same
   // configuration always trains the same way (recorded activations can differ from recomputed
   // ones in the last bit, where the BLAS splits the rows differently).

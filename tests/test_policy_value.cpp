@@ -267,7 +267,11 @@ TEST(ModelShards, ResultsDoNotDependOnThreadCount) {
       r.values = values.to_host();
       return r;
     };
+    // Making a model leaves the thread count of backends made later alone (an OpenMP build of
+    // OpenBLAS would set it with openblas_set_num_threads).
+    const int all_threads = make_backend({DeviceRequest::parse("cpu")})->threads();
     const Result one = run(1, 16);
+    EXPECT_EQ(make_backend({DeviceRequest::parse("cpu")})->threads(), all_threads);
     for (const int threads : {2, 3}) {
       const Result other = run(threads, 16);
       EXPECT_EQ(other.grads, one.grads) << threads << " threads";
@@ -559,6 +563,36 @@ TEST_P(RecordTest, RecordedActivationsGiveTheSameGradients) {
     first.obs.rows = n;
     msg = error_of([&] { rec.accumulate_gradients(first, {0.01f, 0.5f}); });
     EXPECT_NE(msg.find("without values"), std::string::npos) << msg;
+    // Writing the parameters through parameters() makes a recording stale.
+    rec.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, values.data(), 0);
+    rec.accumulate_gradients(first, {0.01f, 0.5f});
+    (void)rec.parameters();
+    msg = error_of([&] { rec.accumulate_gradients(first, {0.01f, 0.5f}); });
+    EXPECT_NE(msg.find("parameters changed"), std::string::npos) << msg;
+
+    // Room without the value network (acting without values, as REINFORCE): smaller, and a
+    // policy-only loss runs from it while a value loss is refused even if act() got values.
+    PolicyValueModel lean(*backend, c, o);
+    lean.reserve_record(n, false);
+    EXPECT_LT(PolicyValueModel::record_bytes_per_row(c, false),
+              PolicyValueModel::record_bytes_per_row(c, true));
+    EXPECT_EQ(lean.memory().record,
+              static_cast<std::size_t>(n) * PolicyValueModel::record_bytes_per_row(c, false));
+    lean.act({d.view.obs.data, n, 4}, 0, actions.data(), nullptr, values.data(), 0);
+    msg = error_of([&] { lean.accumulate_gradients(first, {0.01f, 0.5f}); });
+    EXPECT_NE(msg.find("without values"), std::string::npos) << msg;
+    RolloutView policy_only = first;
+    policy_only.value_targets = nullptr;
+    lean.accumulate_gradients(policy_only, {0.01f, 0.5f});
+    PolicyValueModel again(*backend, c, o);
+    policy_only.recorded = false;
+    again.accumulate_gradients(policy_only, {0.01f, 0.5f});
+    const auto gl = lean.get_gradients();
+    const auto gp = again.get_gradients();
+    double s2 = 0;
+    for (const float v : gp) s2 = std::max(s2, static_cast<double>(std::abs(v)));
+    ASSERT_GT(s2, 0.0);
+    for (std::size_t i = 0; i < gp.size(); ++i) ASSERT_NEAR(gl[i], gp[i], 1e-5 * s2) << i;
   }
 }
 

@@ -157,9 +157,10 @@ class PolicyValueModel {
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
 
   // ---- recording what acting computed, so that learning skips a forward pass ----
-  // Room to record `rows` rows (grows, never shrinks): record_bytes_per_row(config) each.
-  void reserve_record(int64_t rows);
-  static std::size_t record_bytes_per_row(const ModelConfig& config);
+  // Room to record `rows` rows (grows, never shrinks): record_bytes_per_row(config, values)
+  // each. values = false leaves out the value network (acting without values, as REINFORCE).
+  void reserve_record(int64_t rows, bool values = true);
+  static std::size_t record_bytes_per_row(const ModelConfig& config, bool values = true);
 
   // ---- learning ----
   // Adds the gradient of the loss over `batch` (processed chunk by chunk). kOverwrite starts
@@ -177,7 +178,11 @@ class PolicyValueModel {
 
   // ---- parameters ----
   [[nodiscard]] int64_t parameter_count() const { return config_.parameter_count(); }
-  [[nodiscard]] float* parameters() { return params_.data(); }
+  // Writable: counts as a change of the parameters (a recording made before is stale).
+  [[nodiscard]] float* parameters() {
+    ++params_version_;
+    return params_.data();
+  }
   [[nodiscard]] const float* gradients() const { return grads_.data(); }
   [[nodiscard]] std::vector<float> get_parameters() const { return params_.to_host(); }
   [[nodiscard]] std::vector<float> get_gradients() const { return grads_.to_host(); }
@@ -243,6 +248,7 @@ class PolicyValueModel {
   // The recording: per network and layer a (record capacity x width) matrix in record_.
   Buffer<float> record_;
   int64_t record_capacity_ = 0;
+  bool record_has_values_ = false;  // room for the value network's activations
   std::vector<std::vector<int64_t>> record_offsets_;  // [net][layer], floats into record_
   int64_t recorded_rows_ = 0;                         // rows [0, recorded_rows_) recorded ...
   bool recorded_values_ = false;                      // ... the value network's too ...
