@@ -23,6 +23,7 @@ expect_grep "\"chunk_rows\": 100" "$work/out.txt" "bench train uses --chunk-rows
 expect_code 2 "bench train negative chunk rows" -- "$bp" bench train --device cpu --chunk-rows -5
 expect_code 2 "bench nn --batch 0" -- "$bp" bench nn --batch 0
 expect_code 0 "info --json" -- "$bp" info --json
+expect_grep '"blas_build": "\(pthreads\|openmp\|sequential\)"' "$work/out.txt" "info names the BLAS build"
 expect_grep '"cuda_compiled"' "$work/out.txt" "info json"
 expect_code 0 "bench env json" -- "$bp" bench env --device cpu --envs 512 --steps 20 --repeats 1 --json
 expect_grep '"env_steps_per_s"' "$work/out.txt" "bench env key"

@@ -9,6 +9,7 @@
 #include "commands.hpp"
 
 extern "C" char* openblas_get_config();  // OpenBLAS's own description of its build
+extern "C" int openblas_get_parallel();   // 0 sequential, 1 pthreads, 2 OpenMP build
 
 namespace batchpole::cli {
 
@@ -30,6 +31,9 @@ nlohmann::json collect_info() {
   for (int i = 0; i < count; ++i) j["cuda_devices"].push_back(cuda_device_name(i));
   j["blas"] = std::string("OpenBLAS ") + openblas_get_config();
   j["cpu_threads"] = omp_get_max_threads();
+  // How the networks use the threads: batchpole's tasks on them, one BLAS thread per call.
+  const int parallel = openblas_get_parallel();
+  j["blas_build"] = parallel == 2 ? "openmp" : (parallel == 1 ? "pthreads" : "sequential");
   j["simd_runtime"] = simd_level();
   j["march_compiled"] = BATCHPOLE_MARCH;
   j["default_device"] = count > 0 ? "cuda" : "cpu";
@@ -67,6 +71,9 @@ void add_info_command(CLI::App& app) {
       }
     }
     fmt::print("  BLAS             : {}\n", j["blas"].get<std::string>());
+    fmt::print("  BLAS threading   : {} build, one thread per call (batchpole spreads the "
+               "batch over its CPU threads)\n",
+               j["blas_build"].get<std::string>());
     fmt::print("  CPU threads      : {}\n", j["cpu_threads"].get<int>());
     fmt::print("  SIMD (runtime)   : {}, compiled for -march={}\n",
                j["simd_runtime"].get<std::string>(), j["march_compiled"].get<std::string>());
