@@ -53,4 +53,17 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
   return static_cast<unsigned>((n + block - 1) / block);
 }
 
+// Every kernel launch goes through here: one place that skips empty grids (a 0-block launch is
+// an error on the GPU), checks the launch, and that the CPU emulation of tests/emulation
+// replaces to run the grid without a GPU. The arguments convert to the kernel's parameter types
+// as a <<<>>> launch would convert them.
+template <class... Params, class... Args>
+void launch(void (*kernel)(Params...), unsigned grid, unsigned block, cudaStream_t stream,
+            Args... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "launch: wrong number of kernel arguments");
+  if (grid == 0) return;
+  kernel<<<grid, block, 0, stream>>>(static_cast<Params>(args)...);
+  BP_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace batchpole::cuda

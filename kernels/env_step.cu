@@ -27,8 +27,8 @@ __global__ void env_step_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
   if (i >= n) return;
   const int32_t action = actions[i];
   if ((action & ~1) != 0) {
-    atomicMin(bad_action, (static_cast<unsigned long long>(i) << 32U) |
-                              static_cast<uint32_t>(action));
+    atomicMin(bad_action,
+              (static_cast<unsigned long long>(i) << 32U) | static_cast<uint32_t>(action));
   }
   if (env_step_physics(c, a, i, action)) env_end_episode(c, a, i);
 }
@@ -61,50 +61,45 @@ __global__ void bench_actions_kernel(uint64_t seed, uint64_t step, int64_t n, in
 template <class Real>
 void launch_env_reset(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                       int64_t n) {
-  env_reset_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(env_reset_kernel<Real>, grid_for(n), kBlock, stream, c, a, n);
 }
 
 template <class Real>
 void launch_env_restart(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                         int64_t n) {
-  env_restart_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(env_restart_kernel<Real>, grid_for(n), kBlock, stream, c, a, n);
 }
 
 template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                      int64_t n, const int32_t* actions, unsigned long long* bad_action) {
-  env_step_kernel<Real><<<grid_for(n), kBlock, 0, stream>>>(c, a, n, actions, bad_action);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(env_step_kernel<Real>, grid_for(n), kBlock, stream, c, a, n, actions, bad_action);
 }
 
 template <class Real>
-void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c,
-                           const EnvArrays<Real>& a, int64_t n, uint64_t first_step,
-                           int32_t steps, unsigned long long* ended) {
-  env_run_random_kernel<Real>
-      <<<grid_for(n), kBlock, 0, stream>>>(c, a, n, first_step, steps, ended);
-  BP_CUDA_CHECK_LAUNCH();
+void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                           int64_t n, uint64_t first_step, int32_t steps,
+                           unsigned long long* ended) {
+  launch(env_run_random_kernel<Real>, grid_for(n), kBlock, stream, c, a, n, first_step, steps,
+         ended);
 }
 
 void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int64_t n,
                           int32_t* out) {
-  bench_actions_kernel<<<grid_for(n), kBlock, 0, stream>>>(seed, step, n, out);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(bench_actions_kernel, grid_for(n), kBlock, stream, seed, step, n, out);
 }
 
-#define BP_INSTANTIATE(Real)                                                                \
-  template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                \
-                                       const EnvArrays<Real>&, int64_t);                    \
-  template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,              \
-                                         const EnvArrays<Real>&, int64_t);                  \
-  template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                 \
-                                      const EnvArrays<Real>&, int64_t, const int32_t*,      \
-                                      unsigned long long*);                                 \
-  template void launch_env_run_random<Real>(cudaStream_t, const EnvConfig<Real>&,           \
-                                            const EnvArrays<Real>&, int64_t, uint64_t,      \
-                                            int32_t, unsigned long long*);
+#define BP_INSTANTIATE(Real)                                                                    \
+  template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                    \
+                                       const EnvArrays<Real>&, int64_t);                        \
+  template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,                  \
+                                         const EnvArrays<Real>&, int64_t);                      \
+  template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                     \
+                                      const EnvArrays<Real>&, int64_t, const int32_t*,          \
+                                      unsigned long long*);                                     \
+  template void launch_env_run_random<Real>(cudaStream_t, const EnvConfig<Real>&,               \
+                                            const EnvArrays<Real>&, int64_t, uint64_t, int32_t, \
+                                            unsigned long long*);
 BP_INSTANTIATE(float)
 BP_INSTANTIATE(double)
 #undef BP_INSTANTIATE

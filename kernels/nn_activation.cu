@@ -21,10 +21,10 @@ template <Activation A>
 void launch_bias_activation_as(cudaStream_t stream, float* y, const float* bias, int64_t n,
                                int64_t cols) {
   if (n <= static_cast<int64_t>(UINT32_MAX) - kBlock) {
-    bias_activation_kernel<A, uint32_t><<<grid_for(n), kBlock, 0, stream>>>(
-        y, bias, static_cast<uint32_t>(n), static_cast<uint32_t>(cols));
+    launch(bias_activation_kernel<A, uint32_t>, grid_for(n), kBlock, stream, y, bias,
+           static_cast<uint32_t>(n), static_cast<uint32_t>(cols));
   } else {
-    bias_activation_kernel<A, int64_t><<<grid_for(n), kBlock, 0, stream>>>(y, bias, n, cols);
+    launch(bias_activation_kernel<A, int64_t>, grid_for(n), kBlock, stream, y, bias, n, cols);
   }
 }
 
@@ -52,18 +52,16 @@ void launch_bias_activation(cudaStream_t stream, float* y, const float* bias, in
       launch_bias_activation_as<Activation::kIdentity>(stream, y, bias, n, cols);
       break;
   }
-  BP_CUDA_CHECK_LAUNCH();
 }
 
 void launch_activation_backward(cudaStream_t stream, float* dy, const float* y, int64_t n,
                                 Activation act) {
   if (n == 0 || act == Activation::kIdentity) return;
   if (act == Activation::kRelu) {
-    activation_backward_kernel<Activation::kRelu><<<grid_for(n), kBlock, 0, stream>>>(dy, y, n);
+    launch(activation_backward_kernel<Activation::kRelu>, grid_for(n), kBlock, stream, dy, y, n);
   } else {
-    activation_backward_kernel<Activation::kTanh><<<grid_for(n), kBlock, 0, stream>>>(dy, y, n);
+    launch(activation_backward_kernel<Activation::kTanh>, grid_for(n), kBlock, stream, dy, y, n);
   }
-  BP_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace batchpole::cuda

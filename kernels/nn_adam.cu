@@ -21,9 +21,8 @@ __global__ void adam_step_kernel(float* __restrict__ params, const float* __rest
 void launch_adam_step(cudaStream_t stream, float* params, const float* grads, float* m, float* v,
                       int64_t n, AdamScalars s, const float* grad_norm, float max_grad_norm) {
   if (n == 0) return;
-  adam_step_kernel<<<grid_for(n), kBlock, 0, stream>>>(params, grads, m, v, n, s, grad_norm,
-                                                       max_grad_norm);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(adam_step_kernel, grid_for(n), kBlock, stream, params, grads, m, v, n, s, grad_norm,
+         max_grad_norm);
 }
 
 }  // namespace batchpole::cuda

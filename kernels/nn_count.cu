@@ -26,11 +26,9 @@ void launch_count_nonzero(cudaStream_t stream, const uint8_t* mask, int64_t n, f
                           unsigned long long* scratch) {
   BP_CUDA_CHECK(cudaMemsetAsync(scratch, 0, sizeof(unsigned long long), stream));
   if (n > 0) {
-    count_nonzero_kernel<<<grid_for(n), kBlock, 0, stream>>>(mask, n, scratch);
-    BP_CUDA_CHECK_LAUNCH();
+    launch(count_nonzero_kernel, grid_for(n), kBlock, stream, mask, n, scratch);
   }
-  count_to_float_kernel<<<1, 1, 0, stream>>>(scratch, out);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(count_to_float_kernel, 1, 1, stream, scratch, out);
 }
 
 }  // namespace batchpole::cuda

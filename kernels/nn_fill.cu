@@ -21,15 +21,13 @@ __global__ void init_uniform_kernel(float* x, int64_t n, float bound, uint64_t s
 
 void launch_fill(cudaStream_t stream, float* x, int64_t n, float value) {
   if (n == 0) return;
-  fill_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, n, value);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(fill_kernel, grid_for(n), kBlock, stream, x, n, value);
 }
 
 void launch_init_uniform(cudaStream_t stream, float* x, int64_t n, float bound, uint64_t seed,
                          uint32_t block) {
   if (n == 0) return;
-  init_uniform_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, n, bound, seed, block);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(init_uniform_kernel, grid_for(n), kBlock, stream, x, n, bound, seed, block);
 }
 
 }  // namespace batchpole::cuda

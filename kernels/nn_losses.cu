@@ -29,14 +29,12 @@ __global__ void value_loss_grad_kernel(ValueLossArgs a) {
 
 void launch_policy_loss_grad(cudaStream_t stream, const PolicyLossArgs& args) {
   if (args.rows == 0) return;
-  policy_loss_grad_kernel<<<grid_for(args.rows), kBlock, 0, stream>>>(args);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(policy_loss_grad_kernel, grid_for(args.rows), kBlock, stream, args);
 }
 
 void launch_value_loss_grad(cudaStream_t stream, const ValueLossArgs& args) {
   if (args.rows == 0) return;
-  value_loss_grad_kernel<<<grid_for(args.rows), kBlock, 0, stream>>>(args);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(value_loss_grad_kernel, grid_for(args.rows), kBlock, stream, args);
 }
 
 }  // namespace batchpole::cuda

@@ -42,25 +42,22 @@ void launch_sample_actions(cudaStream_t stream, const float* logits, int64_t row
                            int32_t num_actions, SampleKey key, int32_t* actions, float* log_prob,
                            float* entropy) {
   if (rows == 0) return;
-  sample_actions_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions, key,
-                                                               actions, log_prob, entropy);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(sample_actions_kernel, grid_for(rows), kBlock, stream, logits, rows, num_actions, key,
+         actions, log_prob, entropy);
 }
 
 void launch_log_prob_entropy(cudaStream_t stream, const float* logits, int64_t rows,
                              int32_t num_actions, const int32_t* actions, float* log_prob,
                              float* entropy) {
   if (rows == 0) return;
-  log_prob_entropy_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions, actions,
-                                                                 log_prob, entropy);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(log_prob_entropy_kernel, grid_for(rows), kBlock, stream, logits, rows, num_actions,
+         actions, log_prob, entropy);
 }
 
 void launch_softmax(cudaStream_t stream, const float* logits, int64_t rows, int32_t num_actions,
                     float* probs) {
   if (rows == 0) return;
-  softmax_kernel<<<grid_for(rows), kBlock, 0, stream>>>(logits, rows, num_actions, probs);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(softmax_kernel, grid_for(rows), kBlock, stream, logits, rows, num_actions, probs);
 }
 
 }  // namespace batchpole::cuda

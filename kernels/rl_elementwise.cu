@@ -41,33 +41,28 @@ __global__ void normalize_kernel(float* x, const uint8_t* mask, int64_t n, const
 }  // namespace
 
 void launch_returns(cudaStream_t stream, const ReturnsArgs& args) {
-  returns_kernel<<<grid_for(args.envs), kBlock, 0, stream>>>(args);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(returns_kernel, grid_for(args.envs), kBlock, stream, args);
 }
 
 void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
                                const uint8_t* truncated, int64_t steps, int64_t envs,
                                uint8_t* mask) {
-  first_episode_mask_kernel<<<grid_for(envs), kBlock, 0, stream>>>(terminated, truncated, steps,
-                                                                   envs, mask);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(first_episode_mask_kernel, grid_for(envs), kBlock, stream, terminated, truncated, steps,
+         envs, mask);
 }
 
 void launch_mark_ended(cudaStream_t stream, uint8_t* ended, const uint8_t* terminated,
                        const uint8_t* truncated, int64_t n) {
-  mark_ended_kernel<<<grid_for(n), kBlock, 0, stream>>>(ended, terminated, truncated, n);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(mark_ended_kernel, grid_for(n), kBlock, stream, ended, terminated, truncated, n);
 }
 
 void launch_subtract(cudaStream_t stream, const float* a, const float* b, int64_t n, float* out) {
-  subtract_kernel<<<grid_for(n), kBlock, 0, stream>>>(a, b, n, out);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(subtract_kernel, grid_for(n), kBlock, stream, a, b, n, out);
 }
 
 void launch_normalize(cudaStream_t stream, float* x, const uint8_t* mask, int64_t n,
                       const Moments* m, float eps) {
-  normalize_kernel<<<grid_for(n), kBlock, 0, stream>>>(x, mask, n, m, eps);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(normalize_kernel, grid_for(n), kBlock, stream, x, mask, n, m, eps);
 }
 
 }  // namespace batchpole::cuda

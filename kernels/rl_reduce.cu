@@ -16,7 +16,8 @@ __device__ T block_tree(T mine) {
   shared[threadIdx.x] = mine;
   __syncthreads();
   for (unsigned half = kBlock / 2; half > 0; half /= 2) {
-    if (threadIdx.x < half) shared[threadIdx.x] = add(shared[threadIdx.x], shared[threadIdx.x + half]);
+    if (threadIdx.x < half)
+      shared[threadIdx.x] = add(shared[threadIdx.x], shared[threadIdx.x + half]);
     __syncthreads();
   }
   return shared[0];
@@ -44,11 +45,9 @@ template <class T, class Row>
 void reduce(cudaStream_t stream, Row row, int64_t n, T* partial, T* out) {
   const int64_t blocks = reduce_blocks(n);
   if (n > 0) {
-    reduce_pass1<T><<<static_cast<unsigned>(blocks), kBlock, 0, stream>>>(row, n, partial);
-    BP_CUDA_CHECK_LAUNCH();
+    launch(reduce_pass1<T, Row>, static_cast<unsigned>(blocks), kBlock, stream, row, n, partial);
   }
-  reduce_pass2<T><<<1, kBlock, 0, stream>>>(partial, n > 0 ? blocks : 0, out);
-  BP_CUDA_CHECK_LAUNCH();
+  launch(reduce_pass2<T>, 1, kBlock, stream, partial, n > 0 ? blocks : 0, out);
 }
 
 struct MomentsRow {
