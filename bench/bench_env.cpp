@@ -7,20 +7,20 @@
 #include <chrono>
 #include <memory>
 
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/env/vec_env.hpp"
 #include "bench_util.hpp"
-#include "batchpole/buffer.hpp"
-#include "batchpole/vec_env.hpp"
 
 namespace {
 
-using batchpole::Backend;
+using batchpole::Device;
 using batchpole::Precision;
 
-using batchpole::bench::backend_for;
+using batchpole::bench::device_for;
 
 template <class Body>
 void run_env_case(benchmark::State& state, int32_t steps_per_iter, Body body) {
-  Backend* b = backend_for(state.range(0));
+  Device* b = device_for(state.range(0));
   if (b == nullptr) {
     state.SkipWithError("no CUDA device");
     return;
@@ -45,7 +45,8 @@ void run_env_case(benchmark::State& state, int32_t steps_per_iter, Body body) {
     state.SetIterationTime(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  const double steps = static_cast<double>(state.iterations()) * static_cast<double>(n) * steps_per_iter;
+  const double steps =
+      static_cast<double>(state.iterations()) * static_cast<double>(n) * steps_per_iter;
   state.SetItemsProcessed(static_cast<int64_t>(steps));
   state.counters["env_steps_per_s"] = benchmark::Counter(steps, benchmark::Counter::kIsRate);
   state.SetLabel(b->description());

@@ -11,20 +11,19 @@
 #include <memory>
 #include <vector>
 
+#include "batchpole/device/buffer.hpp"
 #include "bench_util.hpp"
-#include "batchpole/buffer.hpp"
-#include "batchpole/nn_bench.hpp"
+#include "nn_bench.hpp"
 
 namespace {
 
-using batchpole::Backend;
-
-using batchpole::bench::backend_for;
+using batchpole::Device;
+using batchpole::bench::device_for;
 
 struct Inputs {
   batchpole::Buffer<float> obs, weights, targets, values;
   batchpole::Buffer<int32_t> actions;
-  Inputs(Backend& b, int64_t n) {
+  Inputs(Device& b, int64_t n) {
     const auto un = static_cast<std::size_t>(n);
     std::vector<float> h(un * 4);
     for (std::size_t i = 0; i < h.size(); ++i) {
@@ -48,7 +47,7 @@ struct Inputs {
 };
 
 void run_case(benchmark::State& state, bool train) {
-  Backend* b = backend_for(state.range(0));
+  Device* b = device_for(state.range(0));
   if (b == nullptr) {
     state.SkipWithError("no CUDA device");
     return;
@@ -90,12 +89,10 @@ void run_case(benchmark::State& state, bool train) {
     total_s += s;
   }
   // The reference: the same BLAS calls alone, median of 5, in this process.
+  batchpole::BlasReference reference(*b, config, n);
+  reference.seconds(train);  // warm-up
   std::vector<double> ref;
-  for (int r = 0; r < 6; ++r) {
-    ref.push_back(batchpole::blas_reference_seconds(*b, model->blas(), model->ops(), config, n,
-                                                    model->chunk_rows(), model->shards(), train));
-  }
-  ref.erase(ref.begin());  // warm-up
+  for (int r = 0; r < 5; ++r) ref.push_back(reference.seconds(train));
   std::sort(ref.begin(), ref.end());
   const batchpole::NnFlops f = batchpole::nn_flops_per_sample(config);
   const double flops_per_sample = train ? f.train : f.forward;

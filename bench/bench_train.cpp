@@ -7,7 +7,7 @@
 #include <chrono>
 #include <memory>
 
-#include "batchpole/trainer.hpp"
+#include "batchpole/rl/trainer.hpp"
 
 namespace {
 
@@ -17,13 +17,13 @@ void BM_TrainUpdate(benchmark::State& state) {
     state.SkipWithError("no CUDA device");
     return;
   }
-  auto backend = batchpole::make_backend({batchpole::DeviceRequest::parse(gpu ? "cuda" : "cpu")});
+  auto device = batchpole::make_device({batchpole::DeviceRequest::parse(gpu ? "cuda" : "cpu")});
   batchpole::TrainConfig c;
   c.algorithm = state.range(1) == 0 ? batchpole::Algorithm::kA2C : batchpole::Algorithm::kReinforce;
   c.envs = state.range(2);
   std::unique_ptr<batchpole::Trainer> trainer;
   try {
-    trainer = std::make_unique<batchpole::Trainer>(*backend, c);
+    trainer = std::make_unique<batchpole::Trainer>(*device, c);
   } catch (const batchpole::Error& e) {
     state.SkipWithError(e.what());
     return;
@@ -38,7 +38,7 @@ void BM_TrainUpdate(benchmark::State& state) {
   }
   const auto steps = static_cast<double>(trainer->env_steps() - start);
   state.counters["env_steps_per_s"] = benchmark::Counter(steps, benchmark::Counter::kIsRate);
-  state.SetLabel(backend->description());
+  state.SetLabel(device->description());
 }
 
 BENCHMARK(BM_TrainUpdate)

@@ -12,11 +12,19 @@ if(NOT _bp_cuda STREQUAL "OFF")
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    # Hopper (H100/H200) is what we measure on; nvcc 13 supports nothing older than sm_75.
-    # Must be set before enable_language(CUDA), which would otherwise pick the compiler default.
+    # Hopper (H100/H200) is what we measure on. The kernels use warp reductions
+    # (__reduce_add_sync) that need sm_80 (A100) or newer. Must be set before
+    # enable_language(CUDA), which would otherwise pick the compiler default.
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 90)
     endif()
+    foreach(_bp_arch IN LISTS CMAKE_CUDA_ARCHITECTURES)
+      string(REGEX MATCH "^[0-9]+" _bp_num "${_bp_arch}")
+      if(_bp_num AND _bp_num LESS 80)
+        message(FATAL_ERROR "CMAKE_CUDA_ARCHITECTURES holds ${_bp_arch}; batchpole's kernels need "
+                            "80 (A100) or newer")
+      endif()
+    endforeach()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(BATCHPOLE_WITH_CUDA ON)

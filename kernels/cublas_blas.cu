@@ -1,4 +1,4 @@
-// Blas with cuBLAS, bound to the backend's stream. cuBLAS is column-major; the interface is
+// Blas with cuBLAS, bound to the device's stream. cuBLAS is column-major; the interface is
 // row-major. The mapping, derived once for all the calls below:
 //
 //   A row-major m x k matrix with row stride lda occupies memory exactly as the column-major
@@ -18,8 +18,9 @@
 
 #include <memory>
 
-#include "../host/nn_impl.hpp"
+#include "batchpole/nn/blas.hpp"
 #include "cuda_check.cuh"
+#include "cuda_ops.cuh"
 
 namespace batchpole {
 
@@ -30,9 +31,9 @@ cublasOperation_t flipped(Trans t) { return t == Trans::kNo ? CUBLAS_OP_T : CUBL
 
 class CudaBlas final : public Blas {
  public:
-  CudaBlas(Backend& backend, const BlasOptions& options) : tf32_(options.allow_tf32) {
+  CudaBlas(Device& device, cudaStream_t stream, bool allow_tf32) : Blas(device), tf32_(allow_tf32) {
     BP_CUBLAS_CHECK(cublasCreate(&handle_));
-    BP_CUBLAS_CHECK(cublasSetStream(handle_, static_cast<cudaStream_t>(backend.native_stream())));
+    BP_CUBLAS_CHECK(cublasSetStream(handle_, stream));
     BP_CUBLAS_CHECK(
         cublasSetMathMode(handle_, tf32_ ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     BP_CUBLAS_CHECK(cublasSetPointerMode(handle_, CUBLAS_POINTER_MODE_HOST));
@@ -105,8 +106,12 @@ class CudaBlas final : public Blas {
 
 }  // namespace
 
-std::unique_ptr<Blas> make_cuda_blas(Backend& backend, const BlasOptions& options) {
-  return std::make_unique<CudaBlas>(backend, options);
+}  // namespace batchpole
+
+namespace batchpole::cuda {
+
+std::unique_ptr<Blas> make_blas(Device& device, cudaStream_t stream, bool allow_tf32) {
+  return std::make_unique<CudaBlas>(device, stream, allow_tf32);
 }
 
-}  // namespace batchpole
+}  // namespace batchpole::cuda

@@ -7,42 +7,40 @@
 
 #include <cstdio>
 
-#include "batchpole/common.hpp"
+#include "batchpole/core/common.hpp"
 
-#define BP_CUDA_CHECK(expr)                                                              \
-  do {                                                                                   \
-    const cudaError_t bp_err_ = (expr);                                                  \
-    if (bp_err_ != cudaSuccess) {                                                        \
-      ::batchpole::detail::throw_error(                                                  \
-          bp_err_ == cudaErrorMemoryAllocation ? ::batchpole::Error::Kind::kOutOfMemory  \
-                                               : ::batchpole::Error::Kind::kRuntime,     \
-          #expr, __FILE__, __LINE__,                                                     \
-          std::string("CUDA error: ") + cudaGetErrorString(bp_err_));                    \
-    }                                                                                    \
+#define BP_CUDA_CHECK(expr)                                                                      \
+  do {                                                                                           \
+    const cudaError_t bp_err_ = (expr);                                                          \
+    if (bp_err_ != cudaSuccess) {                                                                \
+      ::batchpole::detail::throw_error(                                                          \
+          bp_err_ == cudaErrorMemoryAllocation ? ::batchpole::Error::Kind::kOutOfMemory          \
+                                               : ::batchpole::Error::Kind::kRuntime,             \
+          #expr, __FILE__, __LINE__, std::string("CUDA error: ") + cudaGetErrorString(bp_err_)); \
+    }                                                                                            \
   } while (0)
 
 // After a launch: configuration errors surface here, execution errors at the next sync.
 #define BP_CUDA_CHECK_LAUNCH() BP_CUDA_CHECK(cudaGetLastError())
 
 // For destructors: report and carry on, never throw.
-#define BP_CUDA_LOG(expr)                                                                  \
-  do {                                                                                     \
-    const cudaError_t bp_err_ = (expr);                                                    \
-    if (bp_err_ != cudaSuccess) {                                                          \
+#define BP_CUDA_LOG(expr)                                                                    \
+  do {                                                                                       \
+    const cudaError_t bp_err_ = (expr);                                                      \
+    if (bp_err_ != cudaSuccess) {                                                            \
       std::fprintf(stderr, "batchpole: %s failed at %s:%d: %s\n", #expr, __FILE__, __LINE__, \
-                   cudaGetErrorString(bp_err_));                                           \
-    }                                                                                      \
+                   cudaGetErrorString(bp_err_));                                             \
+    }                                                                                        \
   } while (0)
 
-#define BP_CUBLAS_CHECK(expr)                                                            \
-  do {                                                                                   \
-    const cublasStatus_t bp_st_ = (expr);                                                \
-    if (bp_st_ != CUBLAS_STATUS_SUCCESS) {                                               \
-      ::batchpole::detail::throw_error(::batchpole::Error::Kind::kRuntime, #expr, __FILE__, \
-                                       __LINE__,                                         \
-                                       std::string("cuBLAS error: ") +                   \
-                                           cublasGetStatusString(bp_st_));               \
-    }                                                                                    \
+#define BP_CUBLAS_CHECK(expr)                                             \
+  do {                                                                    \
+    const cublasStatus_t bp_st_ = (expr);                                 \
+    if (bp_st_ != CUBLAS_STATUS_SUCCESS) {                                \
+      ::batchpole::detail::throw_error(                                   \
+          ::batchpole::Error::Kind::kRuntime, #expr, __FILE__, __LINE__,  \
+          std::string("cuBLAS error: ") + cublasGetStatusString(bp_st_)); \
+    }                                                                     \
   } while (0)
 
 namespace batchpole::cuda {

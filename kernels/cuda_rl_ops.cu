@@ -1,12 +1,13 @@
-// The CUDA implementation of RlOps: launcher calls on the backend's stream, with a scratch
-// buffer for the partial sums of the reductions.
+// RlOps on the GPU: launcher calls on the device's stream, with a scratch buffer for the
+// partial sums of the reductions.
 #include <cuda_runtime.h>
 
-#include <algorithm>
+#include <memory>
 
-#include "../host/rl_entry.hpp"
-#include "batchpole/buffer.hpp"
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/rl/rl_ops.hpp"
 #include "cuda_check.cuh"
+#include "cuda_ops.cuh"
 #include "rl_ops.cuh"
 
 namespace batchpole {
@@ -15,37 +16,30 @@ namespace {
 
 class CudaRlOps final : public RlOps {
  public:
-  explicit CudaRlOps(Backend& backend)
-      : backend_(backend), stream_(static_cast<cudaStream_t>(backend.native_stream())) {}
+  CudaRlOps(Device& device, cudaStream_t stream) : RlOps(device), stream_(stream) {}
 
-  void returns(const ReturnsArgs& args) override { cuda::launch_returns(stream_, args); }
-  void first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                          int64_t envs, uint8_t* mask) override {
+ protected:
+  void do_returns(const ReturnsArgs& args) override { cuda::launch_returns(stream_, args); }
+  void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
+                             int64_t envs, uint8_t* mask) override {
     cuda::launch_first_episode_mask(stream_, terminated, truncated, steps, envs, mask);
   }
-  void mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
-                  int64_t n) override {
-    cuda::launch_mark_ended(stream_, ended, terminated, truncated, n);
+  void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
+                     int64_t* ended_count) override {
+    cuda::launch_mark_ended(stream_, ended, terminated, truncated, n, ended_count);
   }
-  void subtract(const float* a, const float* b, int64_t n, float* out) override {
+  void do_subtract(const float* a, const float* b, int64_t n, float* out) override {
     cuda::launch_subtract(stream_, a, b, n, out);
   }
-  void moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) override {
+  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) override {
     cuda::launch_moments(stream_, x, mask, n, partials<Moments>(n), out);
   }
-  void normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps) override {
+  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
+                    float eps) override {
     cuda::launch_normalize(stream_, x, mask, n, m, eps);
   }
-  void episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) override {
+  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) override {
     cuda::launch_episode_tally(stream_, rows, n, partials<EpisodeTally>(n), out);
-  }
-  int64_t count_nonzero(const uint8_t* flags, int64_t n) override {
-    auto* partial = partials<Moments>(n + 1);  // the last slot holds the total
-    Moments* total = partial + cuda::reduce_blocks(n);
-    cuda::launch_count_nonzero(stream_, flags, n, partial, total);
-    Moments host;
-    backend_.copy_to_host(&host, total, sizeof(host));
-    return static_cast<int64_t>(host.count);
   }
 
  private:
@@ -53,19 +47,22 @@ class CudaRlOps final : public RlOps {
   template <class T>
   T* partials(int64_t n) {
     const std::size_t need = static_cast<std::size_t>(cuda::reduce_blocks(n) + 1) * sizeof(T);
-    if (scratch_.size() < need) scratch_ = Buffer<unsigned char>(backend_, need);
+    if (scratch_.size() < need) scratch_ = Buffer<unsigned char>(device(), need);
     return reinterpret_cast<T*>(scratch_.data());
   }
 
-  Backend& backend_;
   cudaStream_t stream_;
   Buffer<unsigned char> scratch_;
 };
 
 }  // namespace
 
-std::unique_ptr<RlOps> make_cuda_rl_ops(Backend& backend) {
-  return std::make_unique<CudaRlOps>(backend);
+}  // namespace batchpole
+
+namespace batchpole::cuda {
+
+std::unique_ptr<RlOps> make_rl_ops(Device& device, cudaStream_t stream) {
+  return std::make_unique<CudaRlOps>(device, stream);
 }
 
-}  // namespace batchpole
+}  // namespace batchpole::cuda

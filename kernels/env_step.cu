@@ -1,5 +1,5 @@
 // Environment kernels: one thread per environment, each a thin call of the element functions
-// in env_kernels.hpp that the CPU loops call too.
+// in env_elements.hpp that the CPU loops call too.
 #include "cuda_check.cuh"
 #include "env_step.cuh"
 

@@ -1,9 +1,9 @@
-// Launchers of the environment kernels (kernels/env_step.cu). Element logic: env_kernels.hpp.
+// Launchers of the environment kernels (kernels/env_step.cu). Element logic: env_elements.hpp.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "batchpole/env_kernels.hpp"
+#include "batchpole/env/env_elements.hpp"
 
 namespace batchpole::cuda {
 
@@ -22,9 +22,9 @@ void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArr
 
 // ended: a device counter that receives the number of episodes that ended.
 template <class Real>
-void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c,
-                           const EnvArrays<Real>& a, int64_t n, uint64_t first_step,
-                           int32_t steps, unsigned long long* ended);
+void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                           int64_t n, uint64_t first_step, int32_t steps,
+                           unsigned long long* ended);
 
 void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int64_t n,
                           int32_t* out);

@@ -1,10 +1,10 @@
 // Launchers of the network kernels (kernels/nn_*.cu), one concern per file. Element logic:
-// include/batchpole/nn_kernels.hpp. Each launcher takes the stream, launches and checks.
+// include/batchpole/nn/nn_elements.hpp. Each launcher takes the stream, launches and checks.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "batchpole/nn_ops.hpp"
+#include "batchpole/nn/nn_ops.hpp"
 
 namespace batchpole::cuda {
 

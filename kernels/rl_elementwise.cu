@@ -1,4 +1,4 @@
-// Per-env and per-element trainer kernels: thin launches of rl_kernels.hpp.
+// Per-env and per-element trainer kernels: thin launches of rl_elements.hpp.
 #include "cuda_check.cuh"
 #include "rl_ops.cuh"
 
@@ -22,9 +22,19 @@ __global__ void first_episode_mask_kernel(const uint8_t* terminated, const uint8
 }
 
 __global__ void mark_ended_kernel(uint8_t* ended, const uint8_t* terminated,
-                                  const uint8_t* truncated, int64_t n) {
+                                  const uint8_t* truncated, int64_t n,
+                                  unsigned long long* ended_count) {
   const int64_t i = thread_index();
-  if (i < n) ended[i] = ended[i] | terminated[i] | truncated[i];
+  uint32_t newly = 0;
+  if (i < n) {
+    const uint8_t now = ended[i] | terminated[i] | truncated[i];
+    newly = now != 0 && ended[i] == 0 ? 1U : 0U;
+    ended[i] = now;
+  }
+  // Integer counts: one atomic per warp, exact whatever the order.
+  const uint32_t sum = __reduce_add_sync(0xFFFFFFFFU, newly);
+  if ((threadIdx.x & 31U) == 0 && sum > 0)
+    atomicAdd(ended_count, static_cast<unsigned long long>(sum));
 }
 
 __global__ void subtract_kernel(const float* a, const float* b, int64_t n, float* out) {
@@ -52,8 +62,10 @@ void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
 }
 
 void launch_mark_ended(cudaStream_t stream, uint8_t* ended, const uint8_t* terminated,
-                       const uint8_t* truncated, int64_t n) {
-  launch(mark_ended_kernel, grid_for(n), kBlock, stream, ended, terminated, truncated, n);
+                       const uint8_t* truncated, int64_t n, int64_t* ended_count) {
+  static_assert(sizeof(int64_t) == sizeof(unsigned long long), "64-bit counters");
+  launch(mark_ended_kernel, grid_for(n), kBlock, stream, ended, terminated, truncated, n,
+         reinterpret_cast<unsigned long long*>(ended_count));
 }
 
 void launch_subtract(cudaStream_t stream, const float* a, const float* b, int64_t n, float* out) {

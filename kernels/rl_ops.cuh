@@ -1,10 +1,10 @@
 // Launchers of the trainer kernels (kernels/rl_elementwise.cu, kernels/rl_reduce.cu). Element
-// logic: rl_kernels.hpp.
+// logic: rl_elements.hpp.
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include "batchpole/rl_kernels.hpp"
+#include "batchpole/rl/rl_elements.hpp"
 
 namespace batchpole::cuda {
 
@@ -13,7 +13,7 @@ void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
                                const uint8_t* truncated, int64_t steps, int64_t envs,
                                uint8_t* mask);
 void launch_mark_ended(cudaStream_t stream, uint8_t* ended, const uint8_t* terminated,
-                       const uint8_t* truncated, int64_t n);
+                       const uint8_t* truncated, int64_t n, int64_t* ended_count);
 void launch_subtract(cudaStream_t stream, const float* a, const float* b, int64_t n, float* out);
 void launch_normalize(cudaStream_t stream, float* x, const uint8_t* mask, int64_t n,
                       const Moments* m, float eps);
@@ -23,8 +23,6 @@ void launch_normalize(cudaStream_t stream, float* x, const uint8_t* mask, int64_
 int64_t reduce_blocks(int64_t n);
 void launch_moments(cudaStream_t stream, const float* x, const uint8_t* mask, int64_t n,
                     Moments* partial, Moments* out);
-void launch_count_nonzero(cudaStream_t stream, const uint8_t* flags, int64_t n, Moments* partial,
-                          Moments* out);
 void launch_episode_tally(cudaStream_t stream, const EpisodeRows& rows, int64_t n,
                           EpisodeTally* partial, EpisodeTally* out);
 

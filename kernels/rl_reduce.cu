@@ -53,25 +53,7 @@ void reduce(cudaStream_t stream, Row row, int64_t n, T* partial, T* out) {
 struct MomentsRow {
   const float* x;
   const uint8_t* mask;
-  __device__ Moments operator()(int64_t k) const {
-    Moments m;
-    if (mask == nullptr || mask[k] != 0) {
-      const double v = x[k];
-      m.count = 1;
-      m.sum = v;
-      m.sum_sq = v * v;
-    }
-    return m;
-  }
-};
-
-struct NonzeroRow {
-  const uint8_t* flags;
-  __device__ Moments operator()(int64_t k) const {
-    Moments m;
-    m.count = flags[k] != 0 ? 1 : 0;
-    return m;
-  }
+  __device__ Moments operator()(int64_t k) const { return moments_row(x, mask, k); }
 };
 
 struct TallyRow {
@@ -86,11 +68,6 @@ int64_t reduce_blocks(int64_t n) { return n > 0 ? (n + kReduceBlock - 1) / kRedu
 void launch_moments(cudaStream_t stream, const float* x, const uint8_t* mask, int64_t n,
                     Moments* partial, Moments* out) {
   reduce(stream, MomentsRow{x, mask}, n, partial, out);
-}
-
-void launch_count_nonzero(cudaStream_t stream, const uint8_t* flags, int64_t n, Moments* partial,
-                          Moments* out) {
-  reduce(stream, NonzeroRow{flags}, n, partial, out);
 }
 
 void launch_episode_tally(cudaStream_t stream, const EpisodeRows& rows, int64_t n,

@@ -25,6 +25,23 @@ expect_code 2 "bench nn --batch 0" -- "$bp" bench nn --batch 0
 expect_code 0 "info --json" -- "$bp" info --json
 expect_grep '"blas_build": "\(pthreads\|openmp\|sequential\)"' "$work/out.txt" "info names the BLAS build"
 expect_grep '"cuda_compiled"' "$work/out.txt" "info json"
+# The CUDA plugin turned off, missing or broken: every command still runs on the CPU, and
+# --device cuda says exactly why it cannot (exit 2).
+printf 'not a shared object' >"$work/broken_plugin.so"
+for plugin in off "$work/no-such-plugin.so" "$work/broken_plugin.so"; do
+  BATCHPOLE_CUDA_PLUGIN=$plugin expect_code 0 "info without a plugin ($plugin)" -- "$bp" info
+  case $plugin in
+    off) why="turned off" ;;
+    *) why="could not be loaded" ;;
+  esac
+  expect_grep "$why" "$work/out.txt" "info says why CUDA is unusable ($plugin)"
+  BATCHPOLE_CUDA_PLUGIN=$plugin expect_code 2 "--device cuda without a plugin ($plugin)" -- \
+    "$bp" bench env --device cuda --envs 64 --steps 2 --repeats 1
+  expect_grep "$why" "$work/err.txt" "--device cuda says why ($plugin)"
+  BATCHPOLE_CUDA_PLUGIN=$plugin expect_code 0 "auto falls back to the CPU ($plugin)" -- \
+    "$bp" bench env --envs 64 --steps 2 --repeats 1 --json
+  expect_grep '"device": "cpu' "$work/out.txt" "auto runs on the CPU ($plugin)"
+done
 expect_code 0 "bench env json" -- "$bp" bench env --device cpu --envs 512 --steps 20 --repeats 1 --json
 expect_grep '"env_steps_per_s"' "$work/out.txt" "bench env key"
 expect_code 2 "bench env --envs 0" -- "$bp" bench env --envs 0

@@ -9,7 +9,7 @@
 #include <functional>
 #include <vector>
 
-#include "batchpole/policy_value.hpp"
+#include "batchpole/nn/model.hpp"
 
 namespace batchpole::ref {
 

@@ -3,10 +3,9 @@
 #include <cmath>
 #include <random>
 
-#include "../host/nn_impl.hpp"
-#include "batchpole/blas.hpp"
-#include "batchpole/buffer.hpp"
-#include "batchpole/nn_ops.hpp"
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/nn/blas.hpp"
+#include "batchpole/nn/nn_ops.hpp"
 #include "test_util.hpp"
 
 namespace batchpole {
@@ -20,7 +19,7 @@ std::vector<float> random_vec(std::size_t n, uint32_t seed) {
   return v;
 }
 
-Buffer<float> upload(Backend& b, const std::vector<float>& v) {
+Buffer<float> upload(Device& b, const std::vector<float>& v) {
   Buffer<float> buf(b, v.size());
   buf.from_host(v);
   return buf;
@@ -34,8 +33,8 @@ double at(const std::vector<float>& m, int64_t ld, Trans t, int64_t r, int64_t c
 class BlasTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(BlasTest, GemmAllTransposesWithPaddedLeadingDimensions) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto blas = make_blas(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  Blas* blas = &device->blas();
   const int64_t m = 37, n = 19, k = 23;
   for (const Trans ta : {Trans::kNo, Trans::kYes}) {
     for (const Trans tb : {Trans::kNo, Trans::kYes}) {
@@ -46,9 +45,9 @@ TEST_P(BlasTest, GemmAllTransposesWithPaddedLeadingDimensions) {
       const auto ha = random_vec(static_cast<std::size_t>(a_rows * lda), 1);
       const auto hb = random_vec(static_cast<std::size_t>(b_rows * ldb), 2);
       const auto hc = random_vec(static_cast<std::size_t>(m * ldc), 3);
-      auto a = upload(*backend, ha);
-      auto b = upload(*backend, hb);
-      auto c = upload(*backend, hc);
+      auto a = upload(*device, ha);
+      auto b = upload(*device, hb);
+      auto c = upload(*device, hc);
       const float alpha = 0.75f, beta = -0.5f;
       blas->gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
       const auto out = c.to_host();
@@ -69,15 +68,15 @@ TEST_P(BlasTest, GemmAllTransposesWithPaddedLeadingDimensions) {
 }
 
 TEST_P(BlasTest, StridedBatchedGemmMatchesSeparateProducts) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto blas = make_blas(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  Blas* blas = &device->blas();
   const int64_t m = 5, n = 7, k = 3, batch = 4;
   const int64_t sa = m * k + 2, sb = n * k + 1, sc = m * n + 5;
   const auto ha = random_vec(static_cast<std::size_t>(sa * batch), 4);
   const auto hb = random_vec(static_cast<std::size_t>(sb * batch), 5);
-  auto a = upload(*backend, ha);
-  auto b = upload(*backend, hb);
-  Buffer<float> c(*backend, static_cast<std::size_t>(sc * batch));
+  auto a = upload(*device, ha);
+  auto b = upload(*device, hb);
+  Buffer<float> c(*device, static_cast<std::size_t>(sc * batch));
   c.zero();
   // A^T stored k x m, B stored k x n: C_i = A_i B_i (with A_i = stored^T).
   blas->gemm_strided_batched(Trans::kYes, Trans::kNo, m, n, k, 1.0f, a.data(), m, sa, b.data(), n,
@@ -95,17 +94,17 @@ TEST_P(BlasTest, StridedBatchedGemmMatchesSeparateProducts) {
 }
 
 TEST_P(BlasTest, GemvBothWaysAndLevelOne) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto blas = make_blas(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  Blas* blas = &device->blas();
   const int64_t m = 300, n = 7, lda = 9;
   const auto ha = random_vec(static_cast<std::size_t>(m * lda), 6);
   const auto hx = random_vec(static_cast<std::size_t>(m), 7);
   const auto hy = random_vec(static_cast<std::size_t>(m), 8);
-  auto a = upload(*backend, ha);
-  auto x = upload(*backend, hx);
-  auto y = upload(*backend, hy);
+  auto a = upload(*device, ha);
+  auto x = upload(*device, hx);
+  auto y = upload(*device, hy);
   // y(n) = 2 A^T x + 1 y (the bias-gradient shape: a column sum over rows).
-  Buffer<float> yn(*backend, static_cast<std::size_t>(n));
+  Buffer<float> yn(*device, static_cast<std::size_t>(n));
   yn.from_host(std::vector<float>(hy.begin(), hy.begin() + n));
   blas->gemv(Trans::kYes, m, n, 2.0f, a.data(), lda, x.data(), 1, 1.0f, yn.data(), 1);
   auto out = yn.to_host();
@@ -124,11 +123,11 @@ TEST_P(BlasTest, GemvBothWaysAndLevelOne) {
   }
 
   // Level 1, results of dot and nrm2 in device memory.
-  auto x2 = upload(*backend, hx);
-  auto y2 = upload(*backend, hy);
+  auto x2 = upload(*device, hx);
+  auto y2 = upload(*device, hy);
   blas->axpy(m, -1.5f, x2.data(), 1, y2.data(), 1);
   blas->scal(m, 2.0f, x2.data(), 1);
-  Buffer<float> res(*backend, 2);
+  Buffer<float> res(*device, 2);
   blas->dot(m, x2.data(), 1, y2.data(), 1, res.data());
   blas->nrm2(m, y2.data(), 1, res.data() + 1);
   const auto hx2 = x2.to_host();
@@ -160,9 +159,9 @@ std::string error_of(F f) {
 }
 
 TEST(BlasShapes, BadLeadingDimensionsAndSizesNameTheShapes) {
-  auto backend = make_backend({DeviceRequest::parse("cpu")});
-  auto blas = make_blas(*backend);
-  Buffer<float> a(*backend, 64), b(*backend, 64), c(*backend, 64);
+  auto device = make_device({DeviceRequest::parse("cpu")});
+  Blas* blas = &device->blas();
+  Buffer<float> a(*device, 64), b(*device, 64), c(*device, 64);
   // A is 4 x 3 (m x k) but lda = 2.
   std::string msg = error_of([&] {
     blas->gemm(Trans::kNo, Trans::kNo, 4, 5, 3, 1.0f, a.data(), 2, b.data(), 5, 0.0f, c.data(), 5);
@@ -191,23 +190,6 @@ TEST(BlasShapes, BadLeadingDimensionsAndSizesNameTheShapes) {
   // Empty products are no-ops, not errors.
   EXPECT_NO_THROW(blas->gemm(Trans::kNo, Trans::kNo, 0, 5, 3, 1.0f, a.data(), 3, b.data(), 5, 0.0f,
                              c.data(), 5));
-}
-
-TEST(BlasFactory, CudaStandInsAreUnavailableInACpuOnlyBuild) {
-  if (cuda_compiled()) GTEST_SKIP() << "CUDA is compiled in; the CPU-only stand-ins are not built";
-  // A CPU-only build cannot make a CUDA backend, so the stand-ins are called directly.
-  auto backend = make_backend({DeviceRequest::parse("cpu")});
-  const auto unavailable = [](auto f) {
-    try {
-      f();
-      ADD_FAILURE() << "expected Error(kUnavailable)";
-    } catch (const Error& e) {
-      EXPECT_EQ(e.kind(), Error::Kind::kUnavailable) << e.what();
-      EXPECT_NE(std::string(e.what()).find("no CUDA support"), std::string::npos) << e.what();
-    }
-  };
-  unavailable([&] { (void)make_cuda_blas(*backend, {}); });
-  unavailable([&] { (void)make_cuda_nn_ops(*backend); });
 }
 
 }  // namespace

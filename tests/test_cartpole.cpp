@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <limits>
 
-#include "batchpole/cartpole.hpp"
-#include "batchpole/portable_math.hpp"
+#include "batchpole/core/portable_math.hpp"
+#include "batchpole/env/cartpole.hpp"
 
 namespace batchpole {
 namespace {

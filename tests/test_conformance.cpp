@@ -6,7 +6,7 @@
 #include <limits>
 #include <string>
 
-#include "batchpole/vec_env.hpp"
+#include "batchpole/env/vec_env.hpp"
 #include "test_util.hpp"
 
 namespace batchpole {
@@ -16,8 +16,8 @@ using test::Csv;
 
 double ulps(double a, double b) {
   if (a == b) return 0.0;
-  const double u = std::nextafter(std::fabs(b), std::numeric_limits<double>::infinity()) -
-                   std::fabs(b);
+  const double u =
+      std::nextafter(std::fabs(b), std::numeric_limits<double>::infinity()) - std::fabs(b);
   return std::fabs(a - b) / u;
 }
 
@@ -105,11 +105,11 @@ INSTANTIATE_TEST_SUITE_P(Gymnasium, Transitions,
 class DeviceConformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DeviceConformance, EdgeCasesTerminateExactlyAsGymnasium) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const Csv csv = test::load_csv(test::data_path("edge_cases.csv"));
   const auto n = static_cast<int64_t>(csv.rows.size());
   ASSERT_EQ(n, 36);
-  VecEnv env(*backend, n, CartPoleParams{}, Precision::kF64);
+  VecEnv env(*device, n, CartPoleParams{}, Precision::kF64);
   EnvState st = env.get_state();
   std::vector<int32_t> actions;
   for (std::size_t r = 0; r < csv.rows.size(); ++r) {
@@ -137,12 +137,12 @@ TEST_P(DeviceConformance, EdgeCasesTerminateExactlyAsGymnasium) {
 // trace's float32 observation, since reset draws come from NumPy's generator, not ours), the
 // reset observation in bounds, truncation and final observations where Gymnasium put them.
 TEST_P(DeviceConformance, VectorTraceSameStepAutoreset) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const Csv csv = test::load_csv(test::data_path("vector_trace_sync_same_step.csv"));
   constexpr int kEnvs = 4;
   ASSERT_EQ(csv.rows.size() % kEnvs, 0U);
   const std::size_t steps = csv.rows.size() / kEnvs;
-  VecEnv env(*backend, kEnvs, CartPoleParams{}, Precision::kF64);
+  VecEnv env(*device, kEnvs, CartPoleParams{}, Precision::kF64);
   const char* cols[4] = {"obs_x", "obs_x_dot", "obs_theta", "obs_theta_dot"};
   const char* fcols[4] = {"final_obs_x", "final_obs_x_dot", "final_obs_theta",
                           "final_obs_theta_dot"};
@@ -207,10 +207,10 @@ TEST_P(DeviceConformance, LiveGymnasiumTrace) {
   if (path == nullptr || std::string(path).empty()) {
     GTEST_SKIP() << "BATCHPOLE_LIVE_TRACE not set: run tests/live_gym_trace.py (CI does)";
   }
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const Csv csv = test::load_csv(path);
   ASSERT_GT(csv.rows.size(), 300U);
-  VecEnv env(*backend, 1, CartPoleParams{}, Precision::kF64);
+  VecEnv env(*device, 1, CartPoleParams{}, Precision::kF64);
   int truncations = 0;
   double worst = 0.0;
   const char* cols[4] = {"x", "x_dot", "theta", "theta_dot"};

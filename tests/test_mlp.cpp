@@ -4,7 +4,7 @@
 #include <cmath>
 #include <random>
 
-#include "batchpole/mlp.hpp"
+#include "batchpole/nn/mlp.hpp"
 #include "nn_reference.hpp"
 #include "test_util.hpp"
 
@@ -17,13 +17,12 @@ std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), 
 
 // Everything one MLP test needs on one device.
 struct Fixture {
-  std::unique_ptr<Blas> blas;
-  std::unique_ptr<NnOps> ops;
+  Blas* blas;
+  NnOps* ops;
   Buffer<float> params, grads;
   std::unique_ptr<Mlp> mlp;
-  Fixture(Backend& b, const MlpConfig& c, int64_t max_rows, uint64_t seed = 3) {
-    blas = make_blas(b);
-    ops = make_nn_ops(b);
+  Fixture(Device& b, const MlpConfig& c, int64_t max_rows, uint64_t seed = 3)
+      : blas(&b.blas()), ops(&b.nn()) {
     params = Buffer<float>(b, static_cast<std::size_t>(c.parameter_count()));
     grads = Buffer<float>(b, static_cast<std::size_t>(c.parameter_count()));
     mlp = std::make_unique<Mlp>(b, *blas, *ops, c, max_rows, params.data(), grads.data());
@@ -51,22 +50,22 @@ class MlpTest : public ::testing::TestWithParam<std::string> {};
 // Loss L = sum_ij c_ij y_ij with random c (never zeros): its gradient is backward(d_out = c).
 // Compared with central differences of the float64 reference at the same parameters.
 TEST_P(MlpTest, GradientsMatchFloat64FiniteDifferences) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const int64_t rows = 13;
   uint32_t seed = 100;
   for (const Case& k : cases()) {
     SCOPED_TRACE(k.name);
     const MlpConfig& c = k.config;
-    Fixture f(*backend, c, 16);
+    Fixture f(*device, c, 16);
     const auto hx = random_vec(static_cast<std::size_t>(rows * c.inputs()), ++seed, -2.0f, 2.0f);
     const auto hc = random_vec(static_cast<std::size_t>(rows * c.outputs()), ++seed);
-    Buffer<float> x(*backend, hx.size()), d_out(*backend, hc.size()), d_x(*backend, hx.size());
+    Buffer<float> x(*device, hx.size()), d_out(*device, hc.size()), d_x(*device, hx.size());
     x.from_host(hx);
     d_out.from_host(hc);
     const ConstMatrix xm{x.data(), rows, c.inputs()};
     const float* y = f.mlp->forward(xm);
     std::vector<float> hy(static_cast<std::size_t>(rows * c.outputs()));
-    backend->copy_to_host(hy.data(), y, hy.size() * sizeof(float));
+    device->copy_to_host(hy.data(), y, hy.size() * sizeof(float));
     f.mlp->backward(xm, d_out.data(), GradientMode::kOverwrite, d_x.data());
 
     const auto p = to_double(f.params.to_host());
@@ -112,13 +111,13 @@ TEST_P(MlpTest, GradientsMatchFloat64FiniteDifferences) {
 }
 
 TEST_P(MlpTest, GradientModesOverwriteAndAccumulate) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const MlpConfig c{{4, 8, 3}, Activation::kRelu, Activation::kIdentity};
   const int64_t rows = 10;
-  Fixture f(*backend, c, rows);
+  Fixture f(*device, c, rows);
   const auto hx = random_vec(static_cast<std::size_t>(rows * 4), 7);
   const auto hc = random_vec(static_cast<std::size_t>(rows * 3), 8);
-  Buffer<float> x(*backend, hx.size()), d(*backend, hc.size()), dx(*backend, hx.size());
+  Buffer<float> x(*device, hx.size()), d(*device, hc.size()), dx(*device, hx.size());
   x.from_host(hx);
   const ConstMatrix xm{x.data(), rows, 4};
   const auto run = [&](GradientMode pm, GradientMode xm_mode) {
@@ -143,13 +142,13 @@ TEST_P(MlpTest, GradientModesOverwriteAndAccumulate) {
 
 // Chunks of a batch, accumulated, give the gradient of the whole batch.
 TEST_P(MlpTest, ChunkedBackwardEqualsWholeBatch) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const MlpConfig c{{4, 16, 16, 2}, Activation::kTanh, Activation::kIdentity};
   const int64_t rows = 50, chunk = 16;
-  Fixture whole(*backend, c, rows), part(*backend, c, chunk);
+  Fixture whole(*device, c, rows), part(*device, c, chunk);
   const auto hx = random_vec(static_cast<std::size_t>(rows * 4), 9);
   const auto hc = random_vec(static_cast<std::size_t>(rows * 2), 10);
-  Buffer<float> x(*backend, hx.size()), d(*backend, hc.size());
+  Buffer<float> x(*device, hx.size()), d(*device, hc.size());
   x.from_host(hx);
   d.from_host(hc);
   (void)whole.mlp->forward({x.data(), rows, 4});
@@ -171,9 +170,9 @@ TEST_P(MlpTest, ChunkedBackwardEqualsWholeBatch) {
 }
 
 TEST_P(MlpTest, InitIsNnLinearDefaultAndSeeded) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
+  BP_DEVICE_OR_SKIP(device, GetParam());
   const MlpConfig c{{4, 64, 64, 2}, Activation::kRelu, Activation::kIdentity};
-  Fixture a(*backend, c, 1, 5), b(*backend, c, 1, 5), other(*backend, c, 1, 6);
+  Fixture a(*device, c, 1, 5), b(*device, c, 1, 5), other(*device, c, 1, 6);
   const auto pa = a.params.to_host();
   EXPECT_EQ(pa, b.params.to_host());
   EXPECT_NE(pa, other.params.to_host());
@@ -206,10 +205,10 @@ std::string invalid_argument(F f) {
 }
 
 TEST(MlpShapes, MismatchesAndEmptyBatchesSayWhichShapes) {
-  auto backend = make_backend({DeviceRequest::parse("cpu")});
+  auto device = make_device({DeviceRequest::parse("cpu")});
   const MlpConfig c{{4, 8, 2}, Activation::kRelu, Activation::kIdentity};
-  Fixture f(*backend, c, 32);
-  Buffer<float> x(*backend, 200), d(*backend, 200);
+  Fixture f(*device, c, 32);
+  Buffer<float> x(*device, 200), d(*device, 200);
   std::string msg = invalid_argument([&] { (void)f.mlp->forward({x.data(), 10, 3}); });
   EXPECT_NE(msg.find("10 x 3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("takes 4 columns"), std::string::npos) << msg;
@@ -218,15 +217,18 @@ TEST(MlpShapes, MismatchesAndEmptyBatchesSayWhichShapes) {
   msg = invalid_argument([&] { (void)f.mlp->forward({x.data(), 33, 4}); });
   EXPECT_NE(msg.find("33 rows exceed the workspace of 32 rows"), std::string::npos) << msg;
   (void)f.mlp->forward({x.data(), 10, 4});
-  msg = invalid_argument(
-      [&] { f.mlp->backward({x.data(), 12, 4}, d.data(), GradientMode::kOverwrite); });
+  msg = invalid_argument([&] {
+    f.mlp->backward({x.data(), 12, 4}, d.data(), GradientMode::kOverwrite);
+  });
   EXPECT_NE(msg.find("12 x 4"), std::string::npos) << msg;
   EXPECT_NE(msg.find("10 rows"), std::string::npos) << msg;
-  msg = invalid_argument(
-      [&] { MlpConfig{{4}, Activation::kRelu, Activation::kIdentity}.validate(); });
+  msg = invalid_argument([&] {
+    MlpConfig{{4}, Activation::kRelu, Activation::kIdentity}.validate();
+  });
   EXPECT_NE(msg.find("at least an input and an output"), std::string::npos) << msg;
-  msg = invalid_argument(
-      [&] { MlpConfig{{4, 0, 2}, Activation::kRelu, Activation::kIdentity}.validate(); });
+  msg = invalid_argument([&] {
+    MlpConfig{{4, 0, 2}, Activation::kRelu, Activation::kIdentity}.validate();
+  });
   EXPECT_NE(msg.find("size 1 is 0"), std::string::npos) << msg;
 }
 

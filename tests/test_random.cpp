@@ -2,7 +2,7 @@
 
 #include <set>
 
-#include "batchpole/random.hpp"
+#include "batchpole/core/random.hpp"
 
 namespace batchpole {
 namespace {

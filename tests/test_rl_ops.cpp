@@ -1,8 +1,8 @@
 // The trainers' batched operations against values worked out by hand, on every device.
 #include <cmath>
 
-#include "batchpole/buffer.hpp"
-#include "batchpole/rl_ops.hpp"
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/rl/rl_ops.hpp"
 #include "test_util.hpp"
 
 namespace batchpole {
@@ -11,15 +11,15 @@ namespace {
 class RlOpsTest : public ::testing::TestWithParam<std::string> {};
 
 template <class T>
-Buffer<T> upload(Backend& b, const std::vector<T>& v) {
+Buffer<T> upload(Device& b, const std::vector<T>& v) {
   Buffer<T> buf(b, v.size());
   buf.from_host(v);
   return buf;
 }
 
 TEST_P(RlOpsTest, ReturnsBootstrapOnTruncationNotOnTermination) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto ops = make_rl_ops(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  RlOps* ops = &device->rl();
   // T = 4 steps of N = 3 envs, time-major. Env 0 terminates at t=1; env 1 is truncated at t=2;
   // env 2 runs on and bootstraps from V(s_T) = 10.
   const std::vector<float> rewards = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -28,12 +28,12 @@ TEST_P(RlOpsTest, ReturnsBootstrapOnTruncationNotOnTermination) {
   const std::vector<float> last = {2, 3, 10};
   std::vector<float> trunc_value(12, 0.0F);
   trunc_value[7] = 5;
-  auto r = upload(*backend, rewards);
-  auto te = upload(*backend, term);
-  auto tr = upload(*backend, trunc);
-  auto lv = upload(*backend, last);
-  auto tv = upload(*backend, trunc_value);
-  Buffer<float> out(*backend, 12);
+  auto r = upload(*device, rewards);
+  auto te = upload(*device, term);
+  auto tr = upload(*device, trunc);
+  auto lv = upload(*device, last);
+  auto tv = upload(*device, trunc_value);
+  Buffer<float> out(*device, 12);
   ReturnsArgs a;
   a.rewards = r.data();
   a.terminated = te.data();
@@ -72,17 +72,17 @@ TEST_P(RlOpsTest, ReturnsBootstrapOnTruncationNotOnTermination) {
 }
 
 TEST_P(RlOpsTest, FirstEpisodeMaskAndEpisodeTally) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto ops = make_rl_ops(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  RlOps* ops = &device->rl();
   // T = 3, N = 2: env 0 ends at t=0 (and again at t=2, masked out); env 1 is truncated at t=1.
-  auto te = upload(*backend, std::vector<uint8_t>{1, 0, 0, 0, 1, 0});
-  auto tr = upload(*backend, std::vector<uint8_t>{0, 0, 0, 1, 0, 0});
-  auto ret = upload(*backend, std::vector<float>{7, 0, 0, 9, 4, 0});
-  auto len = upload(*backend, std::vector<int32_t>{7, 0, 0, 9, 4, 0});
-  Buffer<uint8_t> mask(*backend, 6);
+  auto te = upload(*device, std::vector<uint8_t>{1, 0, 0, 0, 1, 0});
+  auto tr = upload(*device, std::vector<uint8_t>{0, 0, 0, 1, 0, 0});
+  auto ret = upload(*device, std::vector<float>{7, 0, 0, 9, 4, 0});
+  auto len = upload(*device, std::vector<int32_t>{7, 0, 0, 9, 4, 0});
+  Buffer<uint8_t> mask(*device, 6);
   ops->first_episode_mask(te.data(), tr.data(), 3, 2, mask.data());
   EXPECT_EQ(mask.to_host(), (std::vector<uint8_t>{1, 1, 0, 1, 0, 0}));
-  Buffer<EpisodeTally> tally(*backend, 1);
+  Buffer<EpisodeTally> tally(*device, 1);
   ops->episode_tally({te.data(), tr.data(), ret.data(), len.data(), mask.data()}, 6, tally.data());
   const EpisodeTally t = tally.to_host()[0];
   EXPECT_EQ(t.episodes, 2);
@@ -92,18 +92,26 @@ TEST_P(RlOpsTest, FirstEpisodeMaskAndEpisodeTally) {
   EXPECT_EQ(t.truncations, 1);
   ops->episode_tally({te.data(), tr.data(), ret.data(), len.data(), nullptr}, 6, tally.data());
   EXPECT_EQ(tally.to_host()[0].episodes, 3);
-  EXPECT_EQ(ops->count_nonzero(te.data(), 6), 2);
+  // mark_ended: env 0 ended at t = 0, env 1 at t = 1; the count grows by the newcomers only.
+  Buffer<uint8_t> ended(*device, 2);
+  ended.zero();
+  auto count = upload(*device, std::vector<int64_t>{0});
+  for (int64_t step = 0; step < 3; ++step) {
+    ops->mark_ended(ended.data(), te.data() + 2 * step, tr.data() + 2 * step, 2, count.data());
+    EXPECT_EQ(count.to_host()[0], step == 0 ? 1 : 2) << "after step " << step;
+  }
+  EXPECT_EQ(ended.to_host(), (std::vector<uint8_t>{1, 1}));
 }
 
 TEST_P(RlOpsTest, NormalizeMatchesTorchSemantics) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto ops = make_rl_ops(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  RlOps* ops = &device->rl();
   // Masked elements are ignored and left untouched; std is the unbiased one (torch.std()).
   const std::vector<float> x = {1, 2, 100, 3, 4};
   const std::vector<uint8_t> m = {1, 1, 0, 1, 1};
-  auto xb = upload(*backend, x);
-  auto mb = upload(*backend, m);
-  Buffer<Moments> mom(*backend, 1);
+  auto xb = upload(*device, x);
+  auto mb = upload(*device, m);
+  Buffer<Moments> mom(*device, 1);
   ops->moments(xb.data(), mb.data(), 5, mom.data());
   ops->normalize(xb.data(), mb.data(), 5, mom.data(), 1e-8F);
   const auto y = xb.to_host();
@@ -114,13 +122,13 @@ TEST_P(RlOpsTest, NormalizeMatchesTorchSemantics) {
 }
 
 TEST_P(RlOpsTest, ReductionsAreIndependentOfThreadCountAndLarge) {
-  BP_BACKEND_OR_SKIP(backend, GetParam());
-  auto ops = make_rl_ops(*backend);
+  BP_DEVICE_OR_SKIP(device, GetParam());
+  RlOps* ops = &device->rl();
   const int64_t n = 3 * kReduceBlock + 17;
   std::vector<float> x(static_cast<std::size_t>(n));
   for (int64_t i = 0; i < n; ++i) x[i] = std::sin(static_cast<float>(i)) * 3.0F + 0.5F;
-  auto xb = upload(*backend, x);
-  Buffer<Moments> mom(*backend, 1);
+  auto xb = upload(*device, x);
+  Buffer<Moments> mom(*device, 1);
   ops->moments(xb.data(), nullptr, n, mom.data());
   const Moments got = mom.to_host()[0];
   double sum = 0;
@@ -129,8 +137,8 @@ TEST_P(RlOpsTest, ReductionsAreIndependentOfThreadCountAndLarge) {
   EXPECT_NEAR(got.sum, sum, 1e-6 * std::fabs(sum) + 1e-9);
   // The CPU result with one thread equals the result with two, bit for bit.
   if (GetParam() == "cpu") {
-    auto one = test::backend_or_skip("cpu", 1);
-    auto ops1 = make_rl_ops(*one);
+    auto one = test::device_or_skip("cpu", 1);
+    RlOps* ops1 = &one->rl();
     Buffer<Moments> m1(*one, 1);
     auto x1 = upload(*one, x);
     ops1->moments(x1.data(), nullptr, n, m1.data());

@@ -6,7 +6,8 @@
 #include <fstream>
 #include <limits>
 
-#include "batchpole/trainer.hpp"
+#include "batchpole/io/config_json.hpp"
+#include "batchpole/rl/trainer.hpp"
 #include "test_util.hpp"
 
 namespace batchpole {
@@ -14,11 +15,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<Backend> cpu(int threads = 0) {
-  BackendOptions o;
+std::unique_ptr<Device> cpu(int threads = 0) {
+  DeviceOptions o;
   o.device = DeviceRequest::parse("cpu");
   o.threads = threads;
-  return make_backend(o);
+  return make_device(o);
 }
 
 double mean_return(const UpdateRecord& r) {
@@ -123,11 +124,11 @@ TEST(Trainer, ReusedActivationsTrainAsRecomputedOnes) {
     auto b = cpu(2);
     Trainer reuse(*b, c);
     EXPECT_TRUE(reuse.reuses_activations()) << to_string(a);
-    EXPECT_GT(Trainer::record_bytes(c, DeviceKind::kCpu), 0U);
+    EXPECT_GT(Trainer::record_bytes(c, b->plan()), 0U);
     c.reuse_activations = false;
     Trainer again(*b, c);
     EXPECT_FALSE(again.reuses_activations()) << to_string(a);
-    EXPECT_EQ(Trainer::record_bytes(c, DeviceKind::kCpu), 0U);
+    EXPECT_EQ(Trainer::record_bytes(c, b->plan()), 0U);
     for (int u = 0; u < 3; ++u) {
       const UpdateRecord x = reuse.update();
       const UpdateRecord y = again.update();
@@ -140,14 +141,17 @@ TEST(Trainer, ReusedActivationsTrainAsRecomputedOnes) {
     }
   }
   // Beyond the budget (REINFORCE: a million envs x 500 steps) the forward pass runs again.
+  const DevicePlan cpu_plan = cpu()->plan();  // a 2 GiB budget
+  DevicePlan gpu_like = cpu_plan;
+  gpu_like.record_budget = std::size_t{8} << 30U;
   TrainConfig big = small(Algorithm::kReinforce);
   big.envs = int64_t{1} << 20;
-  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCpu), 0U);
-  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCuda), 0U);
+  EXPECT_EQ(Trainer::record_bytes(big, cpu_plan), 0U);
+  EXPECT_EQ(Trainer::record_bytes(big, gpu_like), 0U);
   big.algorithm = Algorithm::kA2C;
   big.n_steps = 5;
-  EXPECT_EQ(Trainer::record_bytes(big, DeviceKind::kCpu), 0U);   // 3.9 GB > 2 GiB
-  EXPECT_GT(Trainer::record_bytes(big, DeviceKind::kCuda), 0U);  // < 8 GiB
+  EXPECT_EQ(Trainer::record_bytes(big, cpu_plan), 0U);  // 3.9 GB > 2 GiB
+  EXPECT_GT(Trainer::record_bytes(big, gpu_like), 0U);  // < 8 GiB
 }
 
 TEST(Trainer, ResumeContinuesExactly) {
@@ -257,10 +261,10 @@ TEST(Trainer, BadConfigurationsAreRefused) {
   });
   try {
     TrainConfig c;
-    c.envs = int64_t{1} << 31;
+    c.envs = (int64_t{1} << 31) - 1;  // the most a VecEnv holds
     c.n_steps = 500;
     Trainer t(*b, c);
-    FAIL() << "2^31 envs x 500 steps accepted";
+    FAIL() << "2^31 - 1 envs x 500 steps accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), Error::Kind::kOutOfMemory) << e.what();
     EXPECT_NE(std::string(e.what()).find("bytes"), std::string::npos) << e.what();

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "batchpole/backend.hpp"
+#include "batchpole/device/device.hpp"
 
 namespace batchpole::test {
 
@@ -68,8 +68,8 @@ inline std::string data_path(const std::string& file) {
 // Device-parameterised tests run on "cpu" always and on "cuda" where a GPU exists. Without one
 // the CUDA instances skip with a message, unless BATCHPOLE_REQUIRE_GPU=1 (scripts/gpu-check.sh)
 // turns the skip into a failure.
-inline std::unique_ptr<Backend> backend_or_skip(const std::string& device, int threads = 0) {
-  BackendOptions o;
+inline std::unique_ptr<Device> device_or_skip(const std::string& device, int threads = 0) {
+  DeviceOptions o;
   o.device = DeviceRequest::parse(device);
   o.threads = threads;
   if (device == "cuda" && cuda_device_count() == 0) {
@@ -79,15 +79,15 @@ inline std::unique_ptr<Backend> backend_or_skip(const std::string& device, int t
     }
     return nullptr;
   }
-  return make_backend(o);
+  return make_device(o);
 }
 
-#define BP_BACKEND_OR_SKIP(var, device)                                                  \
-  auto var = ::batchpole::test::backend_or_skip(device);                                 \
-  if (!var) GTEST_SKIP() << "no CUDA device here (" << (::batchpole::cuda_compiled()     \
-                                                            ? "CUDA compiled in"         \
-                                                            : "CPU-only build")          \
-                         << "); GPU tests run in scripts/gpu-check.sh"
+#define BP_DEVICE_OR_SKIP(var, device)                                                   \
+  auto var = ::batchpole::test::device_or_skip(device);                                  \
+  if (!var)                                                                              \
+  GTEST_SKIP() << "no CUDA device here ("                                                \
+               << (::batchpole::cuda_compiled() ? "CUDA compiled in" : "CPU-only build") \
+               << "); GPU tests run in scripts/gpu-check.sh"
 
 inline std::vector<std::string> devices() { return {"cpu", "cuda"}; }
 

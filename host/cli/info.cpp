@@ -1,15 +1,14 @@
 // `batchpole info`: what this build and this machine offer.
-#include <omp.h>
-
 #include <fmt/format.h>
+#include <omp.h>
 
 #include <nlohmann/json.hpp>
 
-#include "batchpole/backend.hpp"
+#include "batchpole/device/device.hpp"
 #include "commands.hpp"
 
 extern "C" char* openblas_get_config();  // OpenBLAS's own description of its build
-extern "C" int openblas_get_parallel();   // 0 sequential, 1 pthreads, 2 OpenMP build
+extern "C" int openblas_get_parallel();  // 0 sequential, 1 pthreads, 2 OpenMP build
 
 namespace batchpole::cli {
 
@@ -25,10 +24,13 @@ std::string simd_level() {
 nlohmann::json collect_info() {
   nlohmann::json j;
   j["version"] = BATCHPOLE_VERSION;
-  j["cuda_compiled"] = cuda_compiled();
-  const int count = cuda_device_count();
-  j["cuda_devices"] = nlohmann::json::array();
-  for (int i = 0; i < count; ++i) j["cuda_devices"].push_back(cuda_device_name(i));
+  const CudaStatus& cuda = cuda_status();
+  j["cuda_compiled"] = cuda.built;
+  j["cuda_plugin"] = cuda.plugin;
+  j["cuda_plugin_loaded"] = cuda.loaded;
+  j["cuda_devices"] = cuda.device_names;
+  j["cuda_unavailable_reason"] = cuda.available() ? nlohmann::json() : nlohmann::json(cuda.reason);
+  const int count = cuda.device_count;
   j["blas"] = std::string("OpenBLAS ") + openblas_get_config();
   j["cpu_threads"] = omp_get_max_threads();
   // How the networks use the threads: batchpole's tasks on them, one BLAS thread per call.
@@ -62,18 +64,23 @@ void add_info_command(CLI::App& app) {
       return;
     }
     fmt::print("batchpole {}\n", j["version"].get<std::string>());
-    fmt::print("  CUDA compiled in : {}\n", j["cuda_compiled"].get<bool>() ? "yes" : "no");
+    fmt::print("  CUDA plugin      : {}\n",
+               j["cuda_plugin_loaded"].get<bool>()
+                   ? "loaded from " + j["cuda_plugin"].get<std::string>()
+                   : (j["cuda_compiled"].get<bool>() ? "built, not loaded" : "not built"));
     if (j["cuda_devices"].empty()) {
-      fmt::print("  CUDA devices     : none found\n");
+      fmt::print("  CUDA devices     : none usable: {}\n",
+                 j["cuda_unavailable_reason"].get<std::string>());
     } else {
       for (std::size_t i = 0; i < j["cuda_devices"].size(); ++i) {
         fmt::print("  CUDA device {}    : {}\n", i, j["cuda_devices"][i].get<std::string>());
       }
     }
     fmt::print("  BLAS             : {}\n", j["blas"].get<std::string>());
-    fmt::print("  BLAS threading   : {} build, one thread per call (batchpole spreads the "
-               "batch over its CPU threads)\n",
-               j["blas_build"].get<std::string>());
+    fmt::print(
+        "  BLAS threading   : {} build, one thread per call (batchpole spreads the "
+        "batch over its CPU threads)\n",
+        j["blas_build"].get<std::string>());
     fmt::print("  CPU threads      : {}\n", j["cpu_threads"].get<int>());
     fmt::print("  SIMD (runtime)   : {}, compiled for -march={}\n",
                j["simd_runtime"].get<std::string>(), j["march_compiled"].get<std::string>());

@@ -6,19 +6,21 @@
 #include <cstdio>
 #include <exception>
 
-#include "batchpole/common.hpp"
+#include "batchpole/core/common.hpp"
 #include "commands.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"batchpole: batched CartPole-v1 on the GPU and the CPU, with policy-gradient "
-               "trainers (REINFORCE, REINFORCE with baseline, A2C).",
-               "batchpole"};
+  CLI::App app{
+      "batchpole: batched CartPole-v1 on the GPU and the CPU, with policy-gradient "
+      "trainers (REINFORCE, REINFORCE with baseline, A2C).",
+      "batchpole"};
   app.set_version_flag("--version", std::string("batchpole ") + BATCHPOLE_VERSION);
   app.require_subcommand(1);
   app.footer("Run `batchpole COMMAND --help` for the options of a command.");
 
   batchpole::cli::add_info_command(app);
-  batchpole::cli::add_train_commands(app);
+  batchpole::cli::add_train_command(app);
+  batchpole::cli::add_eval_command(app);
   batchpole::cli::add_compare_command(app);
   auto* bench = app.add_subcommand("bench", "Measure throughput (environment steps per second)");
   bench->require_subcommand(1);

@@ -1,11 +1,11 @@
 // Steps 1024 CartPoles on the CPU through the installed library and checks the episode counter.
 #include <cstdio>
 
-#include "batchpole/vec_env.hpp"
+#include "batchpole/env/vec_env.hpp"
 
 int main() {
-  auto backend = batchpole::make_backend({batchpole::DeviceRequest::parse("cpu")});
-  batchpole::VecEnv env(*backend, 1024);
+  auto device = batchpole::make_device({batchpole::DeviceRequest::parse("cpu")});
+  batchpole::VecEnv env(*device, 1024);
   env.reset(1);
   const uint64_t ended = env.run_random(200);
   std::printf("installed batchpole: %llu episodes ended in 200 random steps of 1024 envs\n",

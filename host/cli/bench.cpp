@@ -1,0 +1,258 @@
+// `batchpole bench env | nn | train`: throughput on one device.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "batchpole/core/stats.hpp"
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/env/vec_env.hpp"
+#include "batchpole/rl/trainer.hpp"
+#include "commands.hpp"
+#include "nn_bench.hpp"
+
+namespace batchpole::cli {
+
+namespace {
+
+struct EnvBenchOptions {
+  std::string device = "auto";
+  std::optional<int64_t> envs;   // default: 65536 on the CPU, 4M on the GPU
+  std::optional<int32_t> steps;  // default: 1000 fused, 200 in step mode
+  std::string precision = "f32";
+  std::string mode = "fused";
+  int repeats = 5;
+  int threads = 0;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
+void run_env_bench(const EnvBenchOptions& o) {
+  BP_CHECK_ARG(o.envs.value_or(1) > 0, "--envs must be positive, got " << *o.envs);
+  BP_CHECK_ARG(o.steps.value_or(1) > 0, "--steps must be positive, got " << *o.steps);
+  BP_CHECK_ARG(o.repeats >= 1, "--repeats must be at least 1, got " << o.repeats);
+  BP_CHECK_ARG(o.mode == "fused" || o.mode == "step",
+               "--mode must be fused or step, got '" << o.mode << "'");
+  DeviceOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto device = make_device(bo);
+  const int64_t envs = o.envs.value_or(device->plan().bench_env_envs);
+  const int32_t steps = o.steps.value_or(o.mode == "fused" ? 1000 : 200);
+  const Precision precision = parse_precision(o.precision);
+
+  VecEnv env(*device, envs, CartPoleParams{}, precision);
+  env.reset(o.seed);
+  Buffer<int32_t> actions(*device, static_cast<std::size_t>(envs));
+  uint64_t episodes = 0;
+  const auto run_once = [&] {
+    if (o.mode == "fused") {
+      episodes += env.run_random(steps);
+    } else {
+      for (int32_t t = 0; t < steps; ++t) {
+        env.random_actions(actions.data());
+        env.step(actions.data());
+      }
+    }
+    device->synchronize();
+  };
+  run_once();  // warm-up: page faults, module load, caches
+  std::vector<double> rates;
+  for (int r = 0; r < o.repeats; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    run_once();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(envs) * steps / s);
+  }
+  const double rate = median(rates);
+  if (o.json) {
+    nlohmann::json j = {{"benchmark", "env"},
+                        {"device", device->description()},
+                        {"precision", to_string(precision)},
+                        {"mode", o.mode},
+                        {"envs", envs},
+                        {"steps_per_repeat", steps},
+                        {"repeats", o.repeats},
+                        {"env_steps_per_s", rate},
+                        {"env_steps_per_s_all", rates},
+                        {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  precision {}  mode {}  envs {}  steps {}  repeats {}\n",
+             device->description(), to_string(precision), o.mode, envs, steps, o.repeats);
+  fmt::print("env steps per second (median): {:.4g}\n", rate);
+}
+
+struct TrainBenchOptions {
+  std::string device = "auto";
+  std::string algo = "a2c";
+  int64_t envs = 0;  // 0: the training default of the device
+  int32_t n_steps = TrainConfig{}.n_steps;
+  int updates = 20;
+  int threads = 0;
+  int64_t chunk_rows = 0;  // 0: the model's default for the device
+  bool json = false;
+};
+
+// End-to-end training throughput: environment steps per second over whole updates (rollout,
+// returns, forward and backward, Adam), after one warm-up update.
+void run_train_bench(const TrainBenchOptions& o) {
+  BP_CHECK_ARG(o.updates >= 1, "--updates must be at least 1, got " << o.updates);
+  DeviceOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto device = make_device(bo);
+  TrainConfig c = TrainConfig::defaults(parse_algorithm(o.algo), device->plan());
+  c.envs = o.envs > 0 ? o.envs : device->plan().bench_train_envs;
+  c.n_steps = o.n_steps;
+  c.chunk_rows = o.chunk_rows;
+  Trainer trainer(*device, c);
+  trainer.update();
+  const int64_t start_steps = trainer.env_steps();
+  std::vector<double> rates;
+  OpCounts ops;
+  for (int u = 0; u < o.updates; ++u) {
+    const int64_t before = trainer.env_steps();
+    const auto t0 = std::chrono::steady_clock::now();
+    ops = trainer.update().ops;
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(trainer.env_steps() - before) / s);
+  }
+  const double rate = median(rates);
+  if (o.json) {
+    const nlohmann::json j = {{"benchmark", "train"},
+                              {"device", device->description()},
+                              {"algo", o.algo},
+                              {"envs", c.envs},
+                              {"n_steps", c.n_steps},
+                              {"chunk_rows", trainer.model().chunk_rows()},
+                              {"updates", o.updates},
+                              {"env_steps", trainer.env_steps() - start_steps},
+                              {"env_steps_per_s", rate},
+                              {"stream_ops_per_update", ops.stream_ops},
+                              {"host_syncs_per_update", ops.host_syncs},
+                              {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  algo {}  envs {}  n_steps {}  updates {}\n", device->description(), o.algo,
+             c.envs, c.n_steps, o.updates);
+  fmt::print("training env steps per second (median over updates): {:.4g}\n", rate);
+  fmt::print("per update: {} stream operations, {} host synchronisations\n", ops.stream_ops,
+             ops.host_syncs);
+}
+
+struct NnBenchOptions {
+  std::string device = "auto";
+  std::optional<int64_t> batch;  // default: 65536 CPU, 1M GPU
+  int repeats = 5;
+  int threads = 0;
+  bool json = false;
+};
+
+// The actor-critic's forward and forward+backward over a batch, beside the sgemm rate of the
+// same BLAS calls alone.
+void run_nn_bench(const NnBenchOptions& o) {
+  BP_CHECK_ARG(o.batch.value_or(1) > 0, "--batch must be positive, got " << *o.batch);
+  DeviceOptions bo;
+  bo.device = DeviceRequest::parse(o.device);
+  bo.threads = o.threads;
+  const auto device = make_device(bo);
+  const int64_t batch = o.batch.value_or(device->plan().bench_nn_batch);
+  const NnBenchResult r = bench_nn(*device, batch, o.repeats);
+  if (o.json) {
+    const nlohmann::json j = {{"benchmark", "nn"},
+                              {"device", r.device},
+                              {"blas", r.blas},
+                              {"batch", r.batch},
+                              {"repeats", r.repeats},
+                              {"chunk_rows", r.chunk_rows},
+                              {"model_bytes", r.model_bytes},
+                              {"samples_per_s", r.train_samples_per_s},
+                              {"forward_samples_per_s", r.forward_samples_per_s},
+                              {"forward_gflops", r.forward_gflops},
+                              {"forward_sgemm_gflops", r.forward_sgemm_gflops},
+                              {"train_samples_per_s", r.train_samples_per_s},
+                              {"train_gflops", r.train_gflops},
+                              {"train_sgemm_gflops", r.train_sgemm_gflops},
+                              {"version", BATCHPOLE_VERSION}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("device {}  blas {}  batch {}  repeats {}  chunk {}\n", r.device, r.blas, r.batch,
+             r.repeats, r.chunk_rows);
+  fmt::print("forward:            {:.4g} samples/s  {:.1f} GFLOP/s  (sgemm alone {:.1f})\n",
+             r.forward_samples_per_s, r.forward_gflops, r.forward_sgemm_gflops);
+  fmt::print("forward + backward: {:.4g} samples/s  {:.1f} GFLOP/s  (sgemm alone {:.1f})\n",
+             r.train_samples_per_s, r.train_gflops, r.train_sgemm_gflops);
+}
+
+}  // namespace
+
+void add_bench_commands(CLI::App& bench) {
+  auto nn = std::make_shared<NnBenchOptions>();
+  auto* nc = bench.add_subcommand("nn", "Actor-critic forward and backward: samples per second");
+  nc->add_option("--device", nn->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  nc->add_option("--batch", nn->batch, "Samples per pass (default 65536 CPU, 1048576 GPU)");
+  nc->add_option("--repeats", nn->repeats, "Timed repeats; medians are reported")
+      ->capture_default_str();
+  nc->add_option("--threads", nn->threads, "CPU threads (0 = all, at most 1024)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  nc->add_flag("--json", nn->json, "Print JSON (key samples_per_s: forward + backward)");
+  nc->callback([nn] { run_nn_bench(*nn); });
+
+  auto t = std::make_shared<TrainBenchOptions>();
+  auto* tc = bench.add_subcommand("train", "End-to-end training: env steps per second");
+  tc->add_option("--device", t->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  tc->add_option("--algo", t->algo, "reinforce, baseline or a2c")
+      ->check(CLI::IsMember(algorithm_names()))
+      ->capture_default_str();
+  tc->add_option("--envs", t->envs, "Environments (default 4096 CPU, 1048576 GPU)");
+  tc->add_option("--n-steps", t->n_steps, "A2C rollout length")->capture_default_str();
+  tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")
+      ->capture_default_str();
+  tc->add_option("--threads", t->threads, "CPU threads (0 = all, at most 1024)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  tc->add_option("--chunk-rows", t->chunk_rows, "Rows per network pass (0 = the device's default)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  tc->add_flag("--json", t->json,
+               "Print JSON (keys env_steps_per_s, stream_ops_per_update, host_syncs_per_update)");
+  tc->callback([t] { run_train_bench(*t); });
+
+  auto o = std::make_shared<EnvBenchOptions>();
+  auto* cmd = bench.add_subcommand(
+      "env", "Environment steps per second with random actions and auto-reset");
+  cmd->add_option("--device", o->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--envs", o->envs, "Number of environments (default 65536 CPU, 4194304 GPU)");
+  cmd->add_option("--steps", o->steps, "Steps per timed repeat (default 1000 fused, 200 step)");
+  cmd->add_option("--precision", o->precision, "Physics precision: f32 or f64")
+      ->check(CLI::IsMember({"f32", "f64"}))
+      ->capture_default_str();
+  cmd->add_option("--mode", o->mode,
+                  "fused: many steps per launch, state in registers; step: one launch per step")
+      ->check(CLI::IsMember({"fused", "step"}))
+      ->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "Timed repeats; the median is reported")
+      ->capture_default_str();
+  cmd->add_option("--threads", o->threads, "CPU threads (0 = all, at most 1024)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of resets and random actions")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON (key env_steps_per_s)");
+  cmd->callback([o] { run_env_bench(*o); });
+}
+
+}  // namespace batchpole::cli

@@ -1,0 +1,69 @@
+// `batchpole eval`: returns of a checkpoint's policy over whole episodes.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "batchpole/run/evaluate.hpp"
+#include "commands.hpp"
+
+namespace batchpole::cli {
+
+namespace {
+
+struct EvalFlags {
+  std::string checkpoint;
+  EvalOptions options;
+  std::string device = "auto";
+  int threads = 0;
+  bool json = false;
+};
+
+void run_eval_command(const EvalFlags& f) {
+  std::error_code ec;
+  BP_CHECK_ARG(!std::filesystem::is_directory(f.checkpoint, ec),
+               "--checkpoint " << f.checkpoint << " is a directory; pass its checkpoint.bin");
+  DeviceOptions o;
+  o.device = DeviceRequest::parse(f.device);
+  o.threads = f.threads;
+  const auto device = make_device(o);
+  const EvalResult r = evaluate(*device, f.checkpoint, f.options);
+  if (f.json) {
+    const nlohmann::json j = {{"checkpoint", f.checkpoint},
+                              {"episodes", r.episodes},
+                              {"greedy", f.options.greedy},
+                              {"mean_return", r.mean_return},
+                              {"std_return", r.std_return},
+                              {"min_return", r.min_return},
+                              {"max_return", r.max_return},
+                              {"device", device->description()},
+                              {"algo", r.algo}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print(
+      "{} episodes ({} policy, {}): mean return {:.2f}, std {:.2f}, min {:.0f}, max {:.0f}\n",
+      r.episodes, f.options.greedy ? "greedy" : "sampled", device->description(), r.mean_return,
+      r.std_return, r.min_return, r.max_return);
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  auto* ev = app.add_subcommand("eval", "Evaluate a checkpoint: returns over whole episodes");
+  ev->add_option("--checkpoint", f->checkpoint, "checkpoint.bin of a training run")->required();
+  ev->add_option("--episodes", f->options.episodes, "Episodes (played in parallel)")
+      ->capture_default_str();
+  ev->add_option("--device", f->device, "cpu, cuda or auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
+      ->capture_default_str();
+  ev->add_flag("--greedy", f->options.greedy, "Take the most probable action instead of sampling");
+  ev->add_option("--seed", f->options.seed, "Seed of start states and sampling")
+      ->capture_default_str();
+  ev->add_option("--threads", f->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
+  ev->add_flag("--json", f->json, "Print JSON (key mean_return)");
+  ev->callback([f] { run_eval_command(*f); });
+}
+
+}  // namespace batchpole::cli

@@ -1,0 +1,96 @@
+// CPU twins of the trainer operations: OpenMP loops over the element functions of
+// rl_elements.hpp. Reductions sum fixed blocks of kReduceBlock elements and then the blocks in
+// order, so results do not depend on the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "batchpole/rl/rl_ops.hpp"
+#include "cpu_device.hpp"
+
+namespace batchpole {
+
+namespace {
+
+constexpr int64_t kParallelMin = 16384;
+
+class CpuRlOps final : public RlOps {
+ public:
+  explicit CpuRlOps(Device& device) : RlOps(device), threads_(device.threads()) {}
+
+ protected:
+  void do_returns(const ReturnsArgs& a) override {
+    const int64_t n = a.envs;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * a.steps >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) discounted_returns_env(a, i);
+  }
+
+  void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
+                             int64_t envs, uint8_t* mask) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (envs * steps >= kParallelMin)
+    for (int64_t i = 0; i < envs; ++i) {
+      first_episode_mask_env(terminated, truncated, steps, envs, i, mask);
+    }
+  }
+
+  void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
+                     int64_t* ended_count) override {
+    int64_t newly = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t now = ended[i] | terminated[i] | truncated[i];
+      newly += static_cast<int64_t>(now != 0 && ended[i] == 0);
+      ended[i] = now;
+    }
+    *ended_count += newly;
+  }
+
+  void do_subtract(const float* a, const float* b, int64_t n, float* out) override {
+#pragma omp parallel for simd schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
+  }
+
+  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) override {
+    *out = reduce_blocks<Moments>(n, [&](int64_t k) { return moments_row(x, mask, k); });
+  }
+
+  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
+                    float eps) override {
+    const Moments mm = *m;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      if (mask == nullptr || mask[i] != 0) x[i] = normalized(x[i], mm, eps);
+    }
+  }
+
+  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) override {
+    *out = reduce_blocks<EpisodeTally>(n, [&](int64_t k) { return episode_tally_row(rows, k); });
+  }
+
+ private:
+  template <class T, class Row>
+  T reduce_blocks(int64_t n, Row row) {
+    const int64_t blocks = (n + kReduceBlock - 1) / kReduceBlock;
+    std::vector<T> partial(static_cast<std::size_t>(std::max<int64_t>(blocks, 1)));
+#pragma omp parallel for schedule(dynamic) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t b = 0; b < blocks; ++b) {
+      T acc;
+      const int64_t end = std::min(n, (b + 1) * kReduceBlock);
+      for (int64_t k = b * kReduceBlock; k < end; ++k) acc = add(acc, row(k));
+      partial[static_cast<std::size_t>(b)] = acc;
+    }
+    T total;
+    for (const T& p : partial) total = add(total, p);
+    return total;
+  }
+
+  int threads_;
+};
+
+}  // namespace
+
+std::unique_ptr<RlOps> make_cpu_rl_ops(Device& device) {
+  return std::make_unique<CpuRlOps>(device);
+}
+
+}  // namespace batchpole

@@ -1,0 +1,185 @@
+#include "batchpole/nn/mlp.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace batchpole {
+
+namespace {
+
+// Workspace layout, in floats: every layer's output, two scratch matrices as wide as the widest
+// hidden layer (none for a single layer), then the ones vector.
+struct WorkspaceLayout {
+  std::vector<int64_t> act_offsets;
+  int64_t scratch_offset = 0;
+  int64_t scratch_size = 0;
+  int64_t ones_offset = 0;
+  int64_t total = 0;
+};
+
+WorkspaceLayout layout_for(const MlpConfig& c, int64_t rows) {
+  WorkspaceLayout w;
+  int64_t at = 0;
+  for (int32_t l = 0; l < c.layers(); ++l) {
+    w.act_offsets.push_back(at);
+    at += rows * c.sizes[l + 1];
+  }
+  int32_t widest_hidden = 0;
+  for (int32_t l = 1; l < c.layers(); ++l) widest_hidden = std::max(widest_hidden, c.sizes[l]);
+  w.scratch_offset = at;
+  w.scratch_size = rows * widest_hidden;
+  at += 2 * w.scratch_size;
+  w.ones_offset = at;
+  w.total = at + rows;
+  return w;
+}
+
+float beta_for(GradientMode mode) { return mode == GradientMode::kOverwrite ? 0.0f : 1.0f; }
+
+}  // namespace
+
+int64_t MlpConfig::parameter_count() const {
+  int64_t n = 0;
+  for (std::size_t l = 0; l + 1 < sizes.size(); ++l) {
+    n += static_cast<int64_t>(sizes[l]) * sizes[l + 1] + sizes[l + 1];
+  }
+  return n;
+}
+
+void MlpConfig::validate() const {
+  BP_CHECK_ARG(sizes.size() >= 2, "an MLP needs at least an input and an output size, got "
+                                      << sizes.size() << " sizes");
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    BP_CHECK_ARG(sizes[i] > 0,
+                 "MLP layer size " << i << " is " << sizes[i] << "; sizes must be positive");
+  }
+}
+
+Mlp::Mlp(Device& device, Blas& blas, NnOps& ops, MlpConfig config, int64_t max_rows, float* params,
+         float* grads)
+    : blas_(&blas),
+      ops_(&ops),
+      config_(std::move(config)),
+      max_rows_(max_rows),
+      params_(params),
+      grads_(grads) {
+  config_.validate();
+  BP_CHECK_ARG(max_rows_ >= 1, "Mlp: max_rows must be at least 1, got " << max_rows_);
+  BP_CHECK_ARG(params_ != nullptr && grads_ != nullptr, "Mlp: parameter memory is null");
+  int64_t at = 0;
+  for (int32_t l = 0; l < config_.layers(); ++l) {
+    offsets_.push_back(at);
+    at += static_cast<int64_t>(in(l)) * out(l) + out(l);
+  }
+  const WorkspaceLayout w = layout_for(config_, max_rows_);
+  workspace_ = Buffer<float>(device, static_cast<std::size_t>(w.total));
+  workspace_.zero();
+  for (const int64_t off : w.act_offsets) acts_.push_back(workspace_.data() + off);
+  scratch_[0] = workspace_.data() + w.scratch_offset;
+  scratch_[1] = scratch_[0] + w.scratch_size;
+  ones_ = workspace_.data() + w.ones_offset;
+  ops_->fill(ones_, max_rows_, 1.0f);
+}
+
+std::size_t Mlp::workspace_bytes(const MlpConfig& config, int64_t max_rows) {
+  return static_cast<std::size_t>(layout_for(config, max_rows).total) * sizeof(float);
+}
+
+std::size_t Mlp::workspace_bytes() const { return workspace_.bytes(); }
+
+void Mlp::bind_gradients(float* grads) {
+  BP_CHECK_ARG(grads != nullptr, "Mlp::bind_gradients: gradient memory is null");
+  grads_ = grads;
+}
+
+int64_t Mlp::bias_offset(int32_t layer) const {
+  return offsets_[layer] + static_cast<int64_t>(in(layer)) * out(layer);
+}
+
+void Mlp::init(uint64_t seed, uint32_t first_block) {
+  for (int32_t l = 0; l < config_.layers(); ++l) {
+    const auto bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in(l))));
+    const auto block = first_block + 2U * static_cast<uint32_t>(l);
+    ops_->init_uniform(params_ + weight_offset(l), static_cast<int64_t>(in(l)) * out(l), bound,
+                       seed, block);
+    ops_->init_uniform(params_ + bias_offset(l), out(l), bound, seed, block + 1U);
+  }
+}
+
+void Mlp::check_input(const char* call, const ConstMatrix& x) const {
+  BP_CHECK_ARG(x.rows > 0, call << ": empty batch (input is " << x.rows << " x " << x.cols << ")");
+  BP_CHECK_ARG(x.cols == config_.inputs(), call << ": input is " << x.rows << " x " << x.cols
+                                                << " but the network takes " << config_.inputs()
+                                                << " columns (rows x " << config_.inputs() << ")");
+  BP_CHECK_ARG(x.rows <= max_rows_, call << ": " << x.rows << " rows exceed the workspace of "
+                                         << max_rows_ << " rows; pass the batch in chunks");
+  BP_CHECK_ARG(x.data != nullptr, call << ": input data is a null pointer");
+}
+
+void Mlp::check_outputs(const char* call, const LayerOutputs& o) const {
+  BP_CHECK_ARG(static_cast<int32_t>(o.layers.size()) == config_.layers(),
+               call << ": " << o.layers.size() << " layer outputs given for a network of "
+                    << config_.layers() << " layers");
+  for (const float* p : o.layers) {
+    BP_CHECK_ARG(p != nullptr, call << ": a layer output is a null pointer");
+  }
+}
+
+const float* Mlp::forward(const ConstMatrix& x, const LayerOutputs* into) {
+  check_input("Mlp::forward", x);
+  if (into != nullptr) check_outputs("Mlp::forward", *into);
+  const std::vector<float*>& acts = into != nullptr ? into->layers : acts_;
+  const int64_t rows = x.rows;
+  const float* input = x.data;
+  for (int32_t l = 0; l < config_.layers(); ++l) {
+    // Y = X W^T, then Y = act(Y + b).
+    blas_->gemm(Trans::kNo, Trans::kYes, rows, out(l), in(l), 1.0f, input, in(l),
+                params_ + weight_offset(l), in(l), 0.0f, acts[l], out(l));
+    ops_->bias_activation(acts[l], params_ + bias_offset(l), rows, out(l), act(l));
+    input = acts[l];
+  }
+  if (into == nullptr) last_rows_ = rows;
+  return acts.back();
+}
+
+void Mlp::backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x,
+                   GradientMode dx_mode, const LayerOutputs* from) {
+  check_input("Mlp::backward", x);
+  if (from != nullptr) {
+    check_outputs("Mlp::backward", *from);
+  } else {
+    BP_CHECK_ARG(x.rows == last_rows_, "Mlp::backward: input is "
+                                           << x.rows << " x " << x.cols
+                                           << " but the last forward ran on " << last_rows_
+                                           << " rows; call forward on the same input first");
+  }
+  BP_CHECK_ARG(d_out != nullptr, "Mlp::backward: d_out is a null pointer");
+  const std::vector<float*>& acts = from != nullptr ? from->layers : acts_;
+  const int64_t rows = x.rows;
+  const float beta_p = beta_for(param_mode);
+  // delta: the loss gradient with respect to layer l's pre-activation output.
+  float* delta = d_out;
+  ops_->activation_backward(delta, acts[config_.layers() - 1], rows * config_.outputs(),
+                            config_.output_activation);
+  for (int32_t l = config_.layers() - 1; l >= 0; --l) {
+    const float* input = l == 0 ? x.data : acts[l - 1];
+    // dW (out x in) = delta^T X; db = delta^T 1.
+    blas_->gemm(Trans::kYes, Trans::kNo, out(l), in(l), rows, 1.0f, delta, out(l), input, in(l),
+                beta_p, grads_ + weight_offset(l), in(l));
+    blas_->gemv(Trans::kYes, rows, out(l), 1.0f, delta, out(l), ones_, 1, beta_p,
+                grads_ + bias_offset(l), 1);
+    if (l > 0) {
+      // delta_{l-1} = (delta W) * act'(Y_{l-1}).
+      float* next = scratch_[l & 1];
+      blas_->gemm(Trans::kNo, Trans::kNo, rows, in(l), out(l), 1.0f, delta, out(l),
+                  params_ + weight_offset(l), in(l), 0.0f, next, in(l));
+      ops_->activation_backward(next, acts[l - 1], rows * in(l), config_.hidden_activation);
+      delta = next;
+    } else if (d_x != nullptr) {
+      blas_->gemm(Trans::kNo, Trans::kNo, rows, in(0), out(0), 1.0f, delta, out(0),
+                  params_ + weight_offset(0), in(0), beta_for(dx_mode), d_x, in(0));
+    }
+  }
+}
+
+}  // namespace batchpole

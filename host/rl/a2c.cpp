@@ -1,0 +1,75 @@
+// Advantage actor-critic (the notebook's section 7), batched: the shared-trunk actor-critic
+// acts for n steps of every env; returns are bootstrapped from V(s_n) ("up to n-step" returns),
+// from V(final obs) where an episode was truncated and from nothing where it terminated; the
+// advantages G - V(s) are normalised. One Adam step on the mean over samples of
+//   -A log pi(a|s) - entropy_coef H(pi(.|s)) + value_coef (V(s) - G)^2,
+// after clipping the gradient's global norm. With n_steps = 0 every env plays one whole episode
+// (the notebook's variant).
+#include "learner.hpp"
+
+namespace batchpole {
+
+namespace {
+
+class A2C final : public Learner {
+ public:
+  explicit A2C(const TrainConfig& c) : c_(c) {}
+
+  [[nodiscard]] RolloutSpec rollout_spec() const override {
+    RolloutSpec s;
+    s.whole_episodes = c_.n_steps == 0;
+    s.steps = s.whole_episodes ? c_.env.max_episode_steps : c_.n_steps;
+    s.values = true;
+    s.bootstrap = true;
+    return s;
+  }
+  [[nodiscard]] ModelConfig model_config() const override {
+    return ModelConfig::actor_critic(4, 2, c_.hidden);
+  }
+  [[nodiscard]] ModelOptions model_options() const override {
+    ModelOptions o;
+    o.seed = c_.seed;
+    o.chunk_rows = c_.chunk_rows;
+    o.adam.lr = c_.lr;
+    o.adam.max_grad_norm = c_.max_grad_norm;
+    o.value_adam.lr = c_.value_lr;
+    return o;
+  }
+
+  void learn(const LearnContext& ctx) override {
+    Rollout& r = ctx.rollout;
+    const int64_t rows = ctx.steps * r.envs;
+    const float* last_value = nullptr;
+    if (ctx.mask == nullptr) {
+      ctx.model.values(ConstMatrix{ctx.env.obs(), r.envs, 4}, r.last_value.data());
+      last_value = r.last_value.data();
+    }
+    const float* truncation_value = nullptr;
+    if (ctx.tally.truncations > 0) {
+      ctx.model.values(ConstMatrix{r.final_obs.data(), rows, 4}, r.truncation_value.data());
+      truncation_value = r.truncation_value.data();
+    }
+    compute_returns(ctx, last_value, truncation_value);
+    RolloutView view;
+    view.obs = ConstMatrix{r.obs.data(), rows, 4};
+    view.actions = r.actions.data();
+    view.weights = advantage_weights(ctx, true);
+    view.value_targets = r.returns.data();
+    view.mask = ctx.mask;
+    view.recorded = ctx.recorded;
+    view.count = 0.0F;  // the valid samples, counted on the device
+    ctx.model.accumulate_gradients(view, LossConfig{c_.entropy_coef, c_.value_coef});
+    ctx.model.step();
+  }
+
+ private:
+  TrainConfig c_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_a2c(const TrainConfig& config) {
+  return std::make_unique<A2C>(config);
+}
+
+}  // namespace batchpole

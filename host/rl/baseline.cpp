@@ -1,0 +1,65 @@
+// REINFORCE with a learned baseline (the notebook's section 6): whole episodes as REINFORCE;
+// a separate value network with its own Adam learns V(s) by regression on G_t (mean squared
+// error over the samples, F.mse_loss), and the policy's weights are the advantages G_t - V(s_t),
+// normalised. The policy loss divides by the N episodes as REINFORCE's does.
+#include <algorithm>
+
+#include "learner.hpp"
+
+namespace batchpole {
+
+namespace {
+
+class Baseline final : public Learner {
+ public:
+  explicit Baseline(const TrainConfig& c) : c_(c) {}
+
+  [[nodiscard]] RolloutSpec rollout_spec() const override {
+    RolloutSpec s;
+    s.steps = c_.env.max_episode_steps;
+    s.whole_episodes = true;
+    s.values = true;
+    return s;
+  }
+  [[nodiscard]] ModelConfig model_config() const override {
+    return ModelConfig::separate(4, 2, c_.hidden);
+  }
+  [[nodiscard]] ModelOptions model_options() const override {
+    ModelOptions o;
+    o.seed = c_.seed;
+    o.chunk_rows = c_.chunk_rows;
+    o.adam.lr = c_.lr;
+    o.value_adam.lr = c_.value_lr;
+    return o;
+  }
+
+  void learn(const LearnContext& ctx) override {
+    compute_returns(ctx, nullptr, nullptr);
+    const auto envs = static_cast<double>(ctx.rollout.envs);
+    RolloutView view;
+    view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
+    view.actions = ctx.rollout.actions.data();
+    view.weights = advantage_weights(ctx, true);
+    view.value_targets = ctx.rollout.returns.data();
+    view.mask = ctx.mask;
+    view.recorded = ctx.recorded;
+    view.count = static_cast<float>(envs);
+    // The value term divided by the valid samples, not by the episodes: a mean, as F.mse_loss.
+    LossConfig loss;
+    loss.entropy_coef = 0.0F;
+    loss.value_coef = static_cast<float>(envs / std::max(valid_samples(ctx), 1.0));
+    ctx.model.accumulate_gradients(view, loss);
+    ctx.model.step();
+  }
+
+ private:
+  TrainConfig c_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_baseline(const TrainConfig& config) {
+  return std::make_unique<Baseline>(config);
+}
+
+}  // namespace batchpole

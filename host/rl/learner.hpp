@@ -1,0 +1,57 @@
+// One algorithm of the trainers: what its rollout keeps, which networks it trains, and how it
+// turns a collected rollout into a gradient step. One subclass per file (reinforce.cpp,
+// baseline.cpp, a2c.cpp), each written against the device-agnostic layer; the loop around
+// them (collecting, counting episodes, statistics, checkpoints) is Trainer's.
+#pragma once
+
+#include <memory>
+
+#include "batchpole/env/vec_env.hpp"
+#include "batchpole/nn/model.hpp"
+#include "batchpole/rl/rl_ops.hpp"
+#include "batchpole/rl/train_config.hpp"
+#include "rollout.hpp"
+
+namespace batchpole {
+
+// What a learner works on in one update.
+struct LearnContext {
+  Device& device;
+  const TrainConfig& config;
+  VecEnv& env;
+  PolicyValueModel& model;
+  Rollout& rollout;
+  int64_t steps;              // T of this rollout
+  const uint8_t* mask;        // whole episodes: the first-episode mask; else nullptr
+  const EpisodeTally& tally;  // the episodes that ended in this rollout
+  bool recorded;              // the rollout's activations were recorded while acting
+};
+
+class Learner {
+ public:
+  virtual ~Learner() = default;
+  [[nodiscard]] virtual RolloutSpec rollout_spec() const = 0;
+  [[nodiscard]] virtual ModelConfig model_config() const = 0;
+  [[nodiscard]] virtual ModelOptions model_options() const = 0;
+  // Computes the loss of the rollout and takes one optimiser step. Never synchronises.
+  virtual void learn(const LearnContext& ctx) = 0;
+};
+
+std::unique_ptr<Learner> make_learner(const TrainConfig& config);
+std::unique_ptr<Learner> make_reinforce(const TrainConfig& config);
+std::unique_ptr<Learner> make_baseline(const TrainConfig& config);
+std::unique_ptr<Learner> make_a2c(const TrainConfig& config);
+
+// ---- pieces the learners share (host/rl/returns.cpp) ----
+
+// Discounted returns of the rollout into rollout.returns; last_value and truncation_value as
+// ReturnsArgs (nullptr: 0).
+void compute_returns(const LearnContext& ctx, const float* last_value,
+                     const float* truncation_value);
+// weights = returns - V(s) (into rollout.weights), or the returns themselves; normalised over
+// the valid samples when the configuration says so. Returns the weights to use.
+const float* advantage_weights(const LearnContext& ctx, bool subtract_values);
+// The valid samples of the rollout: the episodes' steps with whole episodes, else every row.
+double valid_samples(const LearnContext& ctx);
+
+}  // namespace batchpole

@@ -1,0 +1,56 @@
+// REINFORCE (the notebook's section 4): every env plays one whole episode per update; the
+// returns G_t, discounted backwards inside each episode and normalised over the batch, weight
+// log pi(a_t|s_t). The loss is the notebook's sum over each episode, averaged over the N
+// episodes: L = -(sum_t G_t log pi(a_t|s_t)) / N.
+#include "learner.hpp"
+
+namespace batchpole {
+
+namespace {
+
+class Reinforce final : public Learner {
+ public:
+  explicit Reinforce(const TrainConfig& c) : c_(c) {}
+
+  [[nodiscard]] RolloutSpec rollout_spec() const override {
+    RolloutSpec s;
+    s.steps = c_.env.max_episode_steps;
+    s.whole_episodes = true;
+    return s;
+  }
+  [[nodiscard]] ModelConfig model_config() const override {
+    return ModelConfig::separate(4, 2, c_.hidden);
+  }
+  [[nodiscard]] ModelOptions model_options() const override {
+    ModelOptions o;
+    o.seed = c_.seed;
+    o.chunk_rows = c_.chunk_rows;
+    o.adam.lr = c_.lr;
+    o.value_adam.lr = c_.value_lr;
+    return o;
+  }
+
+  void learn(const LearnContext& ctx) override {
+    compute_returns(ctx, nullptr, nullptr);
+    RolloutView view;
+    view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
+    view.actions = ctx.rollout.actions.data();
+    view.weights = advantage_weights(ctx, false);
+    view.mask = ctx.mask;
+    view.recorded = ctx.recorded;
+    view.count = static_cast<float>(ctx.rollout.envs);
+    ctx.model.accumulate_gradients(view, LossConfig{0.0F, 0.0F});
+    ctx.model.step();
+  }
+
+ private:
+  TrainConfig c_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_reinforce(const TrainConfig& config) {
+  return std::make_unique<Reinforce>(config);
+}
+
+}  // namespace batchpole

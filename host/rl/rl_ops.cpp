@@ -1,0 +1,77 @@
+// The checks and the counting of RlOps, shared by both devices.
+#include "batchpole/rl/rl_ops.hpp"
+
+namespace batchpole {
+
+namespace {
+
+void check_size(const char* op, const char* what, int64_t n) {
+  BP_CHECK_ARG(n >= 0, op << ": negative " << what << " " << n);
+}
+
+void check_not_null(const char* op, const char* name, const void* p) {
+  BP_CHECK_ARG(p != nullptr, op << ": " << name << " is a null pointer");
+}
+
+}  // namespace
+
+void RlOps::returns(const ReturnsArgs& a) {
+  check_size("returns", "step count", a.steps);
+  check_size("returns", "env count", a.envs);
+  if (a.steps == 0 || a.envs == 0) return;
+  check_not_null("returns", "rewards", a.rewards);
+  check_not_null("returns", "terminated", a.terminated);
+  check_not_null("returns", "truncated", a.truncated);
+  check_not_null("returns", "returns", a.returns);
+  device_->count_op();
+  do_returns(a);
+}
+
+void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
+                               int64_t envs, uint8_t* mask) {
+  check_size("first_episode_mask", "step count", steps);
+  check_size("first_episode_mask", "env count", envs);
+  if (steps == 0 || envs == 0) return;
+  device_->count_op();
+  do_first_episode_mask(terminated, truncated, steps, envs, mask);
+}
+
+void RlOps::mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
+                       int64_t n, int64_t* ended_count) {
+  check_size("mark_ended", "env count", n);
+  check_not_null("mark_ended", "ended_count", ended_count);
+  if (n == 0) return;
+  device_->count_op();
+  do_mark_ended(ended, terminated, truncated, n, ended_count);
+}
+
+void RlOps::subtract(const float* a, const float* b, int64_t n, float* out) {
+  check_size("subtract", "size", n);
+  if (n == 0) return;
+  device_->count_op();
+  do_subtract(a, b, n, out);
+}
+
+void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) {
+  check_size("moments", "size", n);
+  check_not_null("moments", "out", out);
+  device_->count_op();
+  do_moments(x, mask, n, out);
+}
+
+void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps) {
+  check_size("normalize", "size", n);
+  check_not_null("normalize", "moments", m);
+  if (n == 0) return;
+  device_->count_op();
+  do_normalize(x, mask, n, m, eps);
+}
+
+void RlOps::episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) {
+  check_size("episode_tally", "row count", n);
+  check_not_null("episode_tally", "out", out);
+  device_->count_op();
+  do_episode_tally(rows, n, out);
+}
+
+}  // namespace batchpole

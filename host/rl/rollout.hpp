@@ -1,0 +1,55 @@
+// A rollout: what the trainers store of T steps of N environments, time-major (row t * N +
+// env), all in device memory, and the collection loop that fills it. The environment writes
+// each step's outputs straight into row t (VecEnv::step with StepTargets) and the model its
+// actions and values, so that nothing is copied per step.
+#pragma once
+
+#include <cstdint>
+
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/env/vec_env.hpp"
+#include "batchpole/nn/model.hpp"
+#include "batchpole/rl/rl_elements.hpp"
+
+namespace batchpole {
+
+// What an algorithm's rollout keeps.
+struct RolloutSpec {
+  int64_t steps = 0;            // T: the most steps one rollout holds
+  bool whole_episodes = false;  // every env restarts its episode and the rollout runs until
+                                // each has ended one; the steps after are masked
+  bool values = false;          // V(s_t) while acting (a critic)
+  bool bootstrap = false;       // final observations and V(final obs), V(s_T)
+};
+
+struct Rollout {
+  Rollout(Device& device, const RolloutSpec& spec, int64_t envs);
+  static std::size_t bytes_per_row(const RolloutSpec& spec);
+
+  // Steps every env up to spec.steps times, storing what the update needs; with whole episodes
+  // the envs first restart their episodes and collection ends once every env has finished one.
+  // record: the model keeps the activations of acting (PolicyValueModel::reserve_record).
+  // Returns the number of steps stored.
+  int64_t collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_step, bool record);
+
+  // Row t of an N-wide (or N x 4) buffer.
+  template <class T>
+  static T* row(Buffer<T>& b, int64_t t, int64_t width, int64_t envs) {
+    return b.data() + t * width * envs;
+  }
+
+  Device* device;
+  RolloutSpec spec;
+  int64_t envs;
+  // obs holds T + 1 rows: row t is what action t was taken on, and the step writes the next
+  // observation into row t + 1 (row T: the observation after the rollout, V(s_T)'s input).
+  Buffer<float> obs, rewards, returns, weights, final_return, values, final_obs, truncation_value,
+      last_value;
+  Buffer<int32_t> actions, final_length;
+  Buffer<uint8_t> terminated, truncated, mask, ended;
+  Buffer<int64_t> ended_count;
+  Buffer<Moments> moments;
+  Buffer<EpisodeTally> tally;
+};
+
+}  // namespace batchpole

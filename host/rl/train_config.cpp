@@ -1,0 +1,235 @@
+#include "batchpole/rl/train_config.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace batchpole {
+
+std::string to_string(Algorithm a) { return algorithm_names().at(static_cast<std::size_t>(a)); }
+
+const std::vector<std::string>& algorithm_names() {
+  static const std::vector<std::string> names = {"reinforce", "baseline", "a2c"};
+  return names;
+}
+
+Algorithm parse_algorithm(const std::string& s) {
+  const auto& names = algorithm_names();
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (names[i] == s) return static_cast<Algorithm>(i);
+  }
+  BP_CHECK_ARG(false, "unknown algorithm '" << s << "' (expected reinforce, baseline or a2c)");
+  return Algorithm::kA2C;
+}
+
+TrainConfig TrainConfig::defaults(Algorithm a, const DevicePlan& plan) {
+  TrainConfig c;
+  c.algorithm = a;
+  c.envs = plan.train_envs;
+  if (a != Algorithm::kA2C) c.lr = 1e-3F;  // the notebook's REINFORCE learning rate
+  return c;
+}
+
+TrainConfig TrainConfig::notebook(Algorithm a) {
+  TrainConfig c;
+  c.algorithm = a;
+  c.envs = 1;
+  c.n_steps = 0;
+  c.lr = a == Algorithm::kA2C ? 3e-4F : 1e-3F;
+  c.value_lr = 1e-3F;
+  c.gamma = 0.99F;
+  c.entropy_coef = 0.01F;
+  c.value_coef = 0.5F;
+  c.max_grad_norm = 0.5F;
+  c.normalize = true;
+  c.hidden = 64;
+  c.env.reward_mode = RewardMode::kNotebook;
+  c.env.max_episode_steps = 500;
+  return c;
+}
+
+void TrainConfig::validate() const {
+  // Each field's own range, whether it came through the table or was set in code.
+  for (const auto& f : train_config_fields()) {
+    if (!f.input_only) f.check(f.get(*this));
+  }
+  env.validate();
+  const bool episodic = algorithm != Algorithm::kA2C || n_steps == 0;
+  BP_CHECK_ARG(!episodic || env.max_episode_steps > 0,
+               "whole-episode rollouts (" << to_string(algorithm)
+                                          << (algorithm == Algorithm::kA2C ? " with n_steps 0" : "")
+                                          << ") need a time limit (max_episode_steps > 0)");
+}
+
+namespace {
+
+using F = Field<TrainConfig>;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+F choice(std::string key, std::string help, std::vector<std::string> choices,
+         std::function<std::string(const TrainConfig&)> get,
+         std::function<void(TrainConfig&, const std::string&)> set) {
+  F f;
+  f.key = std::move(key);
+  f.kind = FieldKind::kChoice;
+  f.help = std::move(help);
+  f.choices = std::move(choices);
+  f.get = [get](const TrainConfig& c) { return FieldValue(get(c)); };
+  f.set = [set](TrainConfig& c, const FieldValue& v) { set(c, field_word(v)); };
+  return f;
+}
+
+template <class T>
+F integer(std::string key, std::string help, int64_t lo, int64_t hi, T TrainConfig::*member) {
+  F f;
+  f.key = std::move(key);
+  f.kind = FieldKind::kInt;
+  f.help = std::move(help);
+  f.int_min = lo;
+  f.int_max = hi;
+  f.get = [member](const TrainConfig& c) { return FieldValue(static_cast<int64_t>(c.*member)); };
+  f.set = [member](TrainConfig& c, const FieldValue& v) {
+    c.*member = static_cast<T>(field_int(v));
+  };
+  return f;
+}
+
+F real(std::string key, std::string help, double lo, bool lo_open, double hi,
+       float TrainConfig::*member) {
+  F f;
+  f.key = std::move(key);
+  f.kind = FieldKind::kFloat;
+  f.help = std::move(help);
+  f.real_min = lo;
+  f.real_min_open = lo_open;
+  f.real_max = hi;
+  f.get = [member](const TrainConfig& c) { return FieldValue(c.*member); };
+  f.set = [member](TrainConfig& c, const FieldValue& v) {
+    c.*member = static_cast<float>(field_real(v));
+  };
+  return f;
+}
+
+F boolean(std::string key, std::string help, std::string negated_flag, bool TrainConfig::*member) {
+  F f;
+  f.key = std::move(key);
+  f.kind = FieldKind::kBool;
+  f.help = std::move(help);
+  f.negated_flag = std::move(negated_flag);
+  f.get = [member](const TrainConfig& c) { return FieldValue(c.*member); };
+  f.set = [member](TrainConfig& c, const FieldValue& v) { c.*member = field_bool(v); };
+  return f;
+}
+
+std::vector<F> make_fields() {
+  std::vector<F> t;
+  t.push_back(choice(
+      "algo", "reinforce, baseline or a2c", algorithm_names(),
+      [](const TrainConfig& c) { return to_string(c.algorithm); },
+      [](TrainConfig& c, const std::string& s) { c.algorithm = parse_algorithm(s); }));
+  t.push_back(integer("envs", "Environments stepped together", 1, kInt32Max, &TrainConfig::envs));
+  t.push_back(integer("n_steps", "A2C rollout length; 0 = whole episodes (the notebook's variant)",
+                      0, 1'000'000, &TrainConfig::n_steps));
+  t.push_back(real("lr", "Learning rate (the policy's or the actor-critic's)", 0, true, kInf,
+                   &TrainConfig::lr));
+  t.push_back(real("value_lr", "Learning rate of the baseline's value network", 0, true, kInf,
+                   &TrainConfig::value_lr));
+  t.push_back(real("gamma", "Discount factor", 0, true, 1, &TrainConfig::gamma));
+  t.push_back(
+      real("entropy_coef", "A2C entropy bonus", 0, false, kInf, &TrainConfig::entropy_coef));
+  t.push_back(
+      real("value_coef", "A2C value-loss coefficient", 0, false, kInf, &TrainConfig::value_coef));
+  t.push_back(real("max_grad_norm", "A2C gradient-norm clipping (<= 0: off)", -kInf, false, kInf,
+                   &TrainConfig::max_grad_norm));
+  t.push_back(boolean("normalize", "Normalise returns (REINFORCE) or advantages", "--no-normalize",
+                      &TrainConfig::normalize));
+  t.push_back(integer("hidden", "Hidden units per layer", 1, 65536, &TrainConfig::hidden));
+  {
+    F f;
+    f.key = "seed";
+    f.kind = FieldKind::kUInt;
+    f.help = "Seed of parameters, environments and sampling";
+    f.get = [](const TrainConfig& c) { return FieldValue(c.seed); };
+    f.set = [](TrainConfig& c, const FieldValue& v) { c.seed = field_uint(v); };
+    t.push_back(f);
+  }
+  t.push_back(choice(
+      "precision", "Physics precision", {"f32", "f64"},
+      [](const TrainConfig& c) { return to_string(c.precision); },
+      [](TrainConfig& c, const std::string& s) { c.precision = parse_precision(s); }));
+  t.push_back(choice(
+      "reward", "Reward: v1 (CartPole-v1), notebook (0 on the last step), sutton-barto",
+      {"v1", "notebook", "sutton-barto"},
+      [](const TrainConfig& c) { return to_string(c.env.reward_mode); },
+      [](TrainConfig& c, const std::string& s) { c.env.reward_mode = parse_reward_mode(s); }));
+  t.push_back(choice(
+      "integrator", "Integrator: euler (CartPole-v1) or semi-implicit", {"euler", "semi-implicit"},
+      [](const TrainConfig& c) { return to_string(c.env.integrator); },
+      [](TrainConfig& c, const std::string& s) { c.env.integrator = parse_integrator(s); }));
+  {
+    F f;
+    f.key = "theta_threshold";
+    f.kind = FieldKind::kDouble;
+    f.help = "Pole angle limit in radians";
+    f.real_min = 0;
+    f.real_min_open = true;
+    f.json_only = true;  // the flag is --theta-threshold-deg
+    f.get = [](const TrainConfig& c) { return FieldValue(c.env.theta_threshold); };
+    f.set = [](TrainConfig& c, const FieldValue& v) { c.env.theta_threshold = field_real(v); };
+    t.push_back(f);
+  }
+  {
+    F f;
+    f.key = "theta_threshold_deg";
+    f.kind = FieldKind::kDouble;
+    f.help = "Pole angle limit in degrees (CartPole-v1: 12; the notebook's exercise: 6)";
+    f.real_min = 0;
+    f.real_min_open = true;
+    f.real_max = 180;
+    f.input_only = true;
+    f.get = [](const TrainConfig& c) {
+      return FieldValue(c.env.theta_threshold * 360.0 / (2.0 * 3.141592653589793));
+    };
+    f.set = [](TrainConfig& c, const FieldValue& v) {
+      c.env.theta_threshold = degrees_to_radians(field_real(v));
+    };
+    t.push_back(f);
+  }
+  {
+    F f;
+    f.key = "x_threshold";
+    f.kind = FieldKind::kDouble;
+    f.help = "Cart position limit (CartPole-v1: 2.4)";
+    f.real_min = 0;
+    f.real_min_open = true;
+    f.get = [](const TrainConfig& c) { return FieldValue(c.env.x_threshold); };
+    f.set = [](TrainConfig& c, const FieldValue& v) { c.env.x_threshold = field_real(v); };
+    t.push_back(f);
+  }
+  {
+    F f = integer("max_episode_steps", "Time limit (0 = none; CartPole-v1: 500)", 0, kInt32Max,
+                  &TrainConfig::n_steps);
+    f.get = [](const TrainConfig& c) {
+      return FieldValue(static_cast<int64_t>(c.env.max_episode_steps));
+    };
+    f.set = [](TrainConfig& c, const FieldValue& v) {
+      c.env.max_episode_steps = static_cast<int32_t>(field_int(v));
+    };
+    t.push_back(f);
+  }
+  t.push_back(integer("chunk_rows", "Rows per network pass (a memory bound; 0 = the device's)", 0,
+                      (int64_t{1} << 31) / 256, &TrainConfig::chunk_rows));
+  t.push_back(boolean("reuse_activations",
+                      "Keep the activations of acting for the update (one forward pass fewer)",
+                      "--no-reuse-activations", &TrainConfig::reuse_activations));
+  return t;
+}
+
+}  // namespace
+
+const std::vector<Field<TrainConfig>>& train_config_fields() {
+  static const std::vector<Field<TrainConfig>> fields = make_fields();
+  return fields;
+}
+
+}  // namespace batchpole

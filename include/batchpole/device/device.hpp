@@ -1,0 +1,176 @@
+// The device registry: one Device object per device (the CPU, a GPU) owns its memory and stream
+// and hands out everything that runs on it: the BLAS, the network, trainer and environment
+// operations, and its plan (the sizes the layers above use). Everything above is written once
+// against these and never asks which device it runs on. No CUDA type appears here.
+//
+// Adding a device means one class that derives from Device and installs its four sets of
+// operations (host/cpu/ and kernels/cuda_device.cu are the two there are), plus its line in
+// host/device/registry.cpp.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "batchpole/core/common.hpp"
+
+namespace batchpole {
+
+class Blas;
+class NnOps;
+class RlOps;
+class EnvOps;
+
+enum class DeviceKind : uint8_t { kCpu, kCuda };
+std::string to_string(DeviceKind kind);
+
+// "cpu", "cuda" or "auto" (the GPU when one is usable, else the CPU).
+struct DeviceRequest {
+  enum class Choice : uint8_t { kAuto, kCpu, kCuda } choice = Choice::kAuto;
+  static DeviceRequest parse(const std::string& s);  // throws Error(kInvalidArgument)
+};
+
+struct DevicePlan;
+
+struct DeviceOptions {
+  DeviceRequest device;
+  int threads = 0;          // CPU worker threads; 0 = all hardware threads
+  int cuda_device = 0;      // GPU ordinal
+  bool allow_tf32 = false;  // cuBLAS TF32 tensor-op math; plain FP32 unless asked
+  // The sizes to use instead of the device's own plan (tuning, and the tests that make the
+  // CPU cut batches as the GPU does).
+  std::shared_ptr<const DevicePlan> plan = nullptr;
+};
+
+// What a device is good at, fixed when the device is made. The layers above take these sizes
+// from the plan instead of branching on the device (the measurements behind each number are in
+// BENCHMARKS.md).
+struct DevicePlan {
+  // The networks: rows per pass (a pass's workspace is bounded by this, not by the batch), and
+  // the shards a batch is cut into, each run as one task with its own gradients and summed in
+  // shard order, so that results depend on the shard count but never on the thread count.
+  int64_t chunk_rows = 0;
+  int32_t shards = 1;
+  // Recorded activations of acting (reused by the update instead of a second forward pass) are
+  // kept when they need at most this many bytes. A budget rather than the memory free now, so
+  // that the same configuration always trains the same way.
+  std::size_t record_budget = 0;
+  // Defaults: the training batch that solves fastest, and the sizes of the benchmarks.
+  int64_t train_envs = 0;
+  int64_t bench_env_envs = 0;
+  int64_t bench_nn_batch = 0;
+  int64_t bench_train_envs = 0;
+};
+
+// Operations a device queued (kernel launches, BLAS calls, copies and fills: each call of the
+// operation interfaces counts one) and the times the host waited for it. Counted on both
+// devices alike, so that the CPU tests bound what the GPU does per update.
+struct OpCounts {
+  uint64_t stream_ops = 0;
+  uint64_t host_syncs = 0;
+};
+
+class Device {
+ public:
+  Device();
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+  virtual ~Device();
+
+  [[nodiscard]] virtual DeviceKind kind() const = 0;
+  [[nodiscard]] virtual std::string description() const = 0;  // e.g. "cpu (2 threads)"
+  [[nodiscard]] virtual int threads() const = 0;              // CPU threads; 1 on the GPU
+  // Bytes that can still be allocated on this device (an estimate, read now).
+  [[nodiscard]] virtual std::size_t available_memory() const = 0;
+
+  // ---- memory: the one place that refuses an allocation that does not fit ----
+  // Throws Error(kOutOfMemory) naming the size and what is available; deallocate never throws.
+  void* allocate(std::size_t bytes);
+  void deallocate(void* ptr) noexcept { do_deallocate(ptr); }
+  void copy_to_host(void* dst, const void* src, std::size_t bytes);  // waits for the device
+  void copy_from_host(void* dst, const void* src, std::size_t bytes);
+  void copy_on_device(void* dst, const void* src, std::size_t bytes);
+  void fill_zero(void* ptr, std::size_t bytes);
+  void synchronize();
+  // Throws a pending asynchronous error (the GPU's invalid-action report), if any. Synchronises.
+  void check_errors();
+
+  // Runs body(task, worker) for every task in [0, tasks). On the CPU the tasks run on up to
+  // threads() OpenMP threads (worker = the thread's index, so a caller can give each worker its
+  // own scratch); on the GPU they run in order on the calling thread (worker 0), each task
+  // queuing its work on the stream. Which worker runs a task is not fixed, so results must not
+  // depend on it. The first exception a task throws is rethrown here after all have ended.
+  virtual void run_tasks(int64_t tasks, const std::function<void(int64_t task, int worker)>& body);
+  // The device stream as an opaque handle (a cudaStream_t on the GPU, nullptr on the CPU).
+  [[nodiscard]] virtual void* native_stream() const = 0;
+
+  // ---- the operations and the plan ----
+  [[nodiscard]] Blas& blas() { return *blas_; }
+  [[nodiscard]] NnOps& nn() { return *nn_; }
+  [[nodiscard]] RlOps& rl() { return *rl_; }
+  [[nodiscard]] EnvOps& env() { return *env_; }
+  [[nodiscard]] const DevicePlan& plan() const { return plan_; }
+
+  // ---- counting ----
+  [[nodiscard]] OpCounts counts() const {
+    return {stream_ops_.load(std::memory_order_relaxed),
+            host_syncs_.load(std::memory_order_relaxed)};
+  }
+  void count_op() { stream_ops_.fetch_add(1, std::memory_order_relaxed); }
+  void count_sync() { host_syncs_.fetch_add(1, std::memory_order_relaxed); }
+
+ protected:
+  // The implementation's constructor hands over its operations and plan, once.
+  void install(std::unique_ptr<Blas> blas, std::unique_ptr<NnOps> nn, std::unique_ptr<RlOps> rl,
+               std::unique_ptr<EnvOps> env, const DevicePlan& plan);
+  // Destroys the operations while the implementation (its stream, its handles) still exists.
+  void uninstall() noexcept;
+
+  virtual void* do_allocate(std::size_t bytes) = 0;
+  virtual void do_deallocate(void* ptr) noexcept = 0;
+  virtual void do_copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void do_copy_from_host(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void do_copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void do_fill_zero(void* ptr, std::size_t bytes) = 0;
+  virtual void do_synchronize() = 0;
+  virtual void do_check_errors() = 0;
+
+ private:
+  std::unique_ptr<Blas> blas_;
+  std::unique_ptr<NnOps> nn_;
+  std::unique_ptr<RlOps> rl_;
+  std::unique_ptr<EnvOps> env_;
+  DevicePlan plan_;
+  std::atomic<uint64_t> stream_ops_{0};
+  std::atomic<uint64_t> host_syncs_{0};
+};
+
+// Throws Error(kUnavailable) when CUDA is asked for and not usable, with the reason.
+std::unique_ptr<Device> make_device(const DeviceOptions& options = {});
+
+// Whether CUDA can be used here, and if not, exactly why. The CUDA device is a plugin
+// (libbatchpole_cuda.so) loaded on first use, so that every program starts and runs on the CPU
+// on a machine without any CUDA library.
+struct CudaStatus {
+  bool built = false;    // this build made the plugin
+  std::string plugin;    // the plugin file loaded (or tried), "" when none was found
+  bool loaded = false;   // the plugin and the CUDA libraries it needs were loaded
+  int device_count = 0;  // GPUs the driver reports
+  std::vector<std::string> device_names;
+  std::string reason;  // why no GPU is usable ("" when one is)
+  [[nodiscard]] bool available() const { return device_count > 0; }
+};
+// Probed once per process, then cached. Never throws.
+const CudaStatus& cuda_status();
+
+// Shorthands of cuda_status().
+bool cuda_compiled();
+int cuda_device_count();
+std::string cuda_device_name(int index);  // "" when unavailable
+
+}  // namespace batchpole

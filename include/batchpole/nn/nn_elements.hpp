@@ -1,0 +1,284 @@
+// Element functions of the networks, heads, losses and optimiser: activations, the categorical
+// policy head (softmax, sampling, log-probability, entropy), the per-sample loss gradients and
+// the Adam update. The CPU loops (host/cpu/cpu_nn_ops.cpp) and the CUDA kernels (kernels/nn_*.cu)
+// both call exactly these, so the GPU path only adds launch glue.
+//
+// exp and log are written with + - * and bit operations only (Cephes' single-precision
+// kernels), not libm: glibc's expf and CUDA's __expf/expf differ in the last bits, and with
+// these (and no FMA contraction on either side) the same logits give bit-identical
+// probabilities, samples and loss terms on the CPU and the GPU.
+#pragma once
+
+#include <cstdint>
+
+#include "batchpole/core/common.hpp"
+#include "batchpole/core/portable_math.hpp"
+#include "batchpole/core/random.hpp"
+
+namespace batchpole {
+
+enum class Activation : uint8_t { kIdentity, kRelu, kTanh };
+
+// The categorical head keeps per-row scratch on the stack; CartPole has 2 actions.
+inline constexpr int32_t kMaxActions = 16;
+
+// Columns of the per-sample statistics matrix (rows x kStatColumns) that the loss functions
+// fill and one gemv per chunk sums into the device-resident update statistics.
+inline constexpr int32_t kStatWeightedLogProb = 0;  // valid ? weight * log pi(a|s) : 0
+inline constexpr int32_t kStatEntropy = 1;          // valid ? H(pi(.|s)) : 0
+inline constexpr int32_t kStatSquaredError = 2;     // valid ? (v(s) - target)^2 : 0
+inline constexpr int32_t kStatValid = 3;            // valid ? 1 : 0
+inline constexpr int32_t kStatColumns = 4;
+
+// ---------------------------------------------------------------------------------------------
+// Portable exp and log (Cephes expf / logf), + - * only.
+
+// exp(x) for x <= 88; arguments below -87 return about 1e-38 instead of a denormal or 0, which
+// is harmless for softmax (the term is negligible next to exp(0) = 1).
+BP_HD float portable_exp(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kC1 = 0.693359375f;  // ln 2 split so that k * kC1 is exact
+  constexpr float kC2 = -2.12194440e-4f;
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: round to nearest without libm
+  x = x > 88.0f ? 88.0f : x;
+  x = x < -87.0f ? -87.0f : x;
+  const float kf = (x * kLog2e + kRound) - kRound;
+  const float r = (x - kf * kC1) - kf * kC2;
+  const float z = r * r;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * z + r + 1.0f;
+  const auto k = static_cast<int32_t>(kf);
+  const float scale = bit_cast_hd<float>(static_cast<uint32_t>(k + 127) << 23U);
+  return e * scale;
+}
+
+// log(x) for positive normal x (the softmax normaliser, always >= 1 here).
+BP_HD float portable_log(float x) {
+  constexpr float kSqrtHalf = 0.707106781186547524f;
+  const uint32_t bits = bit_cast_hd<uint32_t>(x);
+  auto e = static_cast<int32_t>((bits >> 23U) & 0xFFU) - 126;
+  float m = bit_cast_hd<float>((bits & 0x807FFFFFU) | (126U << 23U));  // in [0.5, 1)
+  if (m < kSqrtHalf) {
+    e -= 1;
+    m = m + m - 1.0f;
+  } else {
+    m = m - 1.0f;
+  }
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  const auto ef = static_cast<float>(e);
+  y += -2.12194440e-4f * ef;
+  y += -0.5f * z;
+  return (m + y) + 0.693359375f * ef;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations. Backward uses the activation's output y (what forward stores), not its input.
+
+BP_HD float activate(Activation a, float x) {
+  switch (a) {
+    case Activation::kRelu:
+      return x > 0.0f ? x : 0.0f;
+    case Activation::kTanh:
+      return tanhf(x);
+    case Activation::kIdentity:
+    default:
+      return x;
+  }
+}
+
+// The gradient through the activation: dy * activate'(x), written in terms of the output
+// y = activate(a, x). ReLU is a select, not a multiplication by 0 or 1, so that the CPU loop
+// vectorises to a compare and a mask.
+BP_HD float activation_backward_value(Activation a, float dy, float y) {
+  switch (a) {
+    case Activation::kRelu:
+      return y > 0.0f ? dy : 0.0f;
+    case Activation::kTanh:
+      return dy * (1.0f - y * y);
+    case Activation::kIdentity:
+    default:
+      return dy;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Categorical policy head over one row of n logits z.
+
+// The row's softmax pieces: e[j] = exp(z[j] - max), sum = sum_j e[j], so that
+// pi(j) = e[j] / sum and log pi(j) = (z[j] - max) - log(sum). (Subtracting max first keeps
+// log pi accurate for large logits: max + log(sum) would round at the logits' magnitude.)
+struct SoftmaxRow {
+  float e[kMaxActions];
+  float max;
+  float sum;
+  float log_sum;
+  [[nodiscard]] BP_HD float log_prob(const float* z, int32_t j) const {
+    return (z[j] - max) - log_sum;
+  }
+  [[nodiscard]] BP_HD float prob(int32_t j) const { return e[j] / sum; }
+  [[nodiscard]] BP_HD float entropy(const float* z, int32_t n) const {
+    float h = 0.0f;
+    for (int32_t j = 0; j < n; ++j) h -= prob(j) * log_prob(z, j);
+    return h;
+  }
+};
+
+BP_HD SoftmaxRow softmax_row(const float* z, int32_t n) {
+  SoftmaxRow s{};
+  s.max = z[0];
+  for (int32_t j = 1; j < n; ++j) s.max = z[j] > s.max ? z[j] : s.max;
+  s.sum = 0.0f;
+  for (int32_t j = 0; j < n; ++j) {
+    s.e[j] = portable_exp(z[j] - s.max);
+    s.sum += s.e[j];
+  }
+  s.log_sum = portable_log(s.sum);
+  return s;
+}
+
+// NaN for an action outside [0, n).
+BP_HD float categorical_log_prob(const float* z, int32_t n, int32_t action) {
+  if (action < 0 || action >= n) return bit_cast_hd<float>(0x7FC00000U);
+  return softmax_row(z, n).log_prob(z, action);
+}
+
+BP_HD float categorical_entropy(const float* z, int32_t n) {
+  return softmax_row(z, n).entropy(z, n);
+}
+
+// Inverse-CDF sampling with u in [0, 1): the first j whose cumulative weight exceeds u * sum.
+// Comparing unnormalised weights avoids a division per action; the last action catches u * sum
+// rounding up to the total.
+BP_HD int32_t categorical_sample(const SoftmaxRow& s, int32_t n, float u) {
+  const float target = u * s.sum;
+  float cum = 0.0f;
+  for (int32_t j = 0; j < n - 1; ++j) {
+    cum += s.e[j];
+    if (target < cum) return j;
+  }
+  return n - 1;
+}
+
+// The uniform number behind the action of env `env` at the trainer's step counter `step`. A pure
+// function of (seed, env, step): the same on both devices and for any batch split.
+BP_HD float policy_uniform(uint64_t seed, uint32_t env, uint64_t step) {
+  return uniform_float(philox_draw(seed, Stream::kPolicyAction, env, step)[0]);
+}
+
+// Samples an action for one row and returns it; writes its log-probability and the row's
+// entropy where asked (nullptr: not wanted).
+BP_HD int32_t policy_sample_row(const float* z, int32_t n, float u, float* log_prob,
+                                float* entropy) {
+  const SoftmaxRow s = softmax_row(z, n);
+  const int32_t a = categorical_sample(s, n, u);
+  if (log_prob != nullptr) *log_prob = s.log_prob(z, a);
+  if (entropy != nullptr) *entropy = s.entropy(z, n);
+  return a;
+}
+
+// The policy-gradient loss of one sample and its gradient with respect to the logits.
+// The whole loss is L = -(sum_s w_s log pi(a_s|s)) / C - beta * (sum_s H_s) / C over valid
+// samples, so this sample contributes
+//   dL/dz_j = -(w (1[j = a] - p_j) + beta dH/dz_j) / C,   dH/dz_j = -p_j (log p_j + H).
+// Invalid samples give exact zeros (selects, not multiplications, so NaN weights in masked
+// slots cannot leak in). stats: one row of kStatColumns, or nullptr.
+struct PolicyLossCoefs {
+  float inv_count;     // 1 / C
+  float entropy_coef;  // beta
+};
+
+BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weight, bool valid,
+                           const PolicyLossCoefs& c, float* dz, float* stats) {
+  // An action outside [0, n) makes the sample invalid rather than reading past the row (the CPU
+  // refuses such actions before it gets here; the GPU cannot throw).
+  valid = valid && action >= 0 && action < n;
+  action = valid ? action : 0;
+  const SoftmaxRow s = softmax_row(z, n);
+  const float h = s.entropy(z, n);
+  const float logp_a = s.log_prob(z, action);
+  for (int32_t j = 0; j < n; ++j) {
+    const float p = s.prob(j);
+    const float logp = s.log_prob(z, j);
+    const float indicator = j == action ? 1.0f : 0.0f;
+    const float d = -(weight * (indicator - p) - c.entropy_coef * p * (logp + h)) * c.inv_count;
+    dz[j] = valid ? d : 0.0f;
+  }
+  if (stats != nullptr) {
+    stats[kStatWeightedLogProb] = valid ? weight * logp_a : 0.0f;
+    stats[kStatEntropy] = valid ? h : 0.0f;
+    stats[kStatSquaredError] = 0.0f;  // value_loss_row, run after this when there is a value loss
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+  }
+}
+
+// The value loss coef * (sum_s (v_s - target_s)^2) / C of one sample and its gradient.
+BP_HD float value_loss_row(float value, float target, bool valid, float inv_count, float coef,
+                           float* stats) {
+  const float err = value - target;
+  if (stats != nullptr) {
+    stats[kStatSquaredError] = valid ? err * err : 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+  }
+  return valid ? 2.0f * coef * err * inv_count : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Initialisation as PyTorch's nn.Linear: uniform in [-bound, bound) with bound = 1/sqrt(fan_in),
+// element i of parameter block `block` taken from word i % 4 of draw (block, i / 4).
+BP_HD float init_uniform_value(uint64_t seed, uint32_t block, int64_t i, float bound) {
+  const auto r = philox_draw(seed, Stream::kInit, block, static_cast<uint64_t>(i) >> 2U);
+  const float u = uniform_float(r[static_cast<uint32_t>(i) & 3U]);
+  return (2.0f * u - 1.0f) * bound;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optimiser.
+
+// torch.nn.utils.clip_grad_norm_: gradients are scaled by max_norm / (total_norm + 1e-6) when
+// total_norm exceeds max_norm. max_norm <= 0 means no clipping.
+BP_HD float clip_scale(float total_norm, float max_norm) {
+  return (max_norm > 0.0f && total_norm > max_norm) ? max_norm / (total_norm + 1e-6f) : 1.0f;
+}
+
+// One Adam step's scalars, worked out on the host from the step count t (PyTorch's
+// torch.optim.Adam, single-tensor path): step_size = lr / (1 - beta1^t),
+// bias_correction2_sqrt = sqrt(1 - beta2^t).
+// 1 - beta is rounded from double, as PyTorch does with its Python-float betas: 1.0f - 0.999f
+// would be off by 1.3e-5 relative.
+struct AdamScalars {
+  float beta2;
+  float one_minus_beta1;
+  float one_minus_beta2;
+  float eps;
+  float step_size;
+  float bias_correction2_sqrt;
+};
+
+// m <- lerp(m, g, 1 - beta1) (PyTorch's form: m + (1 - beta1)(g - m)),
+// v <- beta2 v + (1 - beta2) g^2,
+// p <- p - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps).
+BP_HD void adam_update(float* p, float g, float* m, float* v, const AdamScalars& s) {
+  const float m_new = *m + s.one_minus_beta1 * (g - *m);
+  const float v_new = *v * s.beta2 + s.one_minus_beta2 * g * g;
+  const float denom = sqrtf(v_new) / s.bias_correction2_sqrt + s.eps;
+  *m = m_new;
+  *v = v_new;
+  *p = *p - s.step_size * (m_new / denom);
+}
+
+}  // namespace batchpole

@@ -1,0 +1,147 @@
+// Element functions of the trainers (returns, masks, normalisation, reductions), one per
+// environment or per element, called by the CPU loops (host/cpu/cpu_rl_ops.cpp) and the CUDA
+// kernels (kernels/rl_*.cu) alike.
+//
+// A rollout of T steps of N environments is stored time-major: row t * N + env.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "batchpole/core/common.hpp"
+
+namespace batchpole {
+
+struct ReturnsArgs {
+  const float* rewards = nullptr;       // T x N
+  const uint8_t* terminated = nullptr;  // T x N
+  const uint8_t* truncated = nullptr;   // T x N
+  // V(s_T): the value of the observation after the last step, per env; nullptr = 0 (REINFORCE).
+  const float* last_value = nullptr;
+  // V(final_obs) of the rows that were truncated; nullptr = 0 (no bootstrap on truncation).
+  const float* truncation_value = nullptr;  // T x N
+  float gamma = 0.99f;
+  int64_t steps = 0;         // T
+  int64_t envs = 0;          // N
+  float* returns = nullptr;  // T x N, written
+};
+
+// Discounted returns of env `i`, backwards in time: G = r on termination (no future), G = r +
+// gamma V(final_obs) on truncation (the episode was cut, not over), G = r + gamma G otherwise;
+// the last row bootstraps from V(s_T). With a rollout of n steps this is A2C's n-step return
+// ("up to n": row t looks T - t steps ahead), with whole episodes it is REINFORCE's G_t.
+BP_HD void discounted_returns_env(const ReturnsArgs& a, int64_t i) {
+  float g = a.last_value != nullptr ? a.last_value[i] : 0.0f;
+  for (int64_t t = a.steps - 1; t >= 0; --t) {
+    const int64_t k = t * a.envs + i;
+    const float r = a.rewards[k];
+    if (a.terminated[k] != 0) {
+      g = r;
+    } else if (a.truncated[k] != 0) {
+      g = r + a.gamma * (a.truncation_value != nullptr ? a.truncation_value[k] : 0.0f);
+    } else {
+      g = r + a.gamma * g;
+    }
+    a.returns[k] = g;
+  }
+}
+
+// mask[t, i] = 1 up to and including the step that ends env i's first episode of the rollout,
+// 0 after it: the rollout holds exactly one complete episode per env (REINFORCE). Returns 1 when
+// that episode ended within the rollout.
+BP_HD uint8_t first_episode_mask_env(const uint8_t* terminated, const uint8_t* truncated,
+                                     int64_t steps, int64_t envs, int64_t i, uint8_t* mask) {
+  uint8_t live = 1;
+  for (int64_t t = 0; t < steps; ++t) {
+    const int64_t k = t * envs + i;
+    mask[k] = live;
+    if ((terminated[k] | truncated[k]) != 0) live = 0;
+  }
+  return static_cast<uint8_t>(1 - live);
+}
+
+// Moments of the masked samples, the partial sums of one block of elements. Accumulated in
+// double so that a million-sample batch keeps float precision.
+struct Moments {
+  double count = 0, sum = 0, sum_sq = 0;
+};
+
+BP_HD Moments add(Moments a, const Moments& b) {
+  a.count += b.count;
+  a.sum += b.sum;
+  a.sum_sq += b.sum_sq;
+  return a;
+}
+
+// Element k's share of the moments of the masked samples of x.
+BP_HD Moments moments_row(const float* x, const uint8_t* mask, int64_t k) {
+  Moments m;
+  if (mask == nullptr || mask[k] != 0) {
+    const double v = x[k];
+    m.count = 1;
+    m.sum = v;
+    m.sum_sq = v * v;
+  }
+  return m;
+}
+
+// (x - mean) / (std + eps) with the unbiased std, as torch's (x - x.mean()) / (x.std() + eps).
+BP_HD float normalized(float x, const Moments& m, float eps) {
+  const double mean = m.sum / (m.count > 0 ? m.count : 1.0);
+  const double var = m.count > 1 ? (m.sum_sq - m.count * mean * mean) / (m.count - 1) : 0.0;
+  const double sd = var > 0 ? std::sqrt(var) : 0.0;
+  return static_cast<float>((static_cast<double>(x) - mean) / (sd + eps));
+}
+
+// Statistics of the episodes that ended in a rollout (at rows where terminated or truncated,
+// and valid under the mask when there is one).
+struct EpisodeTally {
+  double episodes = 0, return_sum = 0, return_sq = 0, length_sum = 0;
+  double return_min = 1e300, return_max = -1e300, length_min = 1e300, length_max = -1e300;
+  double truncations = 0;
+};
+
+BP_HD EpisodeTally add(EpisodeTally a, const EpisodeTally& b) {
+  a.episodes += b.episodes;
+  a.return_sum += b.return_sum;
+  a.return_sq += b.return_sq;
+  a.length_sum += b.length_sum;
+  a.return_min = a.return_min < b.return_min ? a.return_min : b.return_min;
+  a.return_max = a.return_max > b.return_max ? a.return_max : b.return_max;
+  a.length_min = a.length_min < b.length_min ? a.length_min : b.length_min;
+  a.length_max = a.length_max > b.length_max ? a.length_max : b.length_max;
+  a.truncations += b.truncations;
+  return a;
+}
+
+struct EpisodeRows {
+  const uint8_t* terminated = nullptr;
+  const uint8_t* truncated = nullptr;
+  const float* final_return = nullptr;
+  const int32_t* final_length = nullptr;
+  const uint8_t* mask = nullptr;  // nullptr: every row counts
+};
+
+BP_HD EpisodeTally episode_tally_row(const EpisodeRows& r, int64_t k) {
+  EpisodeTally t;
+  const bool ended = (r.terminated[k] | r.truncated[k]) != 0;
+  const bool valid = r.mask == nullptr || r.mask[k] != 0;
+  if (ended && valid) {
+    const double ret = r.final_return[k];
+    const double len = r.final_length[k];
+    t.episodes = 1;
+    t.return_sum = ret;
+    t.return_sq = ret * ret;
+    t.length_sum = len;
+    t.return_min = t.return_max = ret;
+    t.length_min = t.length_max = len;
+    t.truncations = r.truncated[k] != 0 ? 1 : 0;
+  }
+  return t;
+}
+
+// Fixed-size blocks of a reduction: partial sums per block, then the blocks in order. The
+// result then depends neither on the thread count nor on the device.
+constexpr int64_t kReduceBlock = 4096;
+
+}  // namespace batchpole

@@ -1,0 +1,62 @@
+// The batched operations of the trainers: returns, masks, normalisation and the reductions of
+// a rollout. One call runs one element function of rl_elements.hpp over the rollout, on the
+// device's stream; results stay in device memory, so no call here waits for the device.
+// Trainers are written once against this, NnOps and the model. The public calls check their
+// arguments and count one stream operation each (host/rl/rl_ops.cpp); the implementations are
+// host/cpu/cpu_rl_ops.cpp and kernels/cuda_rl_ops.cu.
+#pragma once
+
+#include <cstdint>
+
+#include "batchpole/device/device.hpp"
+#include "batchpole/rl/rl_elements.hpp"
+
+namespace batchpole {
+
+class RlOps {
+ public:
+  explicit RlOps(Device& device) : device_(&device) {}
+  RlOps(const RlOps&) = delete;
+  RlOps& operator=(const RlOps&) = delete;
+  virtual ~RlOps() = default;
+
+  // One thread (GPU) or loop iteration (CPU) per env: discounted_returns_env.
+  void returns(const ReturnsArgs& args);
+  // first_episode_mask_env over the N envs of a T x N rollout.
+  void first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
+                          int64_t envs, uint8_t* mask);
+  // ended[i] |= terminated[i] | truncated[i] over n envs; *ended_count (device memory) grows by
+  // the number of envs whose flag went from 0 to 1, so that it counts the envs that have ended.
+  void mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
+                  int64_t* ended_count);
+  // out[i] = a[i] - b[i].
+  void subtract(const float* a, const float* b, int64_t n, float* out);
+  // Moments of x over the masked elements into *out (device memory), summed in blocks of
+  // kReduceBlock elements and then the blocks in order.
+  void moments(const float* x, const uint8_t* mask, int64_t n, Moments* out);
+  // x = normalized(x, *m, eps) where the mask is set (everywhere without a mask).
+  void normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps);
+  // The episodes that ended within rows [0, n) into *out (device memory).
+  void episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out);
+
+ protected:
+  [[nodiscard]] Device& device() const { return *device_; }
+
+  // Called with checked arguments; sizes may be 0 only where a result must still be written
+  // (moments, episode_tally).
+  virtual void do_returns(const ReturnsArgs& args) = 0;
+  virtual void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated,
+                                     int64_t steps, int64_t envs, uint8_t* mask) = 0;
+  virtual void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
+                             int64_t n, int64_t* ended_count) = 0;
+  virtual void do_subtract(const float* a, const float* b, int64_t n, float* out) = 0;
+  virtual void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) = 0;
+  virtual void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
+                            float eps) = 0;
+  virtual void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) = 0;
+
+ private:
+  Device* device_;
+};
+
+}  // namespace batchpole

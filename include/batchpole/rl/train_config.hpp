@@ -1,0 +1,59 @@
+// What to train: the algorithm, its hyperparameters, the networks and the environment. The
+// keys of `batchpole train --config FILE.json`, of summaries and of checkpoints, and the
+// training flags of the command line, all come from train_config_fields().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "batchpole/core/fields.hpp"
+#include "batchpole/device/device.hpp"
+#include "batchpole/env/cartpole.hpp"
+
+namespace batchpole {
+
+enum class Algorithm : uint8_t { kReinforce, kBaseline, kA2C };
+std::string to_string(Algorithm a);
+Algorithm parse_algorithm(const std::string& s);  // throws Error(kInvalidArgument)
+// The names parse_algorithm takes, in the order of the enum.
+const std::vector<std::string>& algorithm_names();
+
+struct TrainConfig {
+  Algorithm algorithm = Algorithm::kA2C;
+  // A2C defaults: what solved CartPole-v1 fastest on the 2-core CPU (BENCHMARKS.md).
+  int64_t envs = 32;
+  int32_t n_steps = 5;     // A2C: rollout length; 0 = whole episodes (the notebook's variant)
+  float lr = 2e-3F;        // the policy's (or the actor-critic's) learning rate
+  float value_lr = 1e-3F;  // baseline: the value network's learning rate
+  float gamma = 0.99F;
+  float entropy_coef = 0.01F;  // A2C
+  float value_coef = 0.5F;     // A2C
+  float max_grad_norm = 0.5F;  // A2C; <= 0: no clipping
+  bool normalize = true;       // returns (REINFORCE) or advantages (baseline, A2C)
+  int32_t hidden = 64;
+  uint64_t seed = 0;
+  Precision precision = Precision::kF32;
+  CartPoleParams env;      // CartPole-v1 unless a variant is asked for
+  int64_t chunk_rows = 0;  // network pass size; 0 = the device plan's
+  // Keep the networks' activations from acting for the update, which then skips its forward
+  // pass (PolicyValueModel::reserve_record): a quarter less arithmetic per A2C step, for
+  // Trainer::record_bytes of memory. Used when that fits the device plan's record budget;
+  // false: always run the forward pass again. The two can round differently in the last bits.
+  bool reuse_activations = true;
+
+  // The defaults of an algorithm on a device: its learning rate (the notebook's 1e-3 for
+  // REINFORCE and baseline) and the plan's batch size.
+  static TrainConfig defaults(Algorithm a, const DevicePlan& plan);
+  // The notebook's hyperparameters for an algorithm (one env, reward 0 on the terminating step,
+  // 500-step cap; REINFORCE and baseline lr 1e-3, A2C lr 3e-4 and whole episodes).
+  static TrainConfig notebook(Algorithm a);
+  // Throws Error(kInvalidArgument) naming the field. (Each field's own range is checked when
+  // it is set through the table; this adds what depends on several fields.)
+  void validate() const;
+};
+
+// The fields of TrainConfig, in the order of the JSON text (config_to_json).
+const std::vector<Field<TrainConfig>>& train_config_fields();
+
+}  // namespace batchpole

@@ -1,0 +1,120 @@
+// The trainers, written once against the device-agnostic layer (VecEnv, PolicyValueModel,
+// RlOps): REINFORCE, REINFORCE with a learned baseline, and A2C, on N environments stepped
+// together. The shared loop is here (host/rl/trainer.cpp); each algorithm is one file under
+// host/rl/ that says what its rollout keeps, which networks it trains and how it turns a
+// rollout into a loss. Nothing here names a device.
+//
+// One update is one rollout and one gradient step:
+//   REINFORCE, baseline, A2C with n_steps = 0: every env plays one whole episode (envs that
+//     finish early are masked until the slowest one ends or the time limit cuts it); returns
+//     G_t are discounted backwards inside each episode, as in the notebook.
+//   A2C with n_steps = n: n steps of every env, returns bootstrapped from V(s_n) (A2C's "up to
+//     n-step" returns); on truncation the return bootstraps from V(final_obs), on termination
+//     it does not.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "batchpole/env/vec_env.hpp"
+#include "batchpole/nn/model.hpp"
+#include "batchpole/rl/rl_elements.hpp"
+#include "batchpole/rl/train_config.hpp"
+
+namespace batchpole {
+
+// Episodes that ended in the recent updates, at least `window` of them (the last updates' whole
+// batches: with thousands of envs one update ends thousands of episodes).
+class RecentEpisodes {
+ public:
+  explicit RecentEpisodes(int64_t window = 100) : window_(window) {}
+  void add(const EpisodeTally& t);
+  [[nodiscard]] EpisodeTally total() const;
+  [[nodiscard]] const std::deque<EpisodeTally>& entries() const { return entries_; }
+  void restore(std::deque<EpisodeTally> entries) { entries_ = std::move(entries); }
+
+ private:
+  int64_t window_;
+  std::deque<EpisodeTally> entries_;
+};
+
+struct UpdateRecord {
+  int64_t update = 0;         // 1-based
+  int64_t env_steps = 0;      // cumulative
+  int64_t episodes = 0;       // cumulative
+  int64_t rollout_steps = 0;  // T of this update
+  EpisodeTally recent;        // the RecentEpisodes window after this update
+  // Of the policy (or actor-critic) update. loss.entropy and value_loss are means per valid
+  // sample for every algorithm (the REINFORCE losses themselves divide by episodes).
+  UpdateStats loss;
+  double value_loss = 0;
+  bool finite = true;  // every loss and gradient norm finite
+  OpCounts ops;        // stream operations and host synchronisations of this update
+};
+
+// The networks a configuration trains: separate policy and value networks (REINFORCE,
+// baseline) or the shared-trunk actor-critic (A2C), with `hidden` units per layer.
+ModelConfig model_config_for(const TrainConfig& c);
+
+class Learner;  // host/rl/learner.hpp: one algorithm
+struct Rollout;
+
+class Trainer {
+ public:
+  Trainer(Device& device, const TrainConfig& config);
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+  ~Trainer();
+
+  // Bytes of device memory that a configuration needs (environments, rollout, model), checked
+  // once before anything is allocated.
+  static std::size_t bytes_required(const TrainConfig& config, Device& device);
+  // Bytes of recorded activations a configuration uses (0: it runs the forward pass again).
+  static std::size_t record_bytes(const TrainConfig& config, const DevicePlan& plan);
+
+  UpdateRecord update();
+
+  [[nodiscard]] const TrainConfig& config() const { return config_; }
+  [[nodiscard]] int64_t updates() const { return updates_; }
+  [[nodiscard]] int64_t env_steps() const { return env_steps_; }
+  [[nodiscard]] const RecentEpisodes& recent() const { return recent_; }
+  [[nodiscard]] PolicyValueModel& model() { return *model_; }
+  [[nodiscard]] VecEnv& env() { return *env_; }
+  [[nodiscard]] Device& device() { return *device_; }
+  // Whether the updates reuse the activations of acting (reuse_activations, and they fit).
+  [[nodiscard]] bool reuses_activations() const { return reuse_; }
+
+  // Checkpoints (host/io/checkpoint.cpp): everything needed to continue exactly (parameters,
+  // optimiser moments, the environments' full state, counters, the recent-episode window),
+  // with the configuration as JSON text. Written to a temporary file, flushed and renamed: a
+  // crash never leaves a broken file behind. `extra_json` is the caller's own JSON text (e.g.
+  // wall time), returned by read_checkpoint_config.
+  void save_checkpoint(const std::string& path, const std::string& extra_json = "{}") const;
+  // Reads a checkpoint's configuration without building anything (the caller then constructs
+  // a Trainer from it and calls restore). Throws Error(kInvalidArgument) for a file that is
+  // truncated, corrupted, of another format version or not a checkpoint.
+  static TrainConfig read_checkpoint_config(const std::string& path,
+                                            std::string* extra_json = nullptr);
+  void restore_checkpoint(const std::string& path);
+  // Only the network parameters of a checkpoint (for evaluation), after the same checks.
+  static std::vector<float> read_checkpoint_parameters(const std::string& path);
+
+ private:
+  Device* device_;
+  TrainConfig config_;
+  std::unique_ptr<Learner> learner_;
+  std::unique_ptr<VecEnv> env_;
+  std::unique_ptr<PolicyValueModel> model_;
+  std::unique_ptr<Rollout> rollout_;
+  RecentEpisodes recent_;
+  int64_t updates_ = 0;
+  int64_t env_steps_ = 0;
+  int64_t episodes_ = 0;
+  uint64_t act_steps_ = 0;  // the policy-sampling counter (Stream::kPolicyAction)
+  bool reuse_ = false;
+};
+
+}  // namespace batchpole

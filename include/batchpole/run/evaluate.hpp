@@ -1,0 +1,29 @@
+// Evaluating a trained policy: `batchpole eval` and Python's batchpole.evaluate().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "batchpole/device/device.hpp"
+
+namespace batchpole {
+
+struct EvalOptions {
+  int64_t episodes = 100;  // played in parallel, one env each
+  bool greedy = false;     // the most probable action instead of a sample
+  uint64_t seed = 12345;   // start states and sampling
+};
+
+struct EvalResult {
+  std::string algo;
+  int64_t episodes = 0;
+  double mean_return = 0, std_return = 0, min_return = 0, max_return = 0;
+  std::vector<double> returns;  // per episode
+};
+
+// Plays `episodes` whole episodes (each to its end or the time limit; without a limit, at most
+// 100000 steps) with the checkpoint's policy. Throws Error(kInvalidArgument) for a bad file.
+EvalResult evaluate(Device& device, const std::string& checkpoint, const EvalOptions& options);
+
+}  // namespace batchpole

@@ -1,0 +1,112 @@
+// The device registry: what CUDA's absence says, the plans, the counting of operations.
+#include "batchpole/device/buffer.hpp"
+#include "batchpole/nn/nn_ops.hpp"
+#include "batchpole/rl/trainer.hpp"
+#include "test_util.hpp"
+
+namespace batchpole {
+namespace {
+
+// With a GPU, --device cuda and auto give it; without, cuda is refused with the reason that
+// cuda_status() gives (no plugin, a library missing, no driver, no device) and auto falls back
+// to the CPU.
+TEST(Devices, CudaIsUsedOrRefusedWithItsReason) {
+  const CudaStatus& status = cuda_status();
+  DeviceOptions o;
+  o.device = DeviceRequest::parse("cuda");
+  if (status.available()) {
+    EXPECT_TRUE(status.reason.empty()) << status.reason;
+    EXPECT_EQ(make_device(o)->kind(), DeviceKind::kCuda);
+    o.device = DeviceRequest::parse("auto");
+    EXPECT_EQ(make_device(o)->kind(), DeviceKind::kCuda);
+    return;
+  }
+  ASSERT_FALSE(status.reason.empty());
+  try {
+    make_device(o);
+    FAIL() << "a CUDA device was made without a usable GPU";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find(status.reason), std::string::npos) << e.what();
+  }
+  o.device = DeviceRequest::parse("auto");
+  EXPECT_EQ(make_device(o)->kind(), DeviceKind::kCpu);
+  EXPECT_THROW(DeviceRequest::parse("tpu"), Error);
+}
+
+TEST(Devices, PlansAreComplete) {
+  for (const std::string& name : test::devices()) {
+    auto device = test::device_or_skip(name);
+    if (!device) continue;
+    const DevicePlan& p = device->plan();
+    EXPECT_GT(p.chunk_rows, 0) << name;
+    EXPECT_GE(p.shards, 1) << name;
+    EXPECT_GT(p.record_budget, 0U) << name;
+    EXPECT_GT(p.train_envs, 0) << name;
+    EXPECT_GT(p.bench_env_envs, 0) << name;
+    EXPECT_GT(p.bench_nn_batch, 0) << name;
+    EXPECT_GT(p.bench_train_envs, 0) << name;
+  }
+}
+
+// An allocation larger than the device's memory is refused by the device, naming the size.
+TEST(Devices, AllocationBeyondMemoryIsRefused) {
+  auto device = make_device({DeviceRequest::parse("cpu")});
+  const std::size_t too_much = device->available_memory() + (std::size_t{1} << 40);
+  try {
+    Buffer<float> b(*device, too_much / sizeof(float));
+    FAIL() << "allocated more than the machine has";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), Error::Kind::kOutOfMemory);
+    EXPECT_NE(std::string(e.what()).find("cannot allocate"), std::string::npos) << e.what();
+  }
+}
+
+// Every operation counts one stream operation, copies to the host a synchronisation too.
+TEST(Devices, OperationsAndSynchronisationsAreCounted) {
+  auto device = make_device({DeviceRequest::parse("cpu")});
+  Buffer<float> x(*device, 16);
+  const OpCounts before = device->counts();
+  device->nn().fill(x.data(), 16, 1.0f);
+  device->fill_zero(x.data(), 8 * sizeof(float));
+  device->nn().fill(x.data(), 0, 1.0f);  // nothing queued, nothing counted
+  EXPECT_EQ(device->counts().stream_ops - before.stream_ops, 2U);
+  EXPECT_EQ(device->counts().host_syncs, before.host_syncs);
+  (void)x.to_host();
+  EXPECT_EQ(device->counts().stream_ops - before.stream_ops, 3U);
+  EXPECT_EQ(device->counts().host_syncs - before.host_syncs, 1U);
+}
+
+// A CPU device that cuts batches as the GPU does (one shard, chunks of the GPU's size), so that
+// its counts are the GPU's.
+std::unique_ptr<Device> gpu_like_cpu() {
+  DeviceOptions o;
+  o.device = DeviceRequest::parse("cpu");
+  o.threads = 1;
+  auto plan = std::make_shared<DevicePlan>(make_device({DeviceRequest::parse("cpu")})->plan());
+  plan->shards = 1;
+  plan->chunk_rows = 262144;
+  o.plan = plan;
+  return make_device(o);
+}
+
+// An update reports its own counts; collecting writes the rollout in place, so an A2C update
+// with 5-step rollouts makes a fixed number of operations whatever the number of envs.
+TEST(Devices, UpdateCountsDoNotGrowWithTheBatch) {
+  auto device = gpu_like_cpu();
+  std::vector<OpCounts> counts;
+  for (const int64_t envs : {32, 256}) {
+    TrainConfig c;
+    c.envs = envs;
+    c.seed = 4;
+    Trainer t(*device, c);
+    t.update();
+    counts.push_back(t.update().ops);
+  }
+  EXPECT_GT(counts[0].stream_ops, 0U);
+  EXPECT_EQ(counts[0].stream_ops, counts[1].stream_ops);
+  EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs);
+}
+
+}  // namespace
+}  // namespace batchpole
