@@ -23,6 +23,15 @@
 #include <string>
 #include <vector>
 
+// Under AddressSanitizer: fiber switches are announced (else it loses track of which stack is
+// which) and the bytes of a device allocation past its requested size are poisoned, so that a
+// kernel reading or writing past the end of a buffer is caught.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define BP_EMU_ASAN 1
+#endif
+
 namespace cuda_emu {
 
 namespace {
@@ -210,6 +219,7 @@ struct Fiber {
   unsigned thread = 0;  // linear index in the block of the thread it runs
   uint3 index{};
   uint32_t result = 0;  // a warp intrinsic's result for its thread
+  void* asan_fake_stack = nullptr;
 };
 
 struct Warp {
@@ -238,6 +248,7 @@ class Scheduler {
 
   cudaError_t run(dim3 grid, dim3 block, void (*body)(void*), void* frame, const char* kernel);
   void fiber_loop();
+  friend void fiber_entry();
   void syncthreads();
   uint32_t warp_exchange(unsigned mask, WarpOp op, uint32_t value, uint32_t arg, int width);
 
@@ -262,7 +273,13 @@ class Scheduler {
   [[noreturn]] void halt(Fiber* f);
   std::string waiting_summary() const;
 
+  void to_home(Fiber* f);
+
   ucontext_t home_{};
+  // The launching thread's stack, as AddressSanitizer reports it.
+  const void* home_bottom_ = nullptr;
+  std::size_t home_size_ = 0;
+  void* home_fake_stack_ = nullptr;
   Fiber* current_ = nullptr;
   std::vector<Fiber*> fibers_;  // all of them, for cleanup
   std::vector<Fiber*> pool_;    // idle ones
@@ -292,7 +309,12 @@ class Scheduler {
 
 thread_local Scheduler t_scheduler;
 
-void fiber_entry() { t_scheduler.fiber_loop(); }
+void fiber_entry() {
+#ifdef BP_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &t_scheduler.home_bottom_, &t_scheduler.home_size_);
+#endif
+  t_scheduler.fiber_loop();
+}
 
 Fiber* Scheduler::acquire() {
   if (!pool_.empty()) {
@@ -318,6 +340,10 @@ Fiber* Scheduler::acquire() {
 
 void Scheduler::reset(Fiber* f) {
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+#ifdef BP_EMU_ASAN
+  // Frames abandoned after an error leave their redzones behind.
+  ASAN_UNPOISON_MEMORY_REGION(static_cast<char*>(f->mapping) + page, kStackBytes);
+#endif
   getcontext(&f->context);
   f->context.uc_stack.ss_sp = static_cast<char*>(f->mapping) + page;
   f->context.uc_stack.ss_size = kStackBytes;
@@ -330,14 +356,32 @@ void Scheduler::resume(Fiber* f) {
   current_ = f;
   f->state = FiberState::kRunning;
   ++switches_;
+#ifdef BP_EMU_ASAN
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  __sanitizer_start_switch_fiber(&home_fake_stack_, static_cast<char*>(f->mapping) + page,
+                                 kStackBytes);
+#endif
   swapcontext(&home_, &f->context);
+#ifdef BP_EMU_ASAN
+  __sanitizer_finish_switch_fiber(home_fake_stack_, nullptr, nullptr);
+#endif
   current_ = nullptr;
+}
+
+void Scheduler::to_home(Fiber* f) {
+#ifdef BP_EMU_ASAN
+  __sanitizer_start_switch_fiber(&f->asan_fake_stack, home_bottom_, home_size_);
+#endif
+  swapcontext(&f->context, &home_);
+#ifdef BP_EMU_ASAN
+  __sanitizer_finish_switch_fiber(f->asan_fake_stack, &home_bottom_, &home_size_);
+#endif
 }
 
 // Back to the scheduler until released; the built-in index is this thread's again after.
 void Scheduler::park(Fiber* f) {
   f->state = FiberState::kParked;
-  swapcontext(&f->context, &home_);
+  to_home(f);
   threadIdx = f->index;
 }
 
@@ -378,7 +422,7 @@ void Scheduler::fiber_loop() {
       thread_exited();
     }
     me->state = FiberState::kIdle;
-    swapcontext(&me->context, &home_);
+    to_home(me);
   }
 }
 
@@ -751,6 +795,9 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   void* p = std::aligned_alloc(cuda_emu::kAllocAlignment, rounded);
   if (p == nullptr) return fail(cudaErrorMemoryAllocation, cat("cudaMalloc of ", bytes, " bytes"));
   std::memset(p, cuda_emu::kFreshByte, rounded);
+#ifdef BP_EMU_ASAN
+  ASAN_POISON_MEMORY_REGION(static_cast<char*>(p) + bytes, rounded - bytes);
+#endif
   {
     cuda_emu::Allocations& a = cuda_emu::allocations();
     std::lock_guard<std::mutex> lock(a.mutex);
@@ -770,6 +817,10 @@ cudaError_t cudaFree(void* ptr) {
       return fail(cudaErrorInvalidValue,
                   cat("cudaFree(", ptr, "): not the start of a live allocation"));
     }
+#ifdef BP_EMU_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(ptr, (it->second + cuda_emu::kAllocAlignment - 1) /
+                                         cuda_emu::kAllocAlignment * cuda_emu::kAllocAlignment);
+#endif
     a.live.erase(it);
   }
   std::free(ptr);
