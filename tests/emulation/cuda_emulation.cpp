@@ -16,7 +16,6 @@
 #include <deque>
 #include <fstream>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -246,9 +245,10 @@ class Scheduler {
     }
   }
 
+  friend void fiber_entry();
+
   cudaError_t run(dim3 grid, dim3 block, void (*body)(void*), void* frame, const char* kernel);
   void fiber_loop();
-  friend void fiber_entry();
   void syncthreads();
   uint32_t warp_exchange(unsigned mask, WarpOp op, uint32_t value, uint32_t arg, int width);
 
@@ -264,6 +264,7 @@ class Scheduler {
   void reset(Fiber* f);
   void resume(Fiber* f);
   void park(Fiber* f);
+  void to_home(Fiber* f);
   void begin_thread(Fiber* f, unsigned t);
   bool next_block();
   void thread_exited();
@@ -272,8 +273,6 @@ class Scheduler {
   void error(const std::string& why);
   [[noreturn]] void halt(Fiber* f);
   std::string waiting_summary() const;
-
-  void to_home(Fiber* f);
 
   ucontext_t home_{};
   // The launching thread's stack, as AddressSanitizer reports it.
