@@ -7,6 +7,18 @@ if(NOT _bp_cuda MATCHES "^(AUTO|ON|OFF)$")
   message(FATAL_ERROR "BATCHPOLE_CUDA must be AUTO, ON or OFF, got '${BATCHPOLE_CUDA}'")
 endif()
 
+# The CPU emulation of the CUDA path (tests/emulation): the CUDA sources compiled as C++, their
+# kernels run on the CPU, so that CI without a GPU runs the "cuda" test instances. Instead of
+# nvcc, never with it; for tests, never installed.
+option(BATCHPOLE_CUDA_EMULATION "Build the CUDA path for the CPU emulation (tests only)" OFF)
+if(BATCHPOLE_CUDA_EMULATION)
+  if(_bp_cuda STREQUAL "ON")
+    message(FATAL_ERROR "BATCHPOLE_CUDA_EMULATION=ON replaces nvcc: configure with "
+                        "-DBATCHPOLE_CUDA=OFF (or AUTO)")
+  endif()
+  set(_bp_cuda OFF)
+endif()
+
 set(BATCHPOLE_WITH_CUDA OFF)
 if(NOT _bp_cuda STREQUAL "OFF")
   include(CheckLanguage)
@@ -43,6 +55,8 @@ if(BATCHPOLE_WITH_CUDA)
   set(CMAKE_CUDA_STANDARD 17)
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
   message(STATUS "batchpole: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}")
+elseif(BATCHPOLE_CUDA_EMULATION)
+  message(STATUS "batchpole: CUDA emulated on the CPU (tests/emulation); no nvcc, no GPU")
 else()
   message(STATUS "batchpole: CUDA off (BATCHPOLE_CUDA=${BATCHPOLE_CUDA}); CPU path only")
 endif()

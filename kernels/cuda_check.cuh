@@ -60,7 +60,12 @@ void launch(void (*kernel)(Params...), unsigned grid, unsigned block, cudaStream
             Args... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "launch: wrong number of kernel arguments");
   if (grid == 0) return;
+#if defined(BATCHPOLE_CUDA_EMULATION)
+  // The launch records its error as <<<>>> does; the check below reads it.
+  (void)::cuda_emu::launch(kernel, dim3(grid), dim3(block), stream, static_cast<Params>(args)...);
+#else
   kernel<<<grid, block, 0, stream>>>(static_cast<Params>(args)...);
+#endif
   BP_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,7 +11,7 @@ namespace {
 template <class T>
 __device__ T block_tree(T mine) {
   // Raw storage: __shared__ variables cannot have constructors (T has member initialisers).
-  __shared__ alignas(T) unsigned char raw[sizeof(T) * kBlock];
+  alignas(T) __shared__ unsigned char raw[sizeof(T) * kBlock];
   T* shared = reinterpret_cast<T*>(raw);
   shared[threadIdx.x] = mine;
   __syncthreads();

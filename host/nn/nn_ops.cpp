@@ -39,8 +39,8 @@ void NnOps::init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32
 void NnOps::bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
                             Activation act) {
   check_rows("bias_activation", rows);
-  BP_CHECK_ARG(cols >= 1, "bias_activation: " << cols << " columns");
-  if (rows == 0) return;
+  BP_CHECK_ARG(cols >= 0, "bias_activation: " << cols << " columns");
+  if (rows == 0 || cols == 0) return;
   check_not_null("bias_activation", "y", y);
   check_not_null("bias_activation", "bias", bias);
   device_->count_op();

@@ -39,8 +39,8 @@ void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncat
 void RlOps::mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
                        int64_t n, int64_t* ended_count) {
   check_size("mark_ended", "env count", n);
-  check_not_null("mark_ended", "ended_count", ended_count);
   if (n == 0) return;
+  check_not_null("mark_ended", "ended_count", ended_count);
   device_->count_op();
   do_mark_ended(ended, terminated, truncated, n, ended_count);
 }
@@ -61,8 +61,8 @@ void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out
 
 void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps) {
   check_size("normalize", "size", n);
-  check_not_null("normalize", "moments", m);
   if (n == 0) return;
+  check_not_null("normalize", "moments", m);
   device_->count_op();
   do_normalize(x, mask, n, m, eps);
 }
