@@ -20,6 +20,10 @@ class CudaRlOps final : public RlOps {
 
  protected:
   void do_returns(const ReturnsArgs& args) override { cuda::launch_returns(stream_, args); }
+  void do_gae(const GaeArgs& args) override { cuda::launch_gae(stream_, args); }
+  void do_gather_minibatch(const MinibatchArgs& args) override {
+    cuda::launch_gather_minibatch(stream_, args);
+  }
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                              int64_t envs, uint8_t* mask) override {
     cuda::launch_first_episode_mask(stream_, terminated, truncated, steps, envs, mask);

@@ -12,17 +12,28 @@ __global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
   if (i >= a.rows) return;
   const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
   const bool valid = a.mask == nullptr || a.mask[i] != 0;
-  policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i], a.weights[i], valid,
-                  coefs, a.d_logits + i * a.num_actions,
-                  a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+  float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
+  if (a.old_log_prob != nullptr) {
+    clipped_policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i],
+                            a.weights[i], a.old_log_prob[i], a.clip, valid, coefs,
+                            a.d_logits + i * a.num_actions, stats);
+  } else {
+    policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i], a.weights[i],
+                    valid, coefs, a.d_logits + i * a.num_actions, stats);
+  }
 }
 
 __global__ void value_loss_grad_kernel(ValueLossArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.rows) return;
   const bool valid = a.mask == nullptr || a.mask[i] != 0;
-  a.d_values[i] = value_loss_row(a.values[i], a.targets[i], valid, 1.0f / *a.count, a.value_coef,
-                                 a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+  float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
+  const float inv_count = 1.0f / *a.count;
+  a.d_values[i] = a.old_values != nullptr
+                      ? clipped_value_loss_row(a.values[i], a.targets[i], a.old_values[i], a.clip,
+                                               valid, inv_count, a.value_coef, stats)
+                      : value_loss_row(a.values[i], a.targets[i], valid, inv_count, a.value_coef,
+                                       stats);
 }
 
 }  // namespace

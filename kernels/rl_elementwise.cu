@@ -15,6 +15,16 @@ __global__ void returns_kernel(ReturnsArgs a) {
   if (i < a.envs) discounted_returns_env(a, i);
 }
 
+__global__ void gae_kernel(GaeArgs a) {
+  const int64_t i = thread_index();
+  if (i < a.envs) gae_env(a, i);
+}
+
+__global__ void gather_minibatch_kernel(MinibatchArgs a) {
+  const int64_t j = thread_index();
+  if (j < a.rows) gather_minibatch_row(a, j);
+}
+
 __global__ void first_episode_mask_kernel(const uint8_t* terminated, const uint8_t* truncated,
                                           int64_t steps, int64_t envs, uint8_t* mask) {
   const int64_t i = thread_index();
@@ -52,6 +62,14 @@ __global__ void normalize_kernel(float* x, const uint8_t* mask, int64_t n, const
 
 void launch_returns(cudaStream_t stream, const ReturnsArgs& args) {
   launch(returns_kernel, grid_for(args.envs), kBlock, stream, args);
+}
+
+void launch_gae(cudaStream_t stream, const GaeArgs& args) {
+  launch(gae_kernel, grid_for(args.envs), kBlock, stream, args);
+}
+
+void launch_gather_minibatch(cudaStream_t stream, const MinibatchArgs& args) {
+  launch(gather_minibatch_kernel, grid_for(args.rows), kBlock, stream, args);
 }
 
 void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,

@@ -9,6 +9,8 @@
 namespace batchpole::cuda {
 
 void launch_returns(cudaStream_t stream, const ReturnsArgs& args);
+void launch_gae(cudaStream_t stream, const GaeArgs& args);
+void launch_gather_minibatch(cudaStream_t stream, const MinibatchArgs& args);
 void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
                                const uint8_t* truncated, int64_t steps, int64_t envs,
                                uint8_t* mask);

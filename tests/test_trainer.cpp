@@ -269,7 +269,7 @@ TEST(Trainer, BadConfigurationsAreRefused) {
     EXPECT_EQ(e.kind(), Error::Kind::kOutOfMemory) << e.what();
     EXPECT_NE(std::string(e.what()).find("bytes"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(parse_algorithm("ppo"), Error);
+  EXPECT_THROW(parse_algorithm("trpo"), Error);
   EXPECT_THROW(config_from_json(R"({"lr": "fast"})"), Error);
   EXPECT_THROW(config_from_json(R"({"learning_rate": 1})"), Error);
   EXPECT_THROW(config_from_json("not json"), Error);

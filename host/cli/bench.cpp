@@ -90,8 +90,8 @@ void run_env_bench(const EnvBenchOptions& o) {
 struct TrainBenchOptions {
   std::string device = "auto";
   std::string algo = "a2c";
-  int64_t envs = 0;  // 0: the training default of the device
-  int32_t n_steps = TrainConfig{}.n_steps;
+  int64_t envs = 0;     // 0: the training default of the device
+  int32_t n_steps = 0;  // 0: the algorithm's default
   int updates = 20;
   int threads = 0;
   int64_t chunk_rows = 0;  // 0: the model's default for the device
@@ -108,7 +108,10 @@ void run_train_bench(const TrainBenchOptions& o) {
   const auto device = make_device(bo);
   TrainConfig c = TrainConfig::defaults(parse_algorithm(o.algo), device->plan());
   c.envs = o.envs > 0 ? o.envs : device->plan().bench_train_envs;
-  c.n_steps = o.n_steps;
+  if (o.n_steps > 0) c.n_steps = o.n_steps;
+  if (c.algorithm == Algorithm::kPpo)
+    c.apply_ppo_recipe(o.n_steps > 0 ? std::vector<std::string>{"n_steps"}
+                                     : std::vector<std::string>{});
   c.chunk_rows = o.chunk_rows;
   Trainer trainer(*device, c);
   trainer.update();
@@ -213,11 +216,12 @@ void add_bench_commands(CLI::App& bench) {
   tc->add_option("--device", t->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
-  tc->add_option("--algo", t->algo, "reinforce, baseline or a2c")
+  tc->add_option("--algo", t->algo, "reinforce, baseline, a2c or ppo")
       ->check(CLI::IsMember(algorithm_names()))
       ->capture_default_str();
   tc->add_option("--envs", t->envs, "Environments (default 4096 CPU, 1048576 GPU)");
-  tc->add_option("--n-steps", t->n_steps, "A2C rollout length")->capture_default_str();
+  tc->add_option("--n-steps", t->n_steps, "Rollout length (0: the algorithm's default)")
+      ->capture_default_str();
   tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")
       ->capture_default_str();
   tc->add_option("--threads", t->threads, "CPU threads (0 = all, at most 1024)")

@@ -3,13 +3,31 @@
 // Exit codes: 0 success; 1 runtime failure (or a failed comparison); 2 usage error (bad flag or
 // value, impossible request such as CUDA without a GPU or more environments than fit in
 // memory); 3 `compare` without a GPU; 130 `train` interrupted (after saving a checkpoint).
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 
 #include "batchpole/core/common.hpp"
 #include "commands.hpp"
 
+namespace {
+
+// OpenMP threads that wait for work spin by default (libgomp reads OMP_WAIT_POLICY when it is
+// loaded, before main). On shared cores a spinning thread takes the core its partner needs:
+// PPO at 32 envs ran at 31k env steps/s against 295-354k with passive waits on a loaded 2-core
+// machine (BENCHMARKS.md). So unless the user chose a policy, start again with passive waits.
+void ensure_passive_openmp_waits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 0) != 0) return;
+  execv("/proc/self/exe", argv);  // returns only if it failed: carry on as we are
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  ensure_passive_openmp_waits(argv);
   CLI::App app{
       "batchpole: batched CartPole-v1 on the GPU and the CPU, with policy-gradient "
       "trainers (REINFORCE, REINFORCE with baseline, A2C).",

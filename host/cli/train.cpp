@@ -69,7 +69,7 @@ int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
 
 void add_train_command(CLI::App& app) {
   auto flags = std::make_shared<TrainFlags>();
-  auto* cmd = app.add_subcommand("train", "Train REINFORCE, REINFORCE with baseline or A2C");
+  auto* cmd = app.add_subcommand("train", "Train REINFORCE, REINFORCE with baseline, A2C or PPO");
   cmd->footer(
       "With no flags: A2C on the GPU if there is one (else the CPU), stopping when the mean "
       "return of the last 100 or more finished episodes reaches 475. Writes metrics.csv, "

@@ -102,18 +102,28 @@ class CpuNnOps final : public NnOps {
     const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
     const int32_t na = a.num_actions;
     for (int64_t i = 0; i < a.rows; ++i) {
-      policy_loss_row(a.logits + i * na, na, a.actions[i], a.weights[i], row_valid(a.mask, i),
-                      coefs, a.d_logits + i * na,
-                      a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+      float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
+      if (a.old_log_prob != nullptr) {
+        clipped_policy_loss_row(a.logits + i * na, na, a.actions[i], a.weights[i],
+                                a.old_log_prob[i], a.clip, row_valid(a.mask, i), coefs,
+                                a.d_logits + i * na, stats);
+      } else {
+        policy_loss_row(a.logits + i * na, na, a.actions[i], a.weights[i], row_valid(a.mask, i),
+                        coefs, a.d_logits + i * na, stats);
+      }
     }
   }
 
   void do_value_loss_grad(const ValueLossArgs& a) override {
     const float inv_count = 1.0f / *a.count;
     for (int64_t i = 0; i < a.rows; ++i) {
+      float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
       a.d_values[i] =
-          value_loss_row(a.values[i], a.targets[i], row_valid(a.mask, i), inv_count, a.value_coef,
-                         a.stats != nullptr ? a.stats + i * kStatColumns : nullptr);
+          a.old_values != nullptr
+              ? clipped_value_loss_row(a.values[i], a.targets[i], a.old_values[i], a.clip,
+                                       row_valid(a.mask, i), inv_count, a.value_coef, stats)
+              : value_loss_row(a.values[i], a.targets[i], row_valid(a.mask, i), inv_count,
+                               a.value_coef, stats);
     }
   }
 

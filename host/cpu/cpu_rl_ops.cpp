@@ -26,6 +26,17 @@ class CpuRlOps final : public RlOps {
     for (int64_t i = 0; i < n; ++i) discounted_returns_env(a, i);
   }
 
+  void do_gae(const GaeArgs& a) override {
+    const int64_t n = a.envs;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * a.steps >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) gae_env(a, i);
+  }
+
+  void do_gather_minibatch(const MinibatchArgs& a) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
+    for (int64_t j = 0; j < a.rows; ++j) gather_minibatch_row(a, j);
+  }
+
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                              int64_t envs, uint8_t* mask) override {
 #pragma omp parallel for schedule(static) num_threads(threads_) if (envs * steps >= kParallelMin)

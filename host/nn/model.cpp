@@ -26,7 +26,7 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   const std::size_t groups = config.has_trunk() ? 1 : 2;
   r.optimizer = (2 * p + groups) * sizeof(float);
   r.workspace = static_cast<std::size_t>(workers) * Workspace::bytes(config, chunk_rows) +
-                ShardedRunner::bytes(shards, static_cast<int64_t>(p) + kStatColumns);
+                ShardedRunner::bytes(shards, static_cast<int64_t>(p) + kStatColumnsClipped);
   r.chunk_rows = chunk_rows;
   return r;
 }
@@ -40,7 +40,7 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
       parameter_count_((config.validate(), config.parameter_count())),
       runner_(device, options.chunk_rows > 0 ? options.chunk_rows : device.plan().chunk_rows,
               options.shards > 0 ? options.shards : device.plan().shards,
-              parameter_count_ + kStatColumns) {
+              parameter_count_ + kStatColumnsClipped) {
   BP_CHECK_ARG(options.chunk_rows >= 0,
                "ModelOptions: chunk_rows must be >= 0 (0 = default), got " << options.chunk_rows);
   BP_CHECK_ARG(
@@ -178,6 +178,11 @@ UpdateStats PolicyValueModel::stats_from(const float* s) const {
   u.valid_samples = s[kStatValid];
   u.grad_norm = s[kSlotGradNorm];
   u.value_grad_norm = s[kSlotValueGradNorm];
+  if (last_clipped_) {
+    const double per_sample = u.valid_samples > 0 ? 1.0 / u.valid_samples : 0.0;
+    u.approx_kl = static_cast<double>(s[kStatApproxKl]) * per_sample;
+    u.clip_fraction = static_cast<double>(s[kStatClipped]) * per_sample;
+  }
   return u;
 }
 

@@ -141,6 +141,12 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     ops_->fill(divisor, 1, static_cast<float>(batch.obs.rows));
   }
   last_loss_ = loss;
+  const bool clipped = batch.old_log_prob != nullptr;
+  last_clipped_ = clipped;
+  BP_CHECK_ARG(!clipped || !rec,
+               "accumulate_gradients: the clipped surrogate runs on fresh activations (the "
+               "parameters move between its minibatches), not on a recording");
+  const int32_t stat_columns = clipped ? kStatColumnsClipped : kStatColumns;
   const bool with_value = batch.value_targets != nullptr;
   const int64_t value_params = parameter_count_ - value_offset_;
   // With one shard its accumulators are acc_ itself and `mode` applies to its first chunk;
@@ -178,6 +184,11 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     pa.entropy_coef = loss.entropy_coef;
     pa.d_logits = w.d_logits;
     pa.stats = w.sample_stats;
+    pa.stat_columns = stat_columns;
+    if (clipped) {
+      pa.old_log_prob = batch.old_log_prob + begin;
+      pa.clip = batch.clip;
+    }
     ops_->policy_loss_grad(pa);
     w.policy->backward(f, w.d_logits, m, w.d_features, GradientMode::kOverwrite,
                        rec ? &po : nullptr);
@@ -192,6 +203,11 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
       va.value_coef = loss.value_coef;
       va.d_values = w.d_values;
       va.stats = w.sample_stats;
+      va.stat_columns = stat_columns;
+      if (batch.old_values != nullptr) {
+        va.old_values = batch.old_values + begin;
+        va.clip = batch.value_clip;
+      }
       ops_->value_loss_grad(va);
       w.value->backward(f, w.d_values, m, w.d_features, GradientMode::kAccumulate,
                         rec ? &vo : nullptr);
@@ -204,7 +220,7 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     }
 
     // Per-sample statistics summed into the shard's: stats = beta stats + S^T 1.
-    blas.gemv(Trans::kYes, x.rows, kStatColumns, 1.0f, w.sample_stats, kStatColumns, w.ones, 1,
+    blas.gemv(Trans::kYes, x.rows, stat_columns, 1.0f, w.sample_stats, stat_columns, w.ones, 1,
               m == GradientMode::kOverwrite ? 0.0f : 1.0f, grads + parameter_count_, 1);
   });
   // Shard 0 + shard 1 + ... in this order, whichever worker computed which.

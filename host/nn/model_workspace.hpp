@@ -26,7 +26,7 @@ inline ScratchLayout scratch_layout(const ModelConfig& c, int64_t rows) {
   s.d_features = at;
   at += c.has_trunk() ? rows * c.shared_hidden.back() : 0;
   s.stats = at;
-  at += rows * kStatColumns;
+  at += rows * kStatColumnsClipped;
   s.ones = at;
   s.total = at + rows;
   return s;

@@ -97,6 +97,10 @@ void NnOps::policy_loss_grad(const PolicyLossArgs& a) {
   check_not_null(op, "weights", a.weights);
   check_not_null(op, "count", a.count);
   check_not_null(op, "d_logits", a.d_logits);
+  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
+               op << ": the clip range must be in (0, 1), got " << a.clip);
   device_->count_op();
   do_policy_loss_grad(a);
 }
@@ -109,6 +113,10 @@ void NnOps::value_loss_grad(const ValueLossArgs& a) {
   check_not_null(op, "targets", a.targets);
   check_not_null(op, "count", a.count);
   check_not_null(op, "d_values", a.d_values);
+  BP_CHECK_ARG(a.stat_columns >= kStatColumns,
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.old_values == nullptr || a.clip > 0.0f,
+               op << ": the value clip range must be positive, got " << a.clip);
   device_->count_op();
   do_value_loss_grad(a);
 }

@@ -36,30 +36,31 @@ class A2C final : public Learner {
     return o;
   }
 
-  void learn(const LearnContext& ctx) override {
+  LearnReport learn(const LearnContext& ctx) override {
     Rollout& r = ctx.rollout;
     const int64_t rows = ctx.steps * r.envs;
-    const float* last_value = nullptr;
-    if (ctx.mask == nullptr) {
-      ctx.model.values(ConstMatrix{ctx.env.obs(), r.envs, 4}, r.last_value.data());
-      last_value = r.last_value.data();
+    const auto [last_value, truncation_value] = bootstrap_values(ctx);
+    const float* weights = nullptr;
+    if (c_.gae_lambda < 1.0F) {
+      gae(ctx, last_value, truncation_value, c_.gae_lambda);
+      weights = normalized_advantages(ctx);
+    } else {
+      compute_returns(ctx, last_value, truncation_value);
+      weights = advantage_weights(ctx, true);
     }
-    const float* truncation_value = nullptr;
-    if (ctx.tally.truncations > 0) {
-      ctx.model.values(ConstMatrix{r.final_obs.data(), rows, 4}, r.truncation_value.data());
-      truncation_value = r.truncation_value.data();
-    }
-    compute_returns(ctx, last_value, truncation_value);
     RolloutView view;
     view.obs = ConstMatrix{r.obs.data(), rows, 4};
     view.actions = r.actions.data();
-    view.weights = advantage_weights(ctx, true);
+    view.weights = weights;
     view.value_targets = r.returns.data();
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
     view.count = 0.0F;  // the valid samples, counted on the device
     ctx.model.accumulate_gradients(view, LossConfig{c_.entropy_coef, c_.value_coef});
     ctx.model.step();
+    LearnReport report;
+    report.fit = true;
+    return report;
   }
 
  private:

@@ -33,7 +33,7 @@ class Baseline final : public Learner {
     return o;
   }
 
-  void learn(const LearnContext& ctx) override {
+  LearnReport learn(const LearnContext& ctx) override {
     compute_returns(ctx, nullptr, nullptr);
     const auto envs = static_cast<double>(ctx.rollout.envs);
     RolloutView view;
@@ -50,6 +50,9 @@ class Baseline final : public Learner {
     loss.value_coef = static_cast<float>(envs / std::max(valid_samples(ctx), 1.0));
     ctx.model.accumulate_gradients(view, loss);
     ctx.model.step();
+    LearnReport report;
+    report.fit = true;
+    return report;
   }
 
  private:

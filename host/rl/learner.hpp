@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
@@ -25,6 +26,13 @@ struct LearnContext {
   const uint8_t* mask;        // whole episodes: the first-episode mask; else nullptr
   const EpisodeTally& tally;  // the episodes that ended in this rollout
   bool recorded;              // the rollout's activations were recorded while acting
+  int64_t update;             // 0-based index of this update (PPO keys its shuffles by it)
+};
+
+// What an update did beyond the model's statistics.
+struct LearnReport {
+  int32_t epochs = 1;  // passes over the rollout (PPO may stop early)
+  bool fit = false;    // rollout.fit holds the moments of the value fit
 };
 
 class Learner {
@@ -33,14 +41,16 @@ class Learner {
   [[nodiscard]] virtual RolloutSpec rollout_spec() const = 0;
   [[nodiscard]] virtual ModelConfig model_config() const = 0;
   [[nodiscard]] virtual ModelOptions model_options() const = 0;
-  // Computes the loss of the rollout and takes one optimiser step. Never synchronises.
-  virtual void learn(const LearnContext& ctx) = 0;
+  // Computes the loss of the rollout and takes its optimiser steps. Does not synchronise (PPO
+  // with a target KL reads it back once per epoch).
+  virtual LearnReport learn(const LearnContext& ctx) = 0;
 };
 
 std::unique_ptr<Learner> make_learner(const TrainConfig& config);
 std::unique_ptr<Learner> make_reinforce(const TrainConfig& config);
 std::unique_ptr<Learner> make_baseline(const TrainConfig& config);
 std::unique_ptr<Learner> make_a2c(const TrainConfig& config);
+std::unique_ptr<Learner> make_ppo(const TrainConfig& config);
 
 // ---- pieces the learners share (host/rl/returns.cpp) ----
 
@@ -49,8 +59,21 @@ std::unique_ptr<Learner> make_a2c(const TrainConfig& config);
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value);
 // weights = returns - V(s) (into rollout.weights), or the returns themselves; normalised over
-// the valid samples when the configuration says so. Returns the weights to use.
+// the valid samples when the configuration says so. Returns the weights to use. With
+// subtract_values, the moments of the value fit go to rollout.fit.
 const float* advantage_weights(const LearnContext& ctx, bool subtract_values);
+// V(s_T) into rollout.last_value (n-step rollouts), and V(final obs) into
+// rollout.truncation_value where the rollout saw a truncation. Returns the two pointers for
+// ReturnsArgs / GaeArgs (nullptr where not computed).
+std::pair<const float*, const float*> bootstrap_values(const LearnContext& ctx);
+// GAE(lambda) advantages into rollout.weights and value targets into rollout.returns, with the
+// moments of the value fit into rollout.fit.
+void gae(const LearnContext& ctx, const float* last_value, const float* truncation_value,
+         float lambda);
+// rollout.weights normalised over the valid samples when the configuration says so.
+const float* normalized_advantages(const LearnContext& ctx);
+// The epsilon of advantage normalisation: (x - mean) / (std + eps).
+inline constexpr float kNormalizeEps = 1e-8F;
 // The valid samples of the rollout: the episodes' steps with whole episodes, else every row.
 double valid_samples(const LearnContext& ctx);
 

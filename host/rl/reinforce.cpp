@@ -30,7 +30,7 @@ class Reinforce final : public Learner {
     return o;
   }
 
-  void learn(const LearnContext& ctx) override {
+  LearnReport learn(const LearnContext& ctx) override {
     compute_returns(ctx, nullptr, nullptr);
     RolloutView view;
     view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
@@ -41,6 +41,9 @@ class Reinforce final : public Learner {
     view.count = static_cast<float>(ctx.rollout.envs);
     ctx.model.accumulate_gradients(view, LossConfig{0.0F, 0.0F});
     ctx.model.step();
+    LearnReport report;
+    report.fit = false;
+    return report;
   }
 
  private:

@@ -5,10 +5,6 @@
 
 namespace batchpole {
 
-namespace {
-constexpr float kNormalizeEps = 1e-8F;
-}  // namespace
-
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value) {
   Rollout& r = ctx.rollout;
@@ -33,6 +29,8 @@ const float* advantage_weights(const LearnContext& ctx, bool subtract_values) {
   if (subtract_values) {
     rl.subtract(r.returns.data(), r.values.data(), rows, r.weights.data());
     weights = r.weights.data();
+    rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data());
+    rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + 1);
   } else if (ctx.config.normalize) {
     ctx.device.copy_on_device(r.weights.data(), r.returns.data(),
                               static_cast<std::size_t>(rows) * sizeof(float));
@@ -43,6 +41,56 @@ const float* advantage_weights(const LearnContext& ctx, bool subtract_values) {
     rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps);
   }
   return weights;
+}
+
+std::pair<const float*, const float*> bootstrap_values(const LearnContext& ctx) {
+  Rollout& r = ctx.rollout;
+  const float* last_value = nullptr;
+  if (ctx.mask == nullptr) {
+    ctx.model.values(ConstMatrix{ctx.env.obs(), r.envs, 4}, r.last_value.data());
+    last_value = r.last_value.data();
+  }
+  const float* truncation_value = nullptr;
+  if (ctx.tally.truncations > 0) {
+    ctx.model.values(ConstMatrix{r.final_obs.data(), ctx.steps * r.envs, 4},
+                     r.truncation_value.data());
+    truncation_value = r.truncation_value.data();
+  }
+  return {last_value, truncation_value};
+}
+
+void gae(const LearnContext& ctx, const float* last_value, const float* truncation_value,
+         float lambda) {
+  Rollout& r = ctx.rollout;
+  GaeArgs a;
+  a.rewards = r.rewards.data();
+  a.terminated = r.terminated.data();
+  a.truncated = r.truncated.data();
+  a.values = r.values.data();
+  a.last_value = last_value;
+  a.truncation_value = truncation_value;
+  a.gamma = ctx.config.gamma;
+  a.lambda = lambda;
+  a.steps = ctx.steps;
+  a.envs = r.envs;
+  a.advantages = r.weights.data();
+  a.returns = r.returns.data();
+  RlOps& rl = ctx.device.rl();
+  rl.gae(a);
+  const int64_t rows = ctx.steps * r.envs;
+  rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data());
+  rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + 1);
+}
+
+const float* normalized_advantages(const LearnContext& ctx) {
+  Rollout& r = ctx.rollout;
+  if (ctx.config.normalize) {
+    const int64_t rows = ctx.steps * r.envs;
+    RlOps& rl = ctx.device.rl();
+    rl.moments(r.weights.data(), ctx.mask, rows, r.moments.data());
+    rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps);
+  }
+  return r.weights.data();
 }
 
 double valid_samples(const LearnContext& ctx) {

@@ -27,6 +27,35 @@ void RlOps::returns(const ReturnsArgs& a) {
   do_returns(a);
 }
 
+void RlOps::gae(const GaeArgs& a) {
+  check_size("gae", "step count", a.steps);
+  check_size("gae", "env count", a.envs);
+  if (a.steps == 0 || a.envs == 0) return;
+  for (const void* p :
+       {static_cast<const void*>(a.rewards), static_cast<const void*>(a.terminated),
+        static_cast<const void*>(a.truncated), static_cast<const void*>(a.values),
+        static_cast<const void*>(a.last_value), static_cast<const void*>(a.advantages),
+        static_cast<const void*>(a.returns)}) {
+    check_not_null("gae", "an input or output", p);
+  }
+  BP_CHECK_ARG(a.lambda >= 0.0f && a.lambda <= 1.0f,
+               "gae: lambda must be in [0, 1], got " << a.lambda);
+  device_->count_op();
+  do_gae(a);
+}
+
+void RlOps::gather_minibatch(const MinibatchArgs& a) {
+  check_size("gather_minibatch", "row count", a.rows);
+  if (a.rows == 0) return;
+  BP_CHECK_ARG(a.first >= 0 && static_cast<uint64_t>(a.first + a.rows) <= a.key.rows,
+               "gather_minibatch: rows [" << a.first << ", " << a.first + a.rows << ") outside the "
+                                          << a.key.rows << " shuffled rows");
+  BP_CHECK_ARG((uint64_t{1} << (2 * a.key.half_bits)) >= a.key.rows && a.key.half_bits <= 31,
+               "gather_minibatch: the shuffle key does not cover " << a.key.rows << " rows");
+  device_->count_op();
+  do_gather_minibatch(a);
+}
+
 void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                                int64_t envs, uint8_t* mask) {
   check_size("first_episode_mask", "step count", steps);

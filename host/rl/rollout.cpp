@@ -17,6 +17,7 @@ std::size_t Rollout::bytes_per_row(const RolloutSpec& spec) {
                   + 2                                 // terminated, truncated
                   + sizeof(float) + sizeof(int32_t);  // final return and length
   if (spec.values) b += sizeof(float);
+  if (spec.log_probs) b += sizeof(float);
   if (spec.bootstrap) b += 4 * sizeof(float) + sizeof(float);  // final obs, V(final obs)
   if (spec.whole_episodes) b += 1;                             // mask
   return b;
@@ -34,7 +35,11 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n) : device(&d), spec(
   truncated = Buffer<uint8_t>(d, rows);
   final_return = Buffer<float>(d, rows);
   final_length = Buffer<int32_t>(d, rows);
-  if (spec.values) values = Buffer<float>(d, rows);
+  if (spec.values) {
+    values = Buffer<float>(d, rows);
+    fit = Buffer<Moments>(d, 2);
+  }
+  if (spec.log_probs) log_prob = Buffer<float>(d, rows);
   if (spec.bootstrap) {
     // Rows where no episode ended keep what they held; zeros, so that V(final obs) over the
     // whole rollout reads finite numbers everywhere.
@@ -66,7 +71,8 @@ int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_ste
   while (t < spec.steps) {
     const int64_t row = t * n;
     float* obs_t = obs.data() + 4 * row;
-    model.act(ConstMatrix{obs_t, n, 4}, act_step++, actions.data() + row, nullptr,
+    model.act(ConstMatrix{obs_t, n, 4}, act_step++, actions.data() + row,
+              spec.log_probs ? log_prob.data() + row : nullptr,
               spec.values ? values.data() + row : nullptr, record ? row : -1);
     StepTargets out;
     out.obs = obs_t + 4 * n;

@@ -20,6 +20,10 @@ struct RolloutSpec {
                                 // each has ended one; the steps after are masked
   bool values = false;          // V(s_t) while acting (a critic)
   bool bootstrap = false;       // final observations and V(final obs), V(s_T)
+  bool log_probs = false;       // log pi(a_t|s_t) while acting (PPO's ratio)
+  // The update's gradient step runs on the activations of acting (one step per rollout), so
+  // they may be recorded instead of computed again (Trainer::record_bytes).
+  bool reuses_activations = true;
 };
 
 struct Rollout {
@@ -44,11 +48,14 @@ struct Rollout {
   // obs holds T + 1 rows: row t is what action t was taken on, and the step writes the next
   // observation into row t + 1 (row T: the observation after the rollout, V(s_T)'s input).
   Buffer<float> obs, rewards, returns, weights, final_return, values, final_obs, truncation_value,
-      last_value;
+      last_value, log_prob;
   Buffer<int32_t> actions, final_length;
   Buffer<uint8_t> terminated, truncated, mask, ended;
   Buffer<int64_t> ended_count;
   Buffer<Moments> moments;
+  // With a critic: the moments of the value targets and of their residuals G - V(s), for the
+  // explained variance 1 - Var(G - V) / Var(G).
+  Buffer<Moments> fit;
   Buffer<EpisodeTally> tally;
 };
 

@@ -1,5 +1,6 @@
 #include "batchpole/rl/train_config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -8,7 +9,7 @@ namespace batchpole {
 std::string to_string(Algorithm a) { return algorithm_names().at(static_cast<std::size_t>(a)); }
 
 const std::vector<std::string>& algorithm_names() {
-  static const std::vector<std::string> names = {"reinforce", "baseline", "a2c"};
+  static const std::vector<std::string> names = {"reinforce", "baseline", "a2c", "ppo"};
   return names;
 }
 
@@ -17,7 +18,7 @@ Algorithm parse_algorithm(const std::string& s) {
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (names[i] == s) return static_cast<Algorithm>(i);
   }
-  BP_CHECK_ARG(false, "unknown algorithm '" << s << "' (expected reinforce, baseline or a2c)");
+  BP_CHECK_ARG(false, "unknown algorithm '" << s << "' (expected reinforce, baseline, a2c or ppo)");
   return Algorithm::kA2C;
 }
 
@@ -25,8 +26,27 @@ TrainConfig TrainConfig::defaults(Algorithm a, const DevicePlan& plan) {
   TrainConfig c;
   c.algorithm = a;
   c.envs = plan.train_envs;
-  if (a != Algorithm::kA2C) c.lr = 1e-3F;  // the notebook's REINFORCE learning rate
+  if (a == Algorithm::kReinforce || a == Algorithm::kBaseline) {
+    c.lr = 1e-3F;  // the notebook's REINFORCE learning rate
+  }
+  if (a == Algorithm::kPpo) {
+    c.gae_lambda = 0.95F;
+    c.apply_ppo_recipe();
+  }
   return c;
+}
+
+void TrainConfig::apply_ppo_recipe(const std::vector<std::string>& keep) {
+  const auto kept = [&](const char* key) {
+    return std::find(keep.begin(), keep.end(), key) != keep.end();
+  };
+  // About 4096 rows per update at small batches (the rollout shortens as envs grow, down to 8
+  // steps), 4 minibatches; measured in EXPERIMENTS.md ("Massive batch").
+  if (!kept("n_steps")) {
+    n_steps = static_cast<int32_t>(std::clamp<int64_t>(4096 / std::max<int64_t>(envs, 1), 8, 128));
+  }
+  if (!kept("minibatches")) minibatches = 4;
+  if (!kept("lr")) lr = 1e-3F;
 }
 
 TrainConfig TrainConfig::notebook(Algorithm a) {
@@ -53,7 +73,14 @@ void TrainConfig::validate() const {
     if (!f.input_only) f.check(f.get(*this));
   }
   env.validate();
-  const bool episodic = algorithm != Algorithm::kA2C || n_steps == 0;
+  BP_CHECK_ARG(algorithm != Algorithm::kPpo || n_steps > 0,
+               "ppo needs a rollout length (n_steps >= 1)");
+  BP_CHECK_ARG(algorithm != Algorithm::kPpo || clip < 1.0F, "clip must be below 1, got " << clip);
+  BP_CHECK_ARG(
+      algorithm != Algorithm::kPpo || minibatches <= envs * n_steps,
+      "ppo: " << minibatches << " minibatches of a rollout of only " << envs * n_steps << " rows");
+  const bool episodic =
+      algorithm == Algorithm::kReinforce || algorithm == Algorithm::kBaseline || n_steps == 0;
   BP_CHECK_ARG(!episodic || env.max_episode_steps > 0,
                "whole-episode rollouts (" << to_string(algorithm)
                                           << (algorithm == Algorithm::kA2C ? " with n_steps 0" : "")
@@ -124,7 +151,7 @@ F boolean(std::string key, std::string help, std::string negated_flag, bool Trai
 std::vector<F> make_fields() {
   std::vector<F> t;
   t.push_back(choice(
-      "algo", "reinforce, baseline or a2c", algorithm_names(),
+      "algo", "reinforce, baseline, a2c or ppo", algorithm_names(),
       [](const TrainConfig& c) { return to_string(c.algorithm); },
       [](TrainConfig& c, const std::string& s) { c.algorithm = parse_algorithm(s); }));
   t.push_back(integer("envs", "Environments stepped together", 1, kInt32Max, &TrainConfig::envs));
@@ -222,6 +249,25 @@ std::vector<F> make_fields() {
   t.push_back(boolean("reuse_activations",
                       "Keep the activations of acting for the update (one forward pass fewer)",
                       "--no-reuse-activations", &TrainConfig::reuse_activations));
+  t.push_back(real("gae_lambda", "GAE lambda (A2C, PPO); 1 = n-step returns", 0, false, 1,
+                   &TrainConfig::gae_lambda));
+  t.push_back(
+      real("clip", "PPO: clip range of the probability ratio", 0, true, 1, &TrainConfig::clip));
+  t.push_back(integer("epochs", "PPO: epochs over each rollout", 1, 1000, &TrainConfig::epochs));
+  t.push_back(integer("minibatches", "PPO: minibatches per epoch", 1, 1'000'000,
+                      &TrainConfig::minibatches));
+  {
+    F f = boolean("clip_value_loss", "PPO: clip the value loss as the probability ratio", "",
+                  &TrainConfig::clip_value_loss);
+    t.push_back(f);
+  }
+  t.push_back(real("target_kl",
+                   "PPO: stop an update's epochs once the KL divergence passes this "
+                   "(0 = never)",
+                   0, false, kInf, &TrainConfig::target_kl));
+  t.push_back(integer("lr_anneal_steps",
+                      "Env steps over which the learning rate falls linearly to 0 (0 = constant)",
+                      0, std::numeric_limits<int64_t>::max(), &TrainConfig::lr_anneal_steps));
   return t;
 }
 

@@ -2,6 +2,7 @@
 // episodes, let the learner take its step, report.
 #include "batchpole/rl/trainer.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -40,6 +41,8 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
       return make_reinforce(config);
     case Algorithm::kBaseline:
       return make_baseline(config);
+    case Algorithm::kPpo:
+      return make_ppo(config);
     case Algorithm::kA2C:
     default:
       return make_a2c(config);
@@ -50,6 +53,7 @@ std::size_t Trainer::record_bytes(const TrainConfig& c, const DevicePlan& plan) 
   if (!c.reuse_activations) return 0;
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
+  if (!spec.reuses_activations) return 0;
   const std::size_t bytes =
       static_cast<std::size_t>(spec.steps * c.envs) *
       PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values);
@@ -99,6 +103,16 @@ UpdateRecord Trainer::update() {
   const OpCounts before = device_->counts();
   Rollout& r = *rollout_;
   RlOps& rl = device_->rl();
+  if (config_.lr_anneal_steps > 0) {
+    // Linearly to 0 over lr_anneal_steps env steps, from where this update starts.
+    const double left =
+        1.0 - static_cast<double>(env_steps_) / static_cast<double>(config_.lr_anneal_steps);
+    const double scale = std::max(left, 0.0);
+    model_->optimizer(0).set_lr(static_cast<double>(config_.lr) * scale);
+    if (model_->optimizer_count() > 1) {
+      model_->optimizer(1).set_lr(static_cast<double>(config_.value_lr) * scale);
+    }
+  }
   const int64_t steps = r.collect(*env_, *model_, act_steps_, reuse_);
   env_steps_ += steps * r.envs;
   const int64_t rows = steps * r.envs;
@@ -113,8 +127,22 @@ UpdateRecord Trainer::update() {
   EpisodeTally tally;
   device_->copy_to_host(&tally, r.tally.data(), sizeof(tally));
 
-  learner_->learn(LearnContext{*device_, config_, *env_, *model_, r, steps, mask, tally, reuse_});
+  const LearnReport report = learner_->learn(
+      LearnContext{*device_, config_, *env_, *model_, r, steps, mask, tally, reuse_, updates_});
   const UpdateStats stats = model_->stats();
+  double explained_variance = 0;
+  if (report.fit) {
+    // 1 - Var(G - V) / Var(G) over the rollout's samples (0 where the targets do not vary).
+    Moments fit[2];
+    device_->copy_to_host(fit, r.fit.data(), sizeof(fit));
+    const auto var = [](const Moments& m) {
+      if (m.count < 2) return 0.0;
+      const double mean = m.sum / m.count;
+      return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
+    };
+    const double var_targets = var(fit[0]);
+    explained_variance = var_targets > 0 ? 1.0 - var(fit[1]) / var_targets : 0.0;
+  }
 
   ++updates_;
   episodes_ += static_cast<int64_t>(tally.episodes);
@@ -132,6 +160,8 @@ UpdateRecord Trainer::update() {
   rec.loss.entropy = stats.entropy * per_sample;
   rec.loss.value_loss = stats.value_loss * per_sample;
   rec.value_loss = rec.loss.value_loss;
+  rec.explained_variance = explained_variance;
+  rec.epochs = report.epochs;
   rec.finite = std::isfinite(stats.policy_loss) && std::isfinite(stats.value_loss) &&
                std::isfinite(stats.entropy) && std::isfinite(stats.grad_norm) &&
                std::isfinite(stats.value_grad_norm);

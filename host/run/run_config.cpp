@@ -146,9 +146,15 @@ TrainConfig resolve_train_config(const RunKeys& keys, const DevicePlan& plan) {
   TrainConfig c = preset != keys.end() && field_word(preset->second) == "notebook"
                       ? TrainConfig::notebook(algo)
                       : TrainConfig::defaults(algo, plan);
+  std::vector<std::string> given;
   for (const auto& [key, value] : keys) {
-    if (const auto* f = find_field(train_config_fields(), key)) f->assign(c, value);
+    if (const auto* f = find_field(train_config_fields(), key)) {
+      f->assign(c, value);
+      given.push_back(key);
+    }
   }
+  // PPO's recipe follows the batch the keys chose, for what they left to it.
+  if (c.algorithm == Algorithm::kPpo && preset == keys.end()) c.apply_ppo_recipe(given);
   c.validate();
   return c;
 }

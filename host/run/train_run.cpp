@@ -53,7 +53,7 @@ RunPaths run_paths(const RunConfig& run, const TrainConfig& train) {
 std::string metrics_header() {
   return "update,env_steps,wall_s,episodes,recent_episodes,mean_return,min_return,max_return,"
          "mean_length,min_length,max_length,policy_loss,value_loss,entropy,grad_norm,"
-         "value_grad_norm,steps_per_s";
+         "value_grad_norm,steps_per_s,approx_kl,clip_fraction,explained_variance,epochs_run";
 }
 
 std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s) {
@@ -62,11 +62,12 @@ std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s
   const bool any = t.episodes > 0;
   return fmt::format(
       "{},{},{:.4f},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.8g},{:.8g},"
-      "{:.8g},{:.8g},{:.8g},{:.6g}",
+      "{:.8g},{:.8g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g},{}",
       r.update, r.env_steps, wall_s, r.episodes, t.episodes, any ? t.return_sum / n : 0.0,
       any ? t.return_min : 0.0, any ? t.return_max : 0.0, any ? t.length_sum / n : 0.0,
       any ? t.length_min : 0.0, any ? t.length_max : 0.0, r.loss.policy_loss, r.value_loss,
-      r.loss.entropy, r.loss.grad_norm, r.loss.value_grad_norm, steps_per_s);
+      r.loss.entropy, r.loss.grad_norm, r.loss.value_grad_norm, steps_per_s, r.loss.approx_kl,
+      r.loss.clip_fraction, r.explained_variance, r.epochs);
 }
 
 RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& requested,

@@ -68,6 +68,13 @@ struct RolloutView {
   const float* value_targets = nullptr;  // samples; nullptr: no value loss
   const uint8_t* mask = nullptr;         // samples, nonzero = valid; nullptr: all valid
   float count = 0.0f;  // C; <= 0: the number of valid samples (counted on the device)
+  // PPO: the log-probabilities of the acting policy turn the policy loss into the clipped
+  // surrogate with range `clip` (weights are then the advantages); old values, where given,
+  // clip the value loss to old_value +- value_clip.
+  const float* old_log_prob = nullptr;  // samples, or nullptr
+  float clip = 0.2f;
+  const float* old_values = nullptr;  // samples, or nullptr
+  float value_clip = 0.2f;
 };
 
 // Scalars of the last update, read back once per update (stats()). Sums are over the valid
@@ -82,14 +89,17 @@ struct UpdateStats {
   double grad_norm = 0;        // before clipping, at the last step(): all parameters
                                // (actor-critic) or the policy network's (separate)
   double value_grad_norm = 0;  // separate: the value network's; 0 otherwise
+  // The clipped surrogate (PPO) only: means over the valid samples.
+  double approx_kl = 0;      // of the new policy from the acting one, (r - 1) - log r
+  double clip_fraction = 0;  // share of samples whose ratio was clipped
 };
 
 // Slots of the device statistics (device_stats()): the per-sample sums of nn_elements.hpp
-// (kStatWeightedLogProb .. kStatValid), then these.
-inline constexpr int64_t kSlotDivisor = kStatColumns;  // C
-inline constexpr int64_t kSlotGradNorm = kStatColumns + 1;
-inline constexpr int64_t kSlotValueGradNorm = kStatColumns + 2;
-inline constexpr int64_t kStatSlots = kStatColumns + 4;
+// (kStatWeightedLogProb .. kStatClipped), then these.
+inline constexpr int64_t kSlotDivisor = kStatColumnsClipped;  // C
+inline constexpr int64_t kSlotGradNorm = kStatColumnsClipped + 1;
+inline constexpr int64_t kSlotValueGradNorm = kStatColumnsClipped + 2;
+inline constexpr int64_t kStatSlots = kStatColumnsClipped + 4;
 
 struct MemoryReport {
   std::size_t parameters = 0;  // parameters and gradients
@@ -197,13 +207,14 @@ class PolicyValueModel {
   ShardedRunner runner_;
   Buffer<float> params_;
   // The accumulators: the gradients (parameter_count floats), then kStatSlots statistics. The
-  // shards accumulate gradients and the kStatColumns sums in blocks of the same layout.
+  // shards accumulate gradients and the kStatColumnsClipped sums in blocks of the same layout.
   Buffer<float> acc_;
   int64_t policy_offset_ = 0;
   int64_t value_offset_ = 0;
   std::vector<std::unique_ptr<Workspace>> workspaces_;  // one per device thread
   std::vector<std::unique_ptr<Adam>> adam_;
   LossConfig last_loss_;
+  bool last_clipped_ = false;  // the last loss was the clipped surrogate
   std::unique_ptr<ActivationRecord> record_;
   uint64_t params_version_ = 1;  // changes whenever the parameters do
 };

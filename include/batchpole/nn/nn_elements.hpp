@@ -29,6 +29,12 @@ inline constexpr int32_t kStatEntropy = 1;          // valid ? H(pi(.|s)) : 0
 inline constexpr int32_t kStatSquaredError = 2;     // valid ? (v(s) - target)^2 : 0
 inline constexpr int32_t kStatValid = 3;            // valid ? 1 : 0
 inline constexpr int32_t kStatColumns = 4;
+// The clipped surrogate (PPO) keeps two more: the approximate KL divergence of the new policy
+// from the one that acted, (r - 1) - log r with r the probability ratio, and whether the ratio
+// was clipped. Its kStatWeightedLogProb column holds the surrogate objective.
+inline constexpr int32_t kStatApproxKl = 4;
+inline constexpr int32_t kStatClipped = 5;
+inline constexpr int32_t kStatColumnsClipped = 6;
 
 // ---------------------------------------------------------------------------------------------
 // Portable exp and log (Cephes expf / logf), + - * only.
@@ -224,6 +230,63 @@ BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weig
     stats[kStatSquaredError] = 0.0f;  // value_loss_row, run after this when there is a value loss
     stats[kStatValid] = valid ? 1.0f : 0.0f;
   }
+}
+
+// PPO's clipped surrogate (Schulman et al. 2017) of one sample and its gradient with respect
+// to the logits. With r = pi(a|s) / pi_old(a|s) = exp(log pi - old_log_prob) and the advantage
+// A, the loss is L = -(sum_s min(r A, clip(r, 1 - eps, 1 + eps) A)) / C - beta (sum_s H_s) / C.
+// The gradient flows through r A unless the clipped term is the smaller one, where it is 0:
+//   dL/dz_j = -(A r [active] (1[j = a] - p_j) + beta dH/dz_j) / C,
+// which is policy_loss_row's with the weight A r [active]. stats: kStatColumnsClipped columns.
+BP_HD void clipped_policy_loss_row(const float* z, int32_t n, int32_t action, float advantage,
+                                   float old_log_prob, float clip, bool valid,
+                                   const PolicyLossCoefs& c, float* dz, float* stats) {
+  valid = valid && action >= 0 && action < n;
+  action = valid ? action : 0;
+  const SoftmaxRow s = softmax_row(z, n);
+  const float h = s.entropy(z, n);
+  const float log_ratio = s.log_prob(z, action) - old_log_prob;
+  const float ratio = portable_exp(log_ratio);
+  const float lo = 1.0f - clip;
+  const float hi = 1.0f + clip;
+  const float clipped_ratio = ratio < lo ? lo : (ratio > hi ? hi : ratio);
+  const float surr1 = ratio * advantage;
+  const float surr2 = clipped_ratio * advantage;
+  const bool active = !(surr2 < surr1);
+  const float weight = active ? advantage * ratio : 0.0f;
+  for (int32_t j = 0; j < n; ++j) {
+    const float p = s.prob(j);
+    const float logp = s.log_prob(z, j);
+    const float indicator = j == action ? 1.0f : 0.0f;
+    const float d = -(weight * (indicator - p) - c.entropy_coef * p * (logp + h)) * c.inv_count;
+    dz[j] = valid ? d : 0.0f;
+  }
+  if (stats != nullptr) {
+    stats[kStatWeightedLogProb] = valid ? (surr1 < surr2 ? surr1 : surr2) : 0.0f;
+    stats[kStatEntropy] = valid ? h : 0.0f;
+    stats[kStatSquaredError] = 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+    stats[kStatApproxKl] = valid ? (ratio - 1.0f) - log_ratio : 0.0f;
+    stats[kStatClipped] = valid && (ratio < lo || ratio > hi) ? 1.0f : 0.0f;
+  }
+}
+
+// The value loss with PPO's clipping: the larger of (v - target)^2 and (v_clipped - target)^2
+// with v_clipped = old_value + clip(v - old_value, -eps, eps); no gradient where the clipped
+// term is the larger (v_clipped does not move with v there).
+BP_HD float clipped_value_loss_row(float value, float target, float old_value, float clip,
+                                   bool valid, float inv_count, float coef, float* stats) {
+  const float delta = value - old_value;
+  const float clipped = old_value + (delta < -clip ? -clip : (delta > clip ? clip : delta));
+  const float err = value - target;
+  const float err_clipped = clipped - target;
+  const bool unclipped_larger = !(err_clipped * err_clipped > err * err);
+  const float sq = unclipped_larger ? err * err : err_clipped * err_clipped;
+  if (stats != nullptr) {
+    stats[kStatSquaredError] = valid ? sq : 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+  }
+  return valid && unclipped_larger ? 2.0f * coef * err * inv_count : 0.0f;
 }
 
 // The value loss coef * (sum_s (v_s - target_s)^2) / C of one sample and its gradient.

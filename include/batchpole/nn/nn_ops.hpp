@@ -35,8 +35,14 @@ struct PolicyLossArgs {
   const uint8_t* mask = nullptr;     // rows, nonzero = valid; nullptr: all valid
   const float* count = nullptr;      // device scalar C, the loss's divisor
   float entropy_coef = 0.0f;
+  // PPO: the log-probabilities of the policy that acted, and the clip range eps. With them the
+  // loss is the clipped surrogate (clipped_policy_loss_row, kStatColumnsClipped columns of
+  // statistics); without, the policy gradient with `weights` (policy_loss_row).
+  const float* old_log_prob = nullptr;  // rows, or nullptr
+  float clip = 0.2f;
   float* d_logits = nullptr;  // rows x num_actions, overwritten
-  float* stats = nullptr;     // rows x kStatColumns or nullptr
+  float* stats = nullptr;     // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
 };
 
 struct ValueLossArgs {
@@ -46,8 +52,12 @@ struct ValueLossArgs {
   int64_t rows = 0;
   const float* count = nullptr;  // device scalar C
   float value_coef = 1.0f;
+  // PPO's clipped value loss: the values when the data was collected, and the clip range.
+  const float* old_values = nullptr;  // rows, or nullptr (the plain squared error)
+  float clip = 0.2f;
   float* d_values = nullptr;  // rows, overwritten
-  float* stats = nullptr;     // rows x kStatColumns or nullptr
+  float* stats = nullptr;     // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
 };
 
 class NnOps {

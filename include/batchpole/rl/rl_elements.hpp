@@ -46,6 +46,127 @@ BP_HD void discounted_returns_env(const ReturnsArgs& a, int64_t i) {
   }
 }
 
+// Generalised advantage estimation (Schulman et al. 2016) for env `i`, backwards in time:
+//   delta_t = r_t + gamma V(next) - V(s_t),  A_t = delta_t + gamma lambda A_{t+1},
+// where V(next) is 0 after a termination, V(final obs) after a truncation (the chain of
+// advantages is cut at both), V(s_{t+1}) otherwise and V(s_T) after the last row. The value
+// targets are A_t + V(s_t). With lambda = 1 these are the n-step returns of ReturnsArgs.
+struct GaeArgs {
+  const float* rewards = nullptr;           // T x N
+  const uint8_t* terminated = nullptr;      // T x N
+  const uint8_t* truncated = nullptr;       // T x N
+  const float* values = nullptr;            // T x N: V(s_t) when acting
+  const float* last_value = nullptr;        // N: V(s_T)
+  const float* truncation_value = nullptr;  // T x N: V(final obs) where truncated; nullptr = 0
+  float gamma = 0.99f;
+  float lambda = 0.95f;
+  int64_t steps = 0;  // T
+  int64_t envs = 0;   // N
+  float* advantages = nullptr;  // T x N, written
+  float* returns = nullptr;     // T x N, written
+};
+
+BP_HD void gae_env(const GaeArgs& a, int64_t i) {
+  float advantage = 0.0f;
+  for (int64_t t = a.steps - 1; t >= 0; --t) {
+    const int64_t k = t * a.envs + i;
+    const bool term = a.terminated[k] != 0;
+    const bool trunc = a.truncated[k] != 0;
+    float next_value;
+    if (term) {
+      next_value = 0.0f;
+    } else if (trunc) {
+      next_value = a.truncation_value != nullptr ? a.truncation_value[k] : 0.0f;
+    } else {
+      next_value = t + 1 < a.steps ? a.values[k + a.envs] : a.last_value[i];
+    }
+    const float delta = a.rewards[k] + a.gamma * next_value - a.values[k];
+    advantage = delta + (term || trunc ? 0.0f : a.gamma * a.lambda * advantage);
+    a.advantages[k] = advantage;
+    a.returns[k] = advantage + a.values[k];
+  }
+}
+
+// A pseudorandom permutation of [0, rows), keyed by (seed, update, epoch): PPO's minibatches
+// are rows shuffle_index(key, m * B) ... of the rollout. A balanced Feistel network on 2h bits
+// (4 rounds of a 32-bit mix) with cycle walking onto [0, rows): each index is computed on its
+// own, so the same key gives the same minibatches on every device and thread count, with no
+// sort and no stored permutation.
+struct ShuffleKey {
+  uint64_t key = 0;
+  uint64_t rows = 0;
+  uint32_t half_bits = 1;  // the permuted domain is [0, 4^half_bits), at least rows
+};
+
+BP_HD uint32_t shuffle_mix(uint32_t x, uint32_t key) {
+  // murmur3's finaliser over x ^ key: a bijection with good avalanche.
+  x ^= key;
+  x ^= x >> 16U;
+  x *= 0x85EBCA6BU;
+  x ^= x >> 13U;
+  x *= 0xC2B2AE35U;
+  x ^= x >> 16U;
+  return x;
+}
+
+inline ShuffleKey make_shuffle_key(uint64_t seed, uint64_t update, uint64_t epoch, uint64_t rows) {
+  ShuffleKey k;
+  k.key = seed * 0x9E3779B97F4A7C15ULL ^ (update + 1) * 0xBF58476D1CE4E5B9ULL ^
+          (epoch + 1) * 0x94D049BB133111EBULL;
+  k.rows = rows;
+  while ((uint64_t{1} << (2 * k.half_bits)) < rows) ++k.half_bits;
+  return k;
+}
+
+BP_HD uint64_t shuffle_index(const ShuffleKey& k, uint64_t i) {
+  const uint64_t mask = (uint64_t{1} << k.half_bits) - 1;
+  uint64_t x = i;
+  do {
+    uint64_t left = x >> k.half_bits;
+    uint64_t right = x & mask;
+    for (uint32_t round = 0; round < 4; ++round) {
+      const auto round_key = static_cast<uint32_t>(k.key >> (16U * round)) ^ (round * 0x27D4EB2DU);
+      const uint64_t f = shuffle_mix(static_cast<uint32_t>(right), round_key) & mask;
+      const uint64_t next = left ^ f;
+      left = right;
+      right = next;
+    }
+    x = (left << k.half_bits) | right;
+  } while (x >= k.rows);
+  return x;
+}
+
+// One minibatch of a rollout, gathered into contiguous rows: row j of the minibatch is row
+// shuffle_index(key, first + j) of the rollout.
+struct MinibatchArgs {
+  ShuffleKey key;
+  int64_t first = 0;  // position in the shuffled order
+  int64_t rows = 0;   // B
+  int32_t obs_dim = 4;
+  const float* obs = nullptr;  // rollout rows x obs_dim, and the others rollout rows
+  const int32_t* actions = nullptr;
+  const float* log_prob = nullptr;
+  const float* advantages = nullptr;
+  const float* returns = nullptr;
+  const float* values = nullptr;
+  float* out_obs = nullptr;  // B x obs_dim, and the others B
+  int32_t* out_actions = nullptr;
+  float* out_log_prob = nullptr;
+  float* out_advantages = nullptr;
+  float* out_returns = nullptr;
+  float* out_values = nullptr;
+};
+
+BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t j) {
+  const auto src = static_cast<int64_t>(shuffle_index(a.key, static_cast<uint64_t>(a.first + j)));
+  for (int32_t d = 0; d < a.obs_dim; ++d) a.out_obs[j * a.obs_dim + d] = a.obs[src * a.obs_dim + d];
+  a.out_actions[j] = a.actions[src];
+  a.out_log_prob[j] = a.log_prob[src];
+  a.out_advantages[j] = a.advantages[src];
+  a.out_returns[j] = a.returns[src];
+  a.out_values[j] = a.values[src];
+}
+
 // mask[t, i] = 1 up to and including the step that ends env i's first episode of the rollout,
 // 0 after it: the rollout holds exactly one complete episode per env (REINFORCE). Returns 1 when
 // that episode ended within the rollout.

@@ -22,6 +22,10 @@ class RlOps {
 
   // One thread (GPU) or loop iteration (CPU) per env: discounted_returns_env.
   void returns(const ReturnsArgs& args);
+  // gae_env over the N envs: advantages and value targets.
+  void gae(const GaeArgs& args);
+  // gather_minibatch_row over the minibatch's rows.
+  void gather_minibatch(const MinibatchArgs& args);
   // first_episode_mask_env over the N envs of a T x N rollout.
   void first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                           int64_t envs, uint8_t* mask);
@@ -45,6 +49,8 @@ class RlOps {
   // Called with checked arguments; sizes may be 0 only where a result must still be written
   // (moments, episode_tally).
   virtual void do_returns(const ReturnsArgs& args) = 0;
+  virtual void do_gae(const GaeArgs& args) = 0;
+  virtual void do_gather_minibatch(const MinibatchArgs& args) = 0;
   virtual void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated,
                                      int64_t steps, int64_t envs, uint8_t* mask) = 0;
   virtual void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,

@@ -13,7 +13,7 @@
 
 namespace batchpole {
 
-enum class Algorithm : uint8_t { kReinforce, kBaseline, kA2C };
+enum class Algorithm : uint8_t { kReinforce, kBaseline, kA2C, kPpo };
 std::string to_string(Algorithm a);
 Algorithm parse_algorithm(const std::string& s);  // throws Error(kInvalidArgument)
 // The names parse_algorithm takes, in the order of the enum.
@@ -42,9 +42,27 @@ struct TrainConfig {
   // false: always run the forward pass again. The two can round differently in the last bits.
   bool reuse_activations = true;
 
+  // Advantages: GAE's lambda (A2C and PPO). 1 gives the n-step returns minus V(s), computed as
+  // A2C always has (A2C's default); PPO's default is 0.95.
+  float gae_lambda = 1.0F;
+  // PPO (Schulman et al. 2017): the clip range of the probability ratio, epochs over each
+  // rollout, minibatches per epoch, whether the value loss is clipped too, the KL divergence
+  // at which an update stops its epochs early (0 = never), and the env steps over which the
+  // learning rate falls linearly to 0 (0 = constant; any algorithm).
+  float clip = 0.2F;
+  int32_t epochs = 4;
+  int32_t minibatches = 4;
+  bool clip_value_loss = false;
+  float target_kl = 0.0F;
+  int64_t lr_anneal_steps = 0;
+
   // The defaults of an algorithm on a device: its learning rate (the notebook's 1e-3 for
-  // REINFORCE and baseline) and the plan's batch size.
+  // REINFORCE and baseline), the plan's batch size, and PPO's large-batch recipe for it.
   static TrainConfig defaults(Algorithm a, const DevicePlan& plan);
+  // PPO's recipe for `envs` environments (README, "PPO at any batch size"): the settings that
+  // scale with the batch (rollout length, minibatches, learning rate), each unless `keep`
+  // names its key (keys the user gave).
+  void apply_ppo_recipe(const std::vector<std::string>& keep = {});
   // The notebook's hyperparameters for an algorithm (one env, reward 0 on the terminating step,
   // 500-step cap; REINFORCE and baseline lr 1e-3, A2C lr 3e-4 and whole episodes).
   static TrainConfig notebook(Algorithm a);

@@ -1,5 +1,5 @@
 // The trainers, written once against the device-agnostic layer (VecEnv, PolicyValueModel,
-// RlOps): REINFORCE, REINFORCE with a learned baseline, and A2C, on N environments stepped
+// RlOps): REINFORCE, REINFORCE with a learned baseline, A2C and PPO, on N environments stepped
 // together. The shared loop is here (host/rl/trainer.cpp); each algorithm is one file under
 // host/rl/ that says what its rollout keeps, which networks it trains and how it turns a
 // rollout into a loss. Nothing here names a device.
@@ -11,6 +11,8 @@
 //   A2C with n_steps = n: n steps of every env, returns bootstrapped from V(s_n) (A2C's "up to
 //     n-step" returns); on truncation the return bootstraps from V(final_obs), on termination
 //     it does not.
+//   PPO: n steps of every env as A2C, GAE advantages, then several epochs of minibatch steps on
+//     the clipped surrogate (host/rl/ppo.cpp).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +53,10 @@ struct UpdateRecord {
   // sample for every algorithm (the REINFORCE losses themselves divide by episodes).
   UpdateStats loss;
   double value_loss = 0;
+  // How much of the value targets' variance the critic explains, 1 - Var(G - V) / Var(G), over
+  // the rollout (algorithms with a critic; 0 otherwise).
+  double explained_variance = 0;
+  int32_t epochs = 1;  // passes over the rollout (PPO: fewer than asked when the KL stopped it)
   bool finite = true;  // every loss and gradient norm finite
   OpCounts ops;        // stream operations and host synchronisations of this update
 };

@@ -1,0 +1,141 @@
+// Proximal policy optimisation (Schulman et al. 2017; the notebook's "trust region" section and
+// its next step) on the shared-trunk actor-critic: n-step rollouts of every env, GAE(lambda)
+// advantages bootstrapped as A2C's (V(final obs) on truncation, nothing on termination), then
+// `epochs` passes over the rollout in `minibatches` shuffled minibatches, each one Adam step on
+//   -min(r A, clip(r, 1 - eps, 1 + eps) A) - entropy_coef H + value_coef (V - G)^2
+// (the value loss optionally clipped too), advantages normalised per minibatch, the gradient's
+// global norm clipped. Many safe steps from one large batch are what make a massive batch pay.
+//
+// The shuffle is counter-based (shuffle_index, keyed by seed, update and epoch) and the
+// minibatches are gathered by one device operation, so results depend on neither the thread
+// count nor the device's scheduling.
+#include <algorithm>
+
+#include "batchpole/device/buffer.hpp"
+#include "learner.hpp"
+
+namespace batchpole {
+
+namespace {
+
+// One minibatch, gathered contiguously.
+struct Minibatch {
+  Minibatch(Device& d, int64_t n)
+      : obs(d, static_cast<std::size_t>(4 * n)),
+        actions(d, static_cast<std::size_t>(n)),
+        log_prob(d, static_cast<std::size_t>(n)),
+        advantages(d, static_cast<std::size_t>(n)),
+        returns(d, static_cast<std::size_t>(n)),
+        values(d, static_cast<std::size_t>(n)),
+        moments(d, 1),
+        rows(n) {}
+  Buffer<float> obs;
+  Buffer<int32_t> actions;
+  Buffer<float> log_prob, advantages, returns, values;
+  Buffer<Moments> moments;
+  int64_t rows;
+};
+
+class Ppo final : public Learner {
+ public:
+  explicit Ppo(const TrainConfig& c) : c_(c) {}
+
+  [[nodiscard]] RolloutSpec rollout_spec() const override {
+    RolloutSpec s;
+    s.steps = c_.n_steps;
+    s.values = true;
+    s.bootstrap = true;
+    s.log_probs = true;
+    s.reuses_activations = false;  // the parameters move between minibatches
+    return s;
+  }
+  [[nodiscard]] ModelConfig model_config() const override {
+    return ModelConfig::actor_critic(4, 2, c_.hidden);
+  }
+  [[nodiscard]] ModelOptions model_options() const override {
+    ModelOptions o;
+    o.seed = c_.seed;
+    o.chunk_rows = c_.chunk_rows;
+    o.adam.lr = c_.lr;
+    o.adam.max_grad_norm = c_.max_grad_norm;
+    o.value_adam.lr = c_.value_lr;
+    return o;
+  }
+
+  LearnReport learn(const LearnContext& ctx) override {
+    Rollout& r = ctx.rollout;
+    RlOps& rl = ctx.device.rl();
+    const int64_t rows = ctx.steps * r.envs;
+    const auto [last_value, truncation_value] = bootstrap_values(ctx);
+    gae(ctx, last_value, truncation_value, c_.gae_lambda);
+
+    // Minibatches of ceil(rows / M) rows; the last one may be shorter.
+    const int64_t per_batch = (rows + c_.minibatches - 1) / c_.minibatches;
+    if (!mb_ || mb_->rows < per_batch) mb_ = std::make_unique<Minibatch>(ctx.device, per_batch);
+    Minibatch& mb = *mb_;
+    const LossConfig loss{c_.entropy_coef, c_.value_coef};
+    LearnReport report;
+    report.fit = true;
+    report.epochs = 0;
+    for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) {
+      const ShuffleKey key =
+          make_shuffle_key(c_.seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
+                           static_cast<uint64_t>(rows));
+      for (int64_t first = 0; first < rows; first += per_batch) {
+        const int64_t n = std::min(per_batch, rows - first);
+        MinibatchArgs g;
+        g.key = key;
+        g.first = first;
+        g.rows = n;
+        g.obs = r.obs.data();
+        g.actions = r.actions.data();
+        g.log_prob = r.log_prob.data();
+        g.advantages = r.weights.data();
+        g.returns = r.returns.data();
+        g.values = r.values.data();
+        g.out_obs = mb.obs.data();
+        g.out_actions = mb.actions.data();
+        g.out_log_prob = mb.log_prob.data();
+        g.out_advantages = mb.advantages.data();
+        g.out_returns = mb.returns.data();
+        g.out_values = mb.values.data();
+        rl.gather_minibatch(g);
+        if (c_.normalize) {
+          rl.moments(mb.advantages.data(), nullptr, n, mb.moments.data());
+          rl.normalize(mb.advantages.data(), nullptr, n, mb.moments.data(), kNormalizeEps);
+        }
+        RolloutView view;
+        view.obs = ConstMatrix{mb.obs.data(), n, 4};
+        view.actions = mb.actions.data();
+        view.weights = mb.advantages.data();
+        view.value_targets = mb.returns.data();
+        view.old_log_prob = mb.log_prob.data();
+        view.clip = c_.clip;
+        if (c_.clip_value_loss) {
+          view.old_values = mb.values.data();
+          view.value_clip = c_.clip;
+        }
+        view.count = static_cast<float>(n);
+        ctx.model.accumulate_gradients(view, loss, GradientMode::kOverwrite);
+        ctx.model.step();
+      }
+      ++report.epochs;
+      // The KL divergence of the last minibatch's policy from the acting one: read back once
+      // per epoch, only when asked for.
+      if (c_.target_kl > 0.0F && ctx.model.stats().approx_kl > c_.target_kl) break;
+    }
+    return report;
+  }
+
+ private:
+  TrainConfig c_;
+  std::unique_ptr<Minibatch> mb_;
+};
+
+}  // namespace
+
+std::unique_ptr<Learner> make_ppo(const TrainConfig& config) {
+  return std::make_unique<Ppo>(config);
+}
+
+}  // namespace batchpole
