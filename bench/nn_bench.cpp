@@ -31,18 +31,20 @@ class NullNnOps final : public NnOps {
   void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) override {
     real_->init_uniform(x, n, bound, seed, block);
   }
-  void do_bias_activation(float*, const float*, int64_t, int64_t, Activation) override {}
+  void do_bias_activation(float*, const float*, int64_t, int64_t, Activation, int64_t,
+                          int64_t) override {}
   void do_activation_backward(float*, const float*, int64_t, Activation) override {}
-  void do_sample_actions(const float*, int64_t, int32_t, const SampleKey&, int32_t*, float*,
-                         float*) override {}
+  void do_sample_actions(const float*, int64_t, int32_t, const SampleKey&, int32_t*, float*, float*,
+                         const AgentRows&) override {}
   void do_log_prob_entropy(const float*, int64_t, int32_t, const int32_t*, float*,
                            float*) override {}
   void do_softmax(const float*, int64_t, int32_t, float*) override {}
   void do_policy_loss_grad(const PolicyLossArgs&) override {}
   void do_value_loss_grad(const ValueLossArgs&) override {}
-  void do_count_nonzero(const uint8_t*, int64_t, float*) override {}
+  void do_count_nonzero(const uint8_t*, int64_t, float*, int64_t, int64_t) override {}
+  void do_norms(const float*, int64_t, int64_t, int64_t, float*, int64_t) override {}
   void do_adam_step(float*, const float*, float*, float*, int64_t, const AdamScalars&, const float*,
-                    float) override {}
+                    float, const AdamAgents&) override {}
 
  private:
   NnOps* real_;

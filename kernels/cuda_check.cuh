@@ -51,18 +51,19 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
   return static_cast<unsigned>((n + block - 1) / block);
 }
 
-// Every kernel launch goes through here: one place that skips empty grids (a 0-block launch is
+// Every kernel launch goes through here (grid: a block count, or a dim3 whose y counts a
+// population's agents): one place that skips empty grids (a 0-block launch is
 // an error on the GPU), checks the launch, and that the CPU emulation of tests/emulation
 // replaces to run the grid without a GPU. The arguments convert to the kernel's parameter types
 // as a <<<>>> launch would convert them.
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), unsigned grid, unsigned block, cudaStream_t stream,
+void launch(void (*kernel)(Params...), dim3 grid, unsigned block, cudaStream_t stream,
             Args... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "launch: wrong number of kernel arguments");
-  if (grid == 0) return;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
 #if defined(BATCHPOLE_CUDA_EMULATION)
   // The launch records its error as <<<>>> does; the check below reads it.
-  (void)::cuda_emu::launch(kernel, dim3(grid), dim3(block), stream, static_cast<Params>(args)...);
+  (void)::cuda_emu::launch(kernel, grid, dim3(block), stream, static_cast<Params>(args)...);
 #else
   kernel<<<grid, block, 0, stream>>>(static_cast<Params>(args)...);
 #endif

@@ -47,6 +47,7 @@ DevicePlan cuda_plan() {
   p.chunk_rows = 262144;
   p.shards = 1;
   p.record_budget = std::size_t{8} << 30U;
+  p.batch_agents = true;
   p.train_envs = 16384;
   p.bench_env_envs = int64_t{1} << 22;
   p.bench_nn_batch = int64_t{1} << 20;
@@ -117,12 +118,18 @@ class CudaDevice final : public Device {
     do_synchronize();
   }
   void do_copy_from_host(void* dst, const void* src, std::size_t bytes) override {
-    // Synchronous so that the caller's host memory may be reused at once.
+    // From pageable memory (every caller's) the copy is staged before the call returns, so the
+    // caller may reuse its memory at once without waiting for the device.
     BP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
-    BP_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void do_copy_on_device(void* dst, const void* src, std::size_t bytes) override {
     BP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                              std::size_t src_pitch, std::size_t width,
+                              std::size_t rows) override {
+    BP_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
+                                    cudaMemcpyDeviceToDevice, stream_));
   }
   void do_fill_zero(void* ptr, std::size_t bytes) override {
     BP_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));

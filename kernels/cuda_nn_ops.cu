@@ -2,6 +2,7 @@
 // on the device's stream. No call synchronises.
 #include <memory>
 
+#include "batchpole/device/buffer.hpp"
 #include "batchpole/nn/nn_ops.hpp"
 #include "cuda_check.cuh"
 #include "cuda_ops.cuh"
@@ -13,13 +14,7 @@ namespace {
 
 class CudaNnOps final : public NnOps {
  public:
-  CudaNnOps(Device& device, cudaStream_t stream)
-      : NnOps(device),
-        stream_(stream),
-        scratch_(static_cast<unsigned long long*>(device.allocate(sizeof(unsigned long long)))) {}
-  CudaNnOps(const CudaNnOps&) = delete;
-  CudaNnOps& operator=(const CudaNnOps&) = delete;
-  ~CudaNnOps() override { device().deallocate(scratch_); }
+  CudaNnOps(Device& device, cudaStream_t stream) : NnOps(device), stream_(stream) {}
 
   [[nodiscard]] std::string description() const override { return "cuda kernels"; }
 
@@ -30,18 +25,18 @@ class CudaNnOps final : public NnOps {
   void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) override {
     cuda::launch_init_uniform(stream_, x, n, bound, seed, block);
   }
-  void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
-                          Activation act) override {
-    cuda::launch_bias_activation(stream_, y, bias, rows, cols, act);
+  void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act,
+                          int64_t rows_per_agent, int64_t bias_stride) override {
+    cuda::launch_bias_activation(stream_, y, bias, rows, cols, act, rows_per_agent, bias_stride);
   }
   void do_activation_backward(float* dy, const float* y, int64_t n, Activation act) override {
     cuda::launch_activation_backward(stream_, dy, y, n, act);
   }
   void do_sample_actions(const float* logits, int64_t rows, int32_t num_actions,
-                         const SampleKey& key, int32_t* actions, float* log_prob,
-                         float* entropy) override {
+                         const SampleKey& key, int32_t* actions, float* log_prob, float* entropy,
+                         const AgentRows& out) override {
     cuda::launch_sample_actions(stream_, logits, rows, num_actions, key, actions, log_prob,
-                                entropy);
+                                entropy, out);
   }
   void do_log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                            const int32_t* actions, float* log_prob, float* entropy) override {
@@ -56,17 +51,30 @@ class CudaNnOps final : public NnOps {
   void do_value_loss_grad(const ValueLossArgs& args) override {
     cuda::launch_value_loss_grad(stream_, args);
   }
-  void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) override {
-    cuda::launch_count_nonzero(stream_, mask, n, out, scratch_);
+  void do_count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,
+                        int64_t stride) override {
+    cuda::launch_count_nonzero(stream_, mask, n, out, agents, stride, counters(agents));
+  }
+  void do_norms(const float* x, int64_t n, int64_t agents, int64_t stride, float* out,
+                int64_t out_stride) override {
+    cuda::launch_norms(stream_, x, n, agents, stride, out, out_stride);
   }
   void do_adam_step(float* params, const float* grads, float* m, float* v, int64_t n,
-                    const AdamScalars& s, const float* grad_norm, float max_grad_norm) override {
-    cuda::launch_adam_step(stream_, params, grads, m, v, n, s, grad_norm, max_grad_norm);
+                    const AdamScalars& s, const float* grad_norm, float max_grad_norm,
+                    const AdamAgents& agents) override {
+    cuda::launch_adam_step(stream_, params, grads, m, v, n, s, grad_norm, max_grad_norm, agents);
   }
 
  private:
+  // count_nonzero's counters, one per agent (grown, never shrunk).
+  unsigned long long* counters(int64_t agents) {
+    const auto need = static_cast<std::size_t>(agents);
+    if (scratch_.size() < need) scratch_ = Buffer<unsigned long long>(device(), need);
+    return scratch_.data();
+  }
+
   cudaStream_t stream_;
-  unsigned long long* scratch_;  // count_nonzero's counter
+  Buffer<unsigned long long> scratch_;
 };
 
 }  // namespace

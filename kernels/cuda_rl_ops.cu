@@ -25,32 +25,38 @@ class CudaRlOps final : public RlOps {
     cuda::launch_gather_minibatch(stream_, args);
   }
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                             int64_t envs, uint8_t* mask) override {
-    cuda::launch_first_episode_mask(stream_, terminated, truncated, steps, envs, mask);
+                             int64_t envs, uint8_t* mask, int64_t agents,
+                             int64_t stride) override {
+    cuda::launch_first_episode_mask(stream_, terminated, truncated, steps, envs, mask, agents,
+                                    stride);
   }
   void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
-                     int64_t* ended_count) override {
-    cuda::launch_mark_ended(stream_, ended, terminated, truncated, n, ended_count);
+                     int64_t* ended_count, int64_t agents, int64_t stride) override {
+    cuda::launch_mark_ended(stream_, ended, terminated, truncated, n, ended_count, agents, stride);
   }
   void do_subtract(const float* a, const float* b, int64_t n, float* out) override {
     cuda::launch_subtract(stream_, a, b, n, out);
   }
-  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) override {
-    cuda::launch_moments(stream_, x, mask, n, partials<Moments>(n), out);
+  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out, int64_t agents,
+                  int64_t stride) override {
+    cuda::launch_moments(stream_, x, mask, n, partials<Moments>(n, agents), out, agents, stride);
   }
-  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
-                    float eps) override {
-    cuda::launch_normalize(stream_, x, mask, n, m, eps);
+  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
+                    int64_t agents, int64_t stride) override {
+    cuda::launch_normalize(stream_, x, mask, n, m, eps, agents, stride);
   }
-  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) override {
-    cuda::launch_episode_tally(stream_, rows, n, partials<EpisodeTally>(n), out);
+  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out, int64_t agents,
+                        int64_t stride) override {
+    cuda::launch_episode_tally(stream_, rows, n, partials<EpisodeTally>(n, agents), out, agents,
+                               stride);
   }
 
  private:
-  // Scratch for reduce_blocks(n) partial results of type T (grown, never shrunk).
+  // Scratch for agents x reduce_blocks(n) partial results of type T (grown, never shrunk).
   template <class T>
-  T* partials(int64_t n) {
-    const std::size_t need = static_cast<std::size_t>(cuda::reduce_blocks(n) + 1) * sizeof(T);
+  T* partials(int64_t n, int64_t agents) {
+    const std::size_t need =
+        static_cast<std::size_t>(agents * cuda::reduce_blocks(n) + 1) * sizeof(T);
     if (scratch_.size() < need) scratch_ = Buffer<unsigned char>(device(), need);
     return reinterpret_cast<T*>(scratch_.data());
   }

@@ -16,7 +16,7 @@ __global__ void env_reset_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n
 template <class Real>
 __global__ void env_restart_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) env_restart_episode(c, a, i);
+  if (i < n && env_active(c, i)) env_restart_episode(c, a, i);
 }
 
 template <class Real>
@@ -24,8 +24,8 @@ __global__ void env_step_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
                                 const int32_t* __restrict__ actions,
                                 unsigned long long* bad_action) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const int32_t action = actions[i];
+  if (i >= n || !env_active(c, i)) return;
+  const int32_t action = actions[out_row(c, a, i)];
   if ((action & ~1) != 0) {
     atomicMin(bad_action,
               (static_cast<unsigned long long>(i) << 32U) | static_cast<uint32_t>(action));

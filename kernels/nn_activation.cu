@@ -17,10 +17,32 @@ __global__ void bias_activation_kernel(float* __restrict__ y, const float* __res
   if (i < n) y[i] = activate(A, y[i] + bias[i % cols]);
 }
 
+// A population's rows: agent (row / rows_per_agent) adds its own bias, bias_stride apart.
+template <Activation A, class Index>
+__global__ void agent_bias_activation_kernel(float* __restrict__ y, const float* __restrict__ bias,
+                                             Index n, Index cols, Index rows_per_agent,
+                                             int64_t bias_stride) {
+  const Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const Index row = i / cols;
+  const Index agent = row / rows_per_agent;
+  y[i] = activate(A, y[i] + bias[static_cast<int64_t>(agent) * bias_stride + (i - row * cols)]);
+}
+
 template <Activation A>
 void launch_bias_activation_as(cudaStream_t stream, float* y, const float* bias, int64_t n,
-                               int64_t cols) {
-  if (n <= static_cast<int64_t>(UINT32_MAX) - kBlock) {
+                               int64_t cols, int64_t rows_per_agent, int64_t bias_stride) {
+  const bool small = n <= static_cast<int64_t>(UINT32_MAX) - kBlock;
+  if (bias_stride > 0 && rows_per_agent * cols < n) {
+    if (small) {
+      launch(agent_bias_activation_kernel<A, uint32_t>, grid_for(n), kBlock, stream, y, bias,
+             static_cast<uint32_t>(n), static_cast<uint32_t>(cols),
+             static_cast<uint32_t>(rows_per_agent), bias_stride);
+    } else {
+      launch(agent_bias_activation_kernel<A, int64_t>, grid_for(n), kBlock, stream, y, bias, n,
+             cols, rows_per_agent, bias_stride);
+    }
+  } else if (small) {
     launch(bias_activation_kernel<A, uint32_t>, grid_for(n), kBlock, stream, y, bias,
            static_cast<uint32_t>(n), static_cast<uint32_t>(cols));
   } else {
@@ -38,18 +60,19 @@ __global__ void activation_backward_kernel(float* __restrict__ dy, const float* 
 }  // namespace
 
 void launch_bias_activation(cudaStream_t stream, float* y, const float* bias, int64_t rows,
-                            int64_t cols, Activation act) {
+                            int64_t cols, Activation act, int64_t rows_per_agent,
+                            int64_t bias_stride) {
   const int64_t n = rows * cols;
   if (n == 0) return;
   switch (act) {
     case Activation::kRelu:
-      launch_bias_activation_as<Activation::kRelu>(stream, y, bias, n, cols);
+      launch_bias_activation_as<Activation::kRelu>(stream, y, bias, n, cols, rows_per_agent, bias_stride);
       break;
     case Activation::kTanh:
-      launch_bias_activation_as<Activation::kTanh>(stream, y, bias, n, cols);
+      launch_bias_activation_as<Activation::kTanh>(stream, y, bias, n, cols, rows_per_agent, bias_stride);
       break;
     case Activation::kIdentity:
-      launch_bias_activation_as<Activation::kIdentity>(stream, y, bias, n, cols);
+      launch_bias_activation_as<Activation::kIdentity>(stream, y, bias, n, cols, rows_per_agent, bias_stride);
       break;
   }
 }

@@ -7,22 +7,33 @@ namespace batchpole::cuda {
 
 namespace {
 
+// Flattened over agents: element i is agent i / n's parameter i % n.
 __global__ void adam_step_kernel(float* __restrict__ params, const float* __restrict__ grads,
                                  float* __restrict__ m, float* __restrict__ v, int64_t n,
-                                 AdamScalars s, const float* grad_norm, float max_grad_norm) {
+                                 int64_t total, AdamScalars s, const float* grad_norm,
+                                 float max_grad_norm, AdamAgents agents) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  const float scale = grad_norm != nullptr ? clip_scale(*grad_norm, max_grad_norm) : 1.0f;
-  adam_update(params + i, grads[i] * scale, m + i, v + i, s);
+  if (i >= total) return;
+  const int64_t agent = i / n;
+  if (agents.active != nullptr && agents.active[agent] == 0) return;
+  const int64_t e = i - agent * n;
+  const int64_t j = agent * agents.stride + e;
+  const int64_t js = agent * agents.state_stride + e;
+  const float scale =
+      grad_norm != nullptr ? clip_scale(grad_norm[agent * agents.norm_stride], max_grad_norm)
+                           : 1.0f;
+  adam_update(params + j, grads[j] * scale, m + js, v + js,
+              agents.scalars != nullptr ? agents.scalars[agent] : s);
 }
 
 }  // namespace
 
 void launch_adam_step(cudaStream_t stream, float* params, const float* grads, float* m, float* v,
-                      int64_t n, AdamScalars s, const float* grad_norm, float max_grad_norm) {
-  if (n == 0) return;
-  launch(adam_step_kernel, grid_for(n), kBlock, stream, params, grads, m, v, n, s, grad_norm,
-         max_grad_norm);
+                      int64_t n, AdamScalars s, const float* grad_norm, float max_grad_norm,
+                      AdamAgents agents) {
+  const int64_t total = n * agents.agents;
+  launch(adam_step_kernel, grid_for(total), kBlock, stream, params, grads, m, v, n, total, s,
+         grad_norm, max_grad_norm, agents);
 }
 
 }  // namespace batchpole::cuda

@@ -10,15 +10,16 @@ namespace {
 __global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.rows) return;
-  const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
-  const bool valid = a.mask == nullptr || a.mask[i] != 0;
+  const PolicyLossCoefs coefs{1.0f / a.count[a.in.agent(i)], a.entropy_coef};
+  const int64_t k = a.in.at(i);
+  const bool valid = a.mask == nullptr || a.mask[k] != 0;
   float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
   if (a.old_log_prob != nullptr) {
-    clipped_policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i],
-                            a.weights[i], a.old_log_prob[i], a.clip, valid, coefs,
+    clipped_policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[k],
+                            a.weights[k], a.old_log_prob[k], a.clip, valid, coefs,
                             a.d_logits + i * a.num_actions, stats);
   } else {
-    policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[i], a.weights[i],
+    policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[k], a.weights[k],
                     valid, coefs, a.d_logits + i * a.num_actions, stats);
   }
 }
@@ -26,14 +27,16 @@ __global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
 __global__ void value_loss_grad_kernel(ValueLossArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.rows) return;
-  const bool valid = a.mask == nullptr || a.mask[i] != 0;
+  const int64_t agent = a.in.agent(i);
+  const int64_t k = a.in.at(i);
+  const bool valid = a.mask == nullptr || a.mask[k] != 0;
   float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
-  const float inv_count = 1.0f / *a.count;
+  const float inv_count = 1.0f / a.count[agent];
+  const float coef = a.value_coefs != nullptr ? a.value_coefs[agent] : a.value_coef;
   a.d_values[i] = a.old_values != nullptr
-                      ? clipped_value_loss_row(a.values[i], a.targets[i], a.old_values[i], a.clip,
-                                               valid, inv_count, a.value_coef, stats)
-                      : value_loss_row(a.values[i], a.targets[i], valid, inv_count, a.value_coef,
-                                       stats);
+                      ? clipped_value_loss_row(a.values[i], a.targets[k], a.old_values[k], a.clip,
+                                               valid, inv_count, coef, stats)
+                      : value_loss_row(a.values[i], a.targets[k], valid, inv_count, coef, stats);
 }
 
 }  // namespace

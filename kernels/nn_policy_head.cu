@@ -9,13 +9,14 @@ namespace {
 
 __global__ void sample_actions_kernel(const float* __restrict__ logits, int64_t rows,
                                       int32_t num_actions, SampleKey key, int32_t* actions,
-                                      float* log_prob, float* entropy) {
+                                      float* log_prob, float* entropy, AgentRows out) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows) return;
-  const float u = policy_uniform(key.seed, key.first_env + static_cast<uint32_t>(i), key.step);
-  actions[i] = policy_sample_row(logits + i * num_actions, num_actions, u,
-                                 log_prob != nullptr ? log_prob + i : nullptr,
-                                 entropy != nullptr ? entropy + i : nullptr);
+  const float u = sample_uniform(key, out, i);
+  const int64_t o = out.at(i);
+  actions[o] = policy_sample_row(logits + i * num_actions, num_actions, u,
+                                 log_prob != nullptr ? log_prob + o : nullptr,
+                                 entropy != nullptr ? entropy + o : nullptr);
 }
 
 __global__ void log_prob_entropy_kernel(const float* __restrict__ logits, int64_t rows,
@@ -40,10 +41,9 @@ __global__ void softmax_kernel(const float* __restrict__ logits, int64_t rows, i
 
 void launch_sample_actions(cudaStream_t stream, const float* logits, int64_t rows,
                            int32_t num_actions, SampleKey key, int32_t* actions, float* log_prob,
-                           float* entropy) {
-  if (rows == 0) return;
+                           float* entropy, AgentRows out) {
   launch(sample_actions_kernel, grid_for(rows), kBlock, stream, logits, rows, num_actions, key,
-         actions, log_prob, entropy);
+         actions, log_prob, entropy, out);
 }
 
 void launch_log_prob_entropy(cudaStream_t stream, const float* logits, int64_t rows,

@@ -52,7 +52,7 @@ expect_code 2 "bench env unknown device" -- "$bp" bench env --device tpu
 
 # Usage errors of train: exit 2, nothing written.
 for bad in "--lr -1" "--lr nan" "--lr inf" "--gamma 0" "--gamma 1.5" "--n-steps -1" \
-           "--algo ppo" "--envs 0" "--value-lr -0.1" "--envs 4000000000"; do
+           "--algo sarsa" "--envs 0" "--value-lr -0.1" "--envs 4000000000"; do
   # shellcheck disable=SC2086
   expect_code 2 "train $bad" -- "$bp" train --device cpu $bad --out "$work/bad" --updates 1 -q
 done
@@ -131,6 +131,46 @@ expect_grep '"algo": "reinforce"' "$work/cfgrun/summary.json" "config file appli
 echo '{"algo": "a2c", "learning_rate": 3}' >"$work/cfg2.json"
 expect_code 2 "unknown config key" -- "$bp" train --device cpu --config "$work/cfg2.json" --out "$work/cfgrun2" -q
 expect_grep "learning_rate" "$work/err.txt" "unknown key named"
+
+# Populations: --agents K trains K agents in one run (metrics rows per agent, a summary with the
+# agents and their aggregate), resumes as a whole, and each agent evaluates on its own.
+pop="$work/pop"
+expect_code 0 "train --agents" -- "$bp" train --device cpu --agents 3 --envs 16 --updates 4 \
+  --checkpoint-every 2 --out "$pop" -q
+[ "$(wc -l <"$pop/metrics.csv")" = 13 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: population metrics rows $(wc -l <"$pop/metrics.csv")"; }
+expect_grep ',agent,seed$' "$pop/metrics.csv" "metrics names agent and seed"
+expect_grep '"population"' "$pop/summary.json" "population aggregate"
+expect_grep '"seed": 2' "$pop/summary.json" "agent 2 trains seed 2"
+expect_code 0 "resume a population" -- "$bp" train --device cpu --resume "$pop" --updates 6 -q
+[ "$(wc -l <"$pop/metrics.csv")" = 19 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: resumed population rows $(wc -l <"$pop/metrics.csv")"; }
+expect_code 0 "eval an agent" -- "$bp" eval --checkpoint "$pop/checkpoint.bin" --agent 2 --episodes 4 --json
+expect_code 2 "eval an agent that is not there" -- "$bp" eval --checkpoint "$pop/checkpoint.bin" --agent 3
+expect_grep "3 agents" "$work/err.txt" "eval --agent names the population"
+# Agent 1 of the population is the solo run with seed 1 (all but the clock columns and the
+# agent index).
+expect_code 0 "solo run of agent 1" -- "$bp" train --device cpu --seed 1 --envs 16 --updates 6 \
+  --out "$work/solo1" -q
+if [ "$(awk -F, 'NR > 1 && $22 == 1' "$pop/metrics.csv" | cut -d, -f1-2,4-16)" = \
+     "$(tail -n +2 "$work/solo1/metrics.csv" | cut -d, -f1-2,4-16)" ]; then
+  pass=$((pass + 1))
+else
+  failures=$((failures + 1)); echo "FAIL: population agent 1 differs from its solo run"
+fi
+# Sweeps: one population per point, the swept values in metrics.csv and summary.json.
+expect_code 0 "train --sweep" -- "$bp" train --device cpu --agents 2 --envs 8 --updates 2 \
+  --sweep lr=0.001,0.003 --sweep entropy-coef=0,0.02 --out "$work/sweep" -q
+expect_grep ',agent,seed,lr,entropy_coef$' "$work/sweep/metrics.csv" "sweep columns"
+[ "$(wc -l <"$work/sweep/metrics.csv")" = 17 ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: sweep metrics rows $(wc -l <"$work/sweep/metrics.csv")"; }
+expect_grep '"points"' "$work/sweep/summary.json" "sweep points in the summary"
+[ -s "$work/sweep/checkpoint-3.bin" ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: a checkpoint per sweep point"; }
+for bad in "--sweep lr" "--sweep lr=" "--sweep nothing=1,2" "--sweep seed=1,2" \
+           "--sweep lr=0.1,x" "--sweep lr=1 --sweep lr=2" "--sweep lr=-1" "--agents 0"; do
+  # shellcheck disable=SC2086
+  expect_code 2 "train $bad" -- "$bp" train --device cpu $bad --out "$work/badsweep" --updates 1 -q
+done
+[ ! -e "$work/badsweep/metrics.csv" ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: a refused sweep wrote metrics"; }
+expect_code 0 "bench train --agents" -- "$bp" bench train --device cpu --agents 4 --envs 16 --updates 2 --json
+expect_grep '"agents": 4' "$work/out.txt" "bench train reports the agents"
 
 echo "$pass passed, $failures failed"
 [ "$failures" = 0 ]

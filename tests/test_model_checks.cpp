@@ -231,9 +231,9 @@ TEST(ModelMemory, ReportedAndRefusedWhenTooLarge) {
   PolicyValueModel model(*device, ModelConfig::actor_critic(), o);
   const MemoryReport m = model.memory();
   EXPECT_EQ(m.chunk_rows, 1000);
-  // Parameters and gradients, and the update's statistics beside the gradients.
-  EXPECT_EQ(m.parameters,
-            sizeof(float) * (2 * static_cast<std::size_t>(model.parameter_count()) + kStatSlots));
+  // Parameters and gradients, and the update's statistics and loss divisor.
+  EXPECT_EQ(m.parameters, sizeof(float) * (2 * static_cast<std::size_t>(model.parameter_count()) +
+                                           kStatSlots + 1));
   EXPECT_GT(m.workspace, 1000 * 64 * sizeof(float));
   EXPECT_EQ(m.total(), model.bytes());
   const MemoryReport need = PolicyValueModel::memory_required(ModelConfig::actor_critic(), 1000,

@@ -90,7 +90,8 @@ void run_env_bench(const EnvBenchOptions& o) {
 struct TrainBenchOptions {
   std::string device = "auto";
   std::string algo = "a2c";
-  int64_t envs = 0;     // 0: the training default of the device
+  int64_t envs = 0;     // 0: the training default of the device (of each agent)
+  int64_t agents = 1;   // a population trained as one batch
   int32_t n_steps = 0;  // 0: the algorithm's default
   int updates = 20;
   int threads = 0;
@@ -113,15 +114,16 @@ void run_train_bench(const TrainBenchOptions& o) {
     c.apply_ppo_recipe(o.n_steps > 0 ? std::vector<std::string>{"n_steps"}
                                      : std::vector<std::string>{});
   c.chunk_rows = o.chunk_rows;
+  c.agents = o.agents;
   Trainer trainer(*device, c);
-  trainer.update();
+  trainer.update_agents();
   const int64_t start_steps = trainer.env_steps();
   std::vector<double> rates;
   OpCounts ops;
   for (int u = 0; u < o.updates; ++u) {
     const int64_t before = trainer.env_steps();
     const auto t0 = std::chrono::steady_clock::now();
-    ops = trainer.update().ops;
+    ops = trainer.update_agents().front().ops;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     rates.push_back(static_cast<double>(trainer.env_steps() - before) / s);
   }
@@ -131,6 +133,8 @@ void run_train_bench(const TrainBenchOptions& o) {
                               {"device", device->description()},
                               {"algo", o.algo},
                               {"envs", c.envs},
+                              {"agents", c.agents},
+                              {"batched_agents", trainer.model().batched()},
                               {"n_steps", c.n_steps},
                               {"chunk_rows", trainer.model().chunk_rows()},
                               {"updates", o.updates},
@@ -142,9 +146,14 @@ void run_train_bench(const TrainBenchOptions& o) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
-  fmt::print("device {}  algo {}  envs {}  n_steps {}  updates {}\n", device->description(), o.algo,
-             c.envs, c.n_steps, o.updates);
-  fmt::print("training env steps per second (median over updates): {:.4g}\n", rate);
+  fmt::print("device {}  algo {}  envs {}{}  n_steps {}  updates {}\n", device->description(),
+             o.algo, c.envs,
+             c.agents > 1 ? fmt::format(" x {} agents{}", c.agents,
+                                        trainer.model().batched() ? " (batched)" : "")
+                          : std::string(),
+             c.n_steps, o.updates);
+  fmt::print("training env steps per second (median over updates{}): {:.4g}\n",
+             c.agents > 1 ? ", all agents" : "", rate);
   fmt::print("per update: {} stream operations, {} host synchronisations\n", ops.stream_ops,
              ops.host_syncs);
 }
@@ -219,7 +228,10 @@ void add_bench_commands(CLI::App& bench) {
   tc->add_option("--algo", t->algo, "reinforce, baseline, a2c or ppo")
       ->check(CLI::IsMember(algorithm_names()))
       ->capture_default_str();
-  tc->add_option("--envs", t->envs, "Environments (default 4096 CPU, 1048576 GPU)");
+  tc->add_option("--envs", t->envs, "Environments of each agent (default 4096 CPU, 1048576 GPU)");
+  tc->add_option("--agents", t->agents, "Agents trained at once, as one batch (a population)")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
   tc->add_option("--n-steps", t->n_steps, "Rollout length (0: the algorithm's default)")
       ->capture_default_str();
   tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")

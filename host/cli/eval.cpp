@@ -58,6 +58,9 @@ void add_eval_command(CLI::App& app) {
   ev->add_option("--device", f->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
+  ev->add_option("--agent", f->options.agent,
+                 "A population's checkpoint: the agent to evaluate (its index in the run's group)")
+      ->capture_default_str();
   ev->add_flag("--greedy", f->options.greedy, "Take the most probable action instead of sampling");
   ev->add_option("--seed", f->options.seed, "Seed of start states and sampling")
       ->capture_default_str();

@@ -35,12 +35,20 @@ class Progress {
     if (p.budget_fraction > 0.01 && p.budget_fraction < 1.0) {
       eta = fmt::format("{:.0f}s", p.wall_s * (1.0 - p.budget_fraction) / p.budget_fraction);
     }
-    const std::string line = fmt::format(
-        "update {:>6}  steps {:>8}  {:>7}/s  return {:6.1f} (min {:5.0f} max {:5.0f})  "
-        "length {:6.1f}  loss {:+.3f}/{:.3f}  entropy {:.3f}  {:6.1f}s  left {}",
-        r.update, human(static_cast<double>(r.env_steps)), human(p.env_steps_per_s),
-        t.return_sum / n, t.episodes > 0 ? t.return_min : 0.0, t.episodes > 0 ? t.return_max : 0.0,
-        t.length_sum / n, r.loss.policy_loss, r.value_loss, r.loss.entropy, p.wall_s, eta);
+    const std::string line =
+        p.agents > 1
+            ? fmt::format(
+                  "update {:>6}  steps {:>8}  {:>7}/s  solved {}/{} ({} training)  "
+                  "return {:6.1f} (mean of agents)  {:6.1f}s  left {}",
+                  r.update, human(static_cast<double>(p.env_steps)), human(p.env_steps_per_s),
+                  p.solved, p.agents, p.active, p.mean_return, p.wall_s, eta)
+            : fmt::format(
+                  "update {:>6}  steps {:>8}  {:>7}/s  return {:6.1f} (min {:5.0f} max {:5.0f})  "
+                  "length {:6.1f}  loss {:+.3f}/{:.3f}  entropy {:.3f}  {:6.1f}s  left {}",
+                  r.update, human(static_cast<double>(r.env_steps)), human(p.env_steps_per_s),
+                  t.return_sum / n, t.episodes > 0 ? t.return_min : 0.0,
+                  t.episodes > 0 ? t.return_max : 0.0, t.length_sum / n, r.loss.policy_loss,
+                  r.value_loss, r.loss.entropy, p.wall_s, eta);
     if (tty_) {
       fmt::print(stderr, "\r{}\033[K", line);
     } else {

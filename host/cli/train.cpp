@@ -23,6 +23,7 @@ struct TrainFlags {
   FlagTexts run;
   FlagTexts train;
   std::string config_file;
+  std::vector<std::string> sweep;  // --sweep, repeatable
 };
 
 std::string read_text(const std::string& path, const char* what) {
@@ -43,12 +44,18 @@ int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
   }
   take_field_flags(cmd, run_config_fields(), flags.run, keys);
   take_field_flags(cmd, train_config_fields(), flags.train, keys);
+  if (!flags.sweep.empty()) {
+    std::string joined;
+    for (const auto& s : flags.sweep) joined += (joined.empty() ? "" : ";") + s;
+    keys["sweep"] = joined;
+  }
   const RunConfig run = resolve_run_config(keys);
+  parse_sweep(run.sweep);  // a malformed sweep is a usage error before anything starts
   DeviceOptions options;
   options.device = DeviceRequest::parse(run.device);
   options.threads = run.threads;
   const auto device = make_device(options);
-  const TrainConfig train = resolve_train_config(keys, device->plan());
+  const std::vector<SweepPoint> points = resolve_sweep(keys, device->plan());
 
   Progress progress;
   RunCallbacks cb;
@@ -59,7 +66,7 @@ int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
   if (!run.quiet) cb.on_update = [&](const RunProgress& p) { progress.show(p); };
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
-  const RunResult result = run_training(*device, run, train, has_train_keys(keys), cb);
+  const RunResult result = run_training(*device, run, points, has_train_keys(keys), cb);
   progress.done();
   if (!run.quiet || result.exit_code == 1) fmt::print(stderr, "{}\n", result.message);
   return result.exit_code;
@@ -75,11 +82,19 @@ void add_train_command(CLI::App& app) {
       "return of the last 100 or more finished episodes reaches 475. Writes metrics.csv, "
       "summary.json and checkpoint.bin in --out. Ctrl-C saves a checkpoint and exits (130). "
       "--config FILE.json takes the same keys as the flags (flags win); defaults shown are "
-      "A2C's on the CPU (REINFORCE and baseline: lr 0.001; on a GPU: 16384 envs).");
+      "A2C's on the CPU (REINFORCE and baseline: lr 0.001; on a GPU: 16384 envs). "
+      "--agents K trains K agents at once (seeds seed .. seed + K - 1), each exactly as alone, "
+      "each stopping when it solves; --sweep lr=1e-3,3e-3 --sweep entropy_coef=0,0.01 trains "
+      "such a population for every point.");
   const RunConfig run_defaults;
   const TrainConfig train_defaults;
   add_field_flags(*cmd, train_config_fields(), flags->train, &train_defaults);
-  add_field_flags(*cmd, run_config_fields(), flags->run, &run_defaults);
+  add_field_flags(*cmd, run_config_fields(), flags->run, &run_defaults, {"sweep"});
+  cmd->add_option("--sweep", flags->sweep,
+                  "KEY=V1,V2,...: train --agents seeds for every value (repeatable: every "
+                  "combination); any training key but agents and seed")
+      ->take_all()
+      ->expected(1);
   cmd->add_option("--config", flags->config_file, "JSON file with the same keys (flags win)");
   cmd->callback([flags, cmd] {
     const int code = run_train_command(*flags, *cmd);

@@ -83,6 +83,14 @@ void CpuDevice::do_copy_from_host(void* dst, const void* src, std::size_t bytes)
 void CpuDevice::do_copy_on_device(void* dst, const void* src, std::size_t bytes) {
   std::memmove(dst, src, bytes);
 }
+void CpuDevice::do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                                       std::size_t src_pitch, std::size_t width,
+                                       std::size_t rows) {
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::memmove(static_cast<char*>(dst) + r * dst_pitch,
+                 static_cast<const char*>(src) + r * src_pitch, width);
+  }
+}
 void CpuDevice::do_fill_zero(void* ptr, std::size_t bytes) { std::memset(ptr, 0, bytes); }
 
 void CpuDevice::run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) {

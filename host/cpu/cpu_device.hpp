@@ -27,6 +27,8 @@ class CpuDevice final : public Device {
   void do_copy_to_host(void* dst, const void* src, std::size_t bytes) override;
   void do_copy_from_host(void* dst, const void* src, std::size_t bytes) override;
   void do_copy_on_device(void* dst, const void* src, std::size_t bytes) override;
+  void do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                              std::size_t src_pitch, std::size_t width, std::size_t rows) override;
   void do_fill_zero(void* ptr, std::size_t bytes) override;
   void do_synchronize() override {}
   void do_check_errors() override {}

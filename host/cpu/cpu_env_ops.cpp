@@ -24,6 +24,7 @@ int64_t chunk_count(int64_t n) { return (n + kChunk - 1) / kChunk; }
 
 template <class Real>
 void reset_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, int threads) {
+  // Every env, active or not: a reset starts all agents afresh.
 #pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
   for (int64_t i = 0; i < n; ++i) env_begin_episode(c, a, i);
 }
@@ -31,7 +32,9 @@ void reset_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, in
 template <class Real>
 void restart_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
-  for (int64_t i = 0; i < n; ++i) env_restart_episode(c, a, i);
+  for (int64_t i = 0; i < n; ++i) {
+    if (env_active(c, i)) env_restart_episode(c, a, i);
+  }
 }
 
 // The indices j < len with done[j] set, written branch-free (a data-dependent branch per env
@@ -103,30 +106,51 @@ void physics_pass(const Physics<Real> k, RewardMode mode, int32_t max_steps, int
   }
 }
 
+// The chunks of a step: each agent's envs cut into chunks of at most kChunk, so that a chunk's
+// outputs are contiguous also in an agent-major rollout (one agent: the envs cut into chunks).
+struct Chunks {
+  int64_t per_agent, per_agent_chunks, count;
+  Chunks(int64_t n, int64_t envs_per_agent)
+      : per_agent(envs_per_agent > 0 ? envs_per_agent : n),
+        per_agent_chunks(chunk_count(per_agent)),
+        count(n / per_agent * per_agent_chunks) {}
+  [[nodiscard]] int64_t agent(int64_t ch) const { return ch / per_agent_chunks; }
+  [[nodiscard]] int64_t begin(int64_t ch) const {
+    return agent(ch) * per_agent + (ch % per_agent_chunks) * kChunk;
+  }
+  [[nodiscard]] int64_t size(int64_t ch) const {
+    return std::min(kChunk, per_agent - (ch % per_agent_chunks) * kChunk);
+  }
+};
+
 template <class Real>
 void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, const int32_t* actions,
               int threads) {
-  // Validate everything before touching any state, so a bad call changes nothing.
+  // Validate everything before touching any state, so a bad call changes nothing. Actions sit
+  // where the outputs go (an agent-major rollout for a population).
   int64_t first_bad = n;
   for (int64_t i = 0; i < n; ++i) {
-    if ((actions[i] & ~1) != 0) {
+    if (env_active(c, i) && (actions[out_row(c, a, i)] & ~1) != 0) {
       first_bad = i;
       break;
     }
   }
-  BP_CHECK_ARG(first_bad == n, "invalid action " << (first_bad < n ? actions[first_bad] : 0)
-                                                 << " for env " << first_bad
-                                                 << " (CartPole actions are 0 and 1)");
-  const int64_t chunks = chunk_count(n);
+  BP_CHECK_ARG(first_bad == n, "invalid action "
+                                   << (first_bad < n ? actions[out_row(c, a, first_bad)] : 0)
+                                   << " for env " << first_bad
+                                   << " (CartPole actions are 0 and 1)");
+  const Chunks chunks(n, c.envs_per_agent);
 #pragma omp parallel for schedule(dynamic) num_threads(threads) if (n >= kParallelMinEnvs)
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    const int64_t b = ch * kChunk;
-    const int64_t len = std::min(n, b + kChunk) - b;
+  for (int64_t ch = 0; ch < chunks.count; ++ch) {
+    if (c.active != nullptr && c.active[chunks.agent(ch)] == 0) continue;
+    const int64_t b = chunks.begin(ch);
+    const int64_t len = chunks.size(ch);
+    const int64_t o = out_row(c, a, b);
     uint8_t done[kChunk];
     int32_t ended[kChunk];
     physics_pass<true>(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + b, a.x_dot + b,
-                       a.theta + b, a.theta_dot + b, a.length + b, a.ret + b, a.obs + 4 * b,
-                       a.reward + b, a.terminated + b, a.truncated + b, actions + b, done);
+                       a.theta + b, a.theta_dot + b, a.length + b, a.ret + b, a.obs + 4 * o,
+                       a.reward + o, a.terminated + o, a.truncated + o, actions + o, done);
     const int64_t count = compact_done(done, len, ended);
     for (int64_t e = 0; e < count; ++e) env_end_episode(c, a, b + ended[e]);
   }

@@ -4,6 +4,7 @@
 // and each task calls these loops and single-threaded OpenBLAS on its own shard.
 #include <algorithm>
 
+#include "batchpole/nn/blas.hpp"
 #include "batchpole/nn/nn_ops.hpp"
 #include "cpu_device.hpp"
 
@@ -11,13 +12,15 @@ namespace batchpole {
 
 namespace {
 
+// Rows of rows_per_agent each add the bias of their agent (bias_stride floats apart).
 template <Activation A>
 void bias_activation_loop(float* __restrict__ y, const float* __restrict__ bias, int64_t rows,
-                          int64_t cols) {
+                          int64_t cols, int64_t rows_per_agent, int64_t bias_stride) {
   for (int64_t r = 0; r < rows; ++r) {
     float* __restrict__ row = y + r * cols;
+    const float* __restrict__ b = bias + (r / rows_per_agent) * bias_stride;
 #pragma omp simd
-    for (int64_t c = 0; c < cols; ++c) row[c] = activate(A, row[c] + bias[c]);
+    for (int64_t c = 0; c < cols; ++c) row[c] = activate(A, row[c] + b[c]);
   }
 }
 
@@ -41,17 +44,18 @@ class CpuNnOps final : public NnOps {
     for (int64_t i = 0; i < n; ++i) x[i] = init_uniform_value(seed, block, i, bound);
   }
 
-  void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
-                          Activation act) override {
+  void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act,
+                          int64_t rows_per_agent, int64_t bias_stride) override {
     switch (act) {
       case Activation::kRelu:
-        bias_activation_loop<Activation::kRelu>(y, bias, rows, cols);
+        bias_activation_loop<Activation::kRelu>(y, bias, rows, cols, rows_per_agent, bias_stride);
         break;
       case Activation::kTanh:
-        bias_activation_loop<Activation::kTanh>(y, bias, rows, cols);
+        bias_activation_loop<Activation::kTanh>(y, bias, rows, cols, rows_per_agent, bias_stride);
         break;
       case Activation::kIdentity:
-        bias_activation_loop<Activation::kIdentity>(y, bias, rows, cols);
+        bias_activation_loop<Activation::kIdentity>(y, bias, rows, cols, rows_per_agent,
+                                                    bias_stride);
         break;
     }
   }
@@ -70,19 +74,26 @@ class CpuNnOps final : public NnOps {
   }
 
   void do_sample_actions(const float* logits, int64_t rows, int32_t num_actions,
-                         const SampleKey& key, int32_t* actions, float* log_prob,
-                         float* entropy) override {
+                         const SampleKey& key, int32_t* actions, float* log_prob, float* entropy,
+                         const AgentRows& out) override {
     for (int64_t i = 0; i < rows; ++i) {
-      const float u = policy_uniform(key.seed, key.first_env + static_cast<uint32_t>(i), key.step);
-      actions[i] = policy_sample_row(logits + i * num_actions, num_actions, u,
-                                     log_prob != nullptr ? log_prob + i : nullptr,
-                                     entropy != nullptr ? entropy + i : nullptr);
+      const float u = sample_uniform(key, out, i);
+      const int64_t o = out.at(i);
+      actions[o] = policy_sample_row(logits + i * num_actions, num_actions, u,
+                                     log_prob != nullptr ? log_prob + o : nullptr,
+                                     entropy != nullptr ? entropy + o : nullptr);
     }
   }
 
   void do_log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                            const int32_t* actions, float* log_prob, float* entropy) override {
-    if (log_prob != nullptr) check_actions("log_prob_entropy", actions, nullptr, rows, num_actions);
+    if (log_prob != nullptr) {
+      for (int64_t i = 0; i < rows; ++i) {
+        BP_CHECK_ARG(actions[i] >= 0 && actions[i] < num_actions,
+                     "log_prob_entropy: action " << actions[i] << " of sample " << i
+                                                 << " is outside [0, " << num_actions << ")");
+      }
+    }
     for (int64_t i = 0; i < rows; ++i) {
       const float* z = logits + i * num_actions;
       if (log_prob != nullptr) log_prob[i] = categorical_log_prob(z, num_actions, actions[i]);
@@ -98,58 +109,85 @@ class CpuNnOps final : public NnOps {
   }
 
   void do_policy_loss_grad(const PolicyLossArgs& a) override {
-    check_actions("policy_loss_grad", a.actions, a.mask, a.rows, a.num_actions);
-    const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
+    check_actions("policy_loss_grad", a);
     const int32_t na = a.num_actions;
     for (int64_t i = 0; i < a.rows; ++i) {
+      const PolicyLossCoefs coefs{1.0f / a.count[a.in.agent(i)], a.entropy_coef};
+      const int64_t k = a.in.at(i);
       float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
       if (a.old_log_prob != nullptr) {
-        clipped_policy_loss_row(a.logits + i * na, na, a.actions[i], a.weights[i],
-                                a.old_log_prob[i], a.clip, row_valid(a.mask, i), coefs,
+        clipped_policy_loss_row(a.logits + i * na, na, a.actions[k], a.weights[k],
+                                a.old_log_prob[k], a.clip, row_valid(a.mask, k), coefs,
                                 a.d_logits + i * na, stats);
       } else {
-        policy_loss_row(a.logits + i * na, na, a.actions[i], a.weights[i], row_valid(a.mask, i),
+        policy_loss_row(a.logits + i * na, na, a.actions[k], a.weights[k], row_valid(a.mask, k),
                         coefs, a.d_logits + i * na, stats);
       }
     }
   }
 
   void do_value_loss_grad(const ValueLossArgs& a) override {
-    const float inv_count = 1.0f / *a.count;
     for (int64_t i = 0; i < a.rows; ++i) {
+      const int64_t agent = a.in.agent(i);
+      const float inv_count = 1.0f / a.count[agent];
+      const float coef = a.value_coefs != nullptr ? a.value_coefs[agent] : a.value_coef;
+      const int64_t k = a.in.at(i);
       float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
       a.d_values[i] =
           a.old_values != nullptr
-              ? clipped_value_loss_row(a.values[i], a.targets[i], a.old_values[i], a.clip,
-                                       row_valid(a.mask, i), inv_count, a.value_coef, stats)
-              : value_loss_row(a.values[i], a.targets[i], row_valid(a.mask, i), inv_count,
-                               a.value_coef, stats);
+              ? clipped_value_loss_row(a.values[i], a.targets[k], a.old_values[k], a.clip,
+                                       row_valid(a.mask, k), inv_count, coef, stats)
+              : value_loss_row(a.values[i], a.targets[k], row_valid(a.mask, k), inv_count, coef,
+                               stats);
     }
   }
 
-  void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) override {
-    int64_t count = 0;
+  void do_count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,
+                        int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      const uint8_t* m = mask + k * stride;
+      int64_t count = 0;
 #pragma omp simd reduction(+ : count)
-    for (int64_t i = 0; i < n; ++i) count += mask[i] != 0 ? 1 : 0;
-    *out = static_cast<float>(count);
+      for (int64_t i = 0; i < n; ++i) count += m[i] != 0 ? 1 : 0;
+      out[k] = static_cast<float>(count);
+    }
+  }
+
+  // Through the device's BLAS, one agent at a time: the norm an agent alone would get.
+  void do_norms(const float* x, int64_t n, int64_t agents, int64_t stride, float* out,
+                int64_t out_stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      device().blas().nrm2(n, x + k * stride, 1, out + k * out_stride);
+    }
   }
 
   void do_adam_step(float* params, const float* grads, float* m, float* v, int64_t n,
-                    const AdamScalars& s, const float* grad_norm, float max_grad_norm) override {
-    const float scale = grad_norm != nullptr ? clip_scale(*grad_norm, max_grad_norm) : 1.0f;
+                    const AdamScalars& s, const float* grad_norm, float max_grad_norm,
+                    const AdamAgents& agents) override {
+    for (int64_t k = 0; k < agents.agents; ++k) {
+      if (agents.active != nullptr && agents.active[k] == 0) continue;
+      const float scale =
+          grad_norm != nullptr ? clip_scale(grad_norm[k * agents.norm_stride], max_grad_norm)
+                               : 1.0f;
+      const AdamScalars& sk = agents.scalars != nullptr ? agents.scalars[k] : s;
+      float* p = params + k * agents.stride;
+      const float* g = grads + k * agents.stride;
+      float* mk = m + k * agents.state_stride;
+      float* vk = v + k * agents.state_stride;
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) adam_update(params + i, grads[i] * scale, m + i, v + i, s);
+      for (int64_t i = 0; i < n; ++i) adam_update(p + i, g[i] * scale, mk + i, vk + i, sk);
+    }
   }
 
  private:
   // Out-of-range actions of valid samples would index past the row's logits: refuse them.
   // (The GPU treats such samples as invalid instead, as it cannot throw.)
-  static void check_actions(const char* op, const int32_t* actions, const uint8_t* mask,
-                            int64_t rows, int32_t num_actions) {
-    for (int64_t i = 0; i < rows; ++i) {
-      BP_CHECK_ARG(!row_valid(mask, i) || (actions[i] >= 0 && actions[i] < num_actions),
-                   op << ": action " << actions[i] << " of sample " << i << " is outside [0, "
-                      << num_actions << ")");
+  static void check_actions(const char* op, const PolicyLossArgs& a) {
+    for (int64_t i = 0; i < a.rows; ++i) {
+      const int64_t k = a.in.at(i);
+      BP_CHECK_ARG(!row_valid(a.mask, k) || (a.actions[k] >= 0 && a.actions[k] < a.num_actions),
+                   op << ": action " << a.actions[k] << " of sample " << i << " is outside [0, "
+                      << a.num_actions << ")");
     }
   }
 };

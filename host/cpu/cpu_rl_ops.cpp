@@ -21,39 +21,48 @@ class CpuRlOps final : public RlOps {
 
  protected:
   void do_returns(const ReturnsArgs& a) override {
-    const int64_t n = a.envs;
+    const int64_t n = a.envs * a.agents;
 #pragma omp parallel for schedule(static) num_threads(threads_) if (n * a.steps >= kParallelMin)
     for (int64_t i = 0; i < n; ++i) discounted_returns_env(a, i);
   }
 
   void do_gae(const GaeArgs& a) override {
-    const int64_t n = a.envs;
+    const int64_t n = a.envs * a.agents;
 #pragma omp parallel for schedule(static) num_threads(threads_) if (n * a.steps >= kParallelMin)
     for (int64_t i = 0; i < n; ++i) gae_env(a, i);
   }
 
   void do_gather_minibatch(const MinibatchArgs& a) override {
-#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
-    for (int64_t j = 0; j < a.rows; ++j) gather_minibatch_row(a, j);
+    const int64_t n = a.rows * a.agents;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t j = 0; j < n; ++j) gather_minibatch_row(a, j);
   }
 
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                             int64_t envs, uint8_t* mask) override {
-#pragma omp parallel for schedule(static) num_threads(threads_) if (envs * steps >= kParallelMin)
-    for (int64_t i = 0; i < envs; ++i) {
-      first_episode_mask_env(terminated, truncated, steps, envs, i, mask);
+                             int64_t envs, uint8_t* mask, int64_t agents,
+                             int64_t stride) override {
+    const int64_t n = envs * agents;
+    const int64_t agent_stride = agents > 1 ? stride : 0;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n * steps >= kParallelMin)
+    for (int64_t i = 0; i < n; ++i) {
+      first_episode_mask_env(terminated, truncated, steps, envs, i, mask, agent_stride);
     }
   }
 
   void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
-                     int64_t* ended_count) override {
-    int64_t newly = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const uint8_t now = ended[i] | terminated[i] | truncated[i];
-      newly += static_cast<int64_t>(now != 0 && ended[i] == 0);
-      ended[i] = now;
+                     int64_t* ended_count, int64_t agents, int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      uint8_t* e = ended + k * n;
+      const uint8_t* term = terminated + k * stride;
+      const uint8_t* trunc = truncated + k * stride;
+      int64_t newly = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t now = e[i] | term[i] | trunc[i];
+        newly += static_cast<int64_t>(now != 0 && e[i] == 0);
+        e[i] = now;
+      }
+      ended_count[k] += newly;
     }
-    *ended_count += newly;
   }
 
   void do_subtract(const float* a, const float* b, int64_t n, float* out) override {
@@ -61,21 +70,34 @@ class CpuRlOps final : public RlOps {
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] - b[i];
   }
 
-  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) override {
-    *out = reduce_blocks<Moments>(n, [&](int64_t k) { return moments_row(x, mask, k); });
-  }
-
-  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
-                    float eps) override {
-    const Moments mm = *m;
-#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
-    for (int64_t i = 0; i < n; ++i) {
-      if (mask == nullptr || mask[i] != 0) x[i] = normalized(x[i], mm, eps);
+  void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out, int64_t agents,
+                  int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      const float* xk = x + k * stride;
+      const uint8_t* mk = mask != nullptr ? mask + k * stride : nullptr;
+      out[k] = reduce_blocks<Moments>(n, [&](int64_t i) { return moments_row(xk, mk, i); });
     }
   }
 
-  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) override {
-    *out = reduce_blocks<EpisodeTally>(n, [&](int64_t k) { return episode_tally_row(rows, k); });
+  void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
+                    int64_t agents, int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      const Moments mm = m[k];
+      float* xk = x + k * stride;
+      const uint8_t* mk = mask != nullptr ? mask + k * stride : nullptr;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+      for (int64_t i = 0; i < n; ++i) {
+        if (mk == nullptr || mk[i] != 0) xk[i] = normalized(xk[i], mm, eps);
+      }
+    }
+  }
+
+  void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out, int64_t agents,
+                        int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) {
+      const int64_t at = k * stride;
+      out[k] = reduce_blocks<EpisodeTally>(n, [&](int64_t i) { return episode_tally_row(rows, at + i); });
+    }
   }
 
  private:

@@ -68,7 +68,6 @@ void Device::copy_to_host(void* dst, const void* src, std::size_t bytes) {
 
 void Device::copy_from_host(void* dst, const void* src, std::size_t bytes) {
   count_op();
-  count_sync();  // the caller's host memory may be reused at once, so the copy has happened
   do_copy_from_host(dst, src, bytes);
 }
 
@@ -76,6 +75,16 @@ void Device::copy_on_device(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
   count_op();
   do_copy_on_device(dst, src, bytes);
+}
+
+void Device::copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                                 std::size_t src_pitch, std::size_t width, std::size_t rows) {
+  if (width == 0 || rows == 0) return;
+  BP_CHECK_ARG(width <= dst_pitch && width <= src_pitch,
+               "copy_rows_on_device: rows of " << width << " bytes but pitches " << dst_pitch
+                                               << " and " << src_pitch);
+  count_op();
+  do_copy_rows_on_device(dst, dst_pitch, src, src_pitch, width, rows);
 }
 
 void Device::fill_zero(void* ptr, std::size_t bytes) {

@@ -42,6 +42,11 @@ struct VecEnv::Impl {
   Precision precision = Precision::kF32;
   uint64_t seed = 0;
   uint64_t steps = 0;
+  // A population's agents (one agent: seeds = {seed}, no device copies).
+  std::vector<uint64_t> seeds{0};
+  Buffer<uint64_t> device_seeds;
+  Buffer<uint8_t> active;
+  [[nodiscard]] int64_t agents() const { return static_cast<int64_t>(seeds.size()); }
 
   Buffer<int32_t> length, final_length, scratch_actions;
   Buffer<float> ret, obs, reward, final_obs, final_return;
@@ -83,14 +88,21 @@ struct TypedImpl final : VecEnv::Impl {
   }
 
   EnvConfig<Real> config() const {
-    return {Physics<Real>::from(params), params.reward_mode, params.max_episode_steps,
-            params.reset_bound, seed};
+    EnvConfig<Real> c{Physics<Real>::from(params), params.reward_mode, params.max_episode_steps,
+                      params.reset_bound, seed};
+    if (agents() > 1) {
+      c.envs_per_agent = num_envs / agents();
+      c.seeds = device_seeds.data();
+      c.active = active.data();
+    }
+    return c;
   }
   // The state and counters, with the outputs where `out` says.
   EnvArrays<Real> arrays(const StepTargets& out) {
-    return {x.data(),      x_dot.data(),   theta.data(),     theta_dot.data(), length.data(),
-            ret.data(),    episode.data(), out.obs,          out.reward,       out.terminated,
-            out.truncated, out.final_obs,  out.final_return, out.final_length};
+    return {x.data(),         x_dot.data(),     theta.data(),   theta_dot.data(), length.data(),
+            ret.data(),       episode.data(),   out.obs,        out.reward,       out.terminated,
+            out.truncated,    out.final_obs,    out.final_return, out.final_length,
+            out.agent_stride};
   }
 
   void reset() override {
@@ -112,6 +124,17 @@ struct TypedImpl final : VecEnv::Impl {
     out.final_obs = targets.final_obs != nullptr ? targets.final_obs : own.final_obs;
     out.final_return = targets.final_return != nullptr ? targets.final_return : own.final_return;
     out.final_length = targets.final_length != nullptr ? targets.final_length : own.final_length;
+    out.agent_stride = targets.agent_stride;
+    BP_CHECK_ARG(targets.agent_stride == 0 ||
+                     (targets.obs != nullptr && targets.reward != nullptr &&
+                      targets.terminated != nullptr && targets.truncated != nullptr &&
+                      targets.final_obs != nullptr && targets.final_return != nullptr &&
+                      targets.final_length != nullptr),
+                 "step: strided targets (agent_stride " << targets.agent_stride
+                                                        << ") must name every output");
+    BP_CHECK_ARG(targets.agent_stride == 0 || targets.agent_stride >= num_envs / agents(),
+                 "step: agent_stride " << targets.agent_stride << " is below the "
+                                       << num_envs / agents() << " envs of an agent");
     device->env().step(config(), arrays(out), num_envs, actions);
     current = out;
   }
@@ -194,10 +217,46 @@ VecEnv::VecEnv(VecEnv&&) noexcept = default;
 VecEnv& VecEnv::operator=(VecEnv&&) noexcept = default;
 VecEnv::~VecEnv() = default;
 
+namespace {
+void set_seeds(VecEnv::Impl& impl, std::span<const uint64_t> seeds) {
+  BP_CHECK_ARG(!seeds.empty(), "a VecEnv needs at least one agent's seed");
+  const auto k = static_cast<int64_t>(seeds.size());
+  BP_CHECK_ARG(impl.num_envs % k == 0, impl.num_envs << " environments do not divide into " << k
+                                                     << " agents");
+  impl.seeds.assign(seeds.begin(), seeds.end());
+  impl.seed = seeds[0];
+  if (k > 1) {
+    impl.device_seeds = Buffer<uint64_t>(*impl.device, seeds.size());
+    impl.device_seeds.from_host(impl.seeds);
+    impl.active = Buffer<uint8_t>(*impl.device, seeds.size());
+    const std::vector<uint8_t> all(seeds.size(), 1);
+    impl.active.from_host(all);
+  } else {
+    impl.device_seeds = Buffer<uint64_t>();
+    impl.active = Buffer<uint8_t>();
+  }
+}
+}  // namespace
+
 void VecEnv::reset(uint64_t seed) {
-  impl_->seed = seed;
+  const uint64_t one[] = {seed};
+  reset(one);
+}
+
+void VecEnv::reset(std::span<const uint64_t> seeds) {
+  set_seeds(*impl_, seeds);
   impl_->steps = 0;
   impl_->reset();
+}
+
+int64_t VecEnv::agents() const { return impl_->agents(); }
+int64_t VecEnv::envs_per_agent() const { return impl_->num_envs / impl_->agents(); }
+const std::vector<uint64_t>& VecEnv::seeds() const { return impl_->seeds; }
+
+void VecEnv::set_active(std::span<const uint8_t> active) {
+  BP_CHECK_ARG(static_cast<int64_t>(active.size()) == agents(),
+               "set_active: " << active.size() << " flags for " << agents() << " agents");
+  if (agents() > 1) impl_->active.from_host(active.data(), active.size());
 }
 
 void VecEnv::restart_episodes() { impl_->restart(); }
@@ -216,11 +275,13 @@ void VecEnv::step_host(std::span<const int32_t> actions) {
 }
 
 void VecEnv::random_actions(int32_t* device_actions) {
+  BP_CHECK_ARG(agents() == 1, "random_actions: the benchmark's actions are for one agent");
   impl_->device->env().bench_actions(impl_->seed, impl_->steps, impl_->num_envs, device_actions);
 }
 
 uint64_t VecEnv::run_random(int32_t steps) {
   BP_CHECK_ARG(steps >= 0, "run_random needs steps >= 0, got " << steps);
+  BP_CHECK_ARG(agents() == 1, "run_random: the benchmark's run is for one agent");
   if (steps == 0) return 0;
   const uint64_t ended = impl_->run_random(steps);
   impl_->steps += static_cast<uint64_t>(steps);
@@ -251,8 +312,12 @@ std::vector<T> copy_out(Device& device, const T* src, std::size_t n) {
 }
 }  // namespace
 
+int64_t VecEnv::agent_stride() const { return impl_->current.agent_stride; }
+
 HostStep VecEnv::fetch() const {
   const StepTargets& c = impl_->current;
+  BP_CHECK_ARG(c.agent_stride == 0,
+               "fetch: the last step wrote a population's strided rows (read the rollout)");
   Device& d = *impl_->device;
   const auto n = static_cast<std::size_t>(impl_->num_envs);
   HostStep out;
@@ -274,9 +339,10 @@ EnvState VecEnv::get_state() const {
 
 void VecEnv::set_state(const EnvState& state) { impl_->set_state(state); }
 
-void VecEnv::restore(uint64_t seed, uint64_t steps_taken, const EnvState& state) {
+void VecEnv::restore(std::span<const uint64_t> seeds, uint64_t steps_taken,
+                     const EnvState& state) {
   impl_->set_state(state);
-  impl_->seed = seed;
+  set_seeds(*impl_, seeds);
   impl_->steps = steps_taken;
 }
 

@@ -4,8 +4,9 @@
 //   u32 format version, u64 payload length, payload, u64 FNV-1a hash of everything before it
 //
 // The payload holds, in order: the configuration (JSON text), the caller's extra JSON, the
-// parameters, each optimiser's step count and moments, the environments' seed, step counter
-// and full state, the trainer's counters and its recent-episode window. Integers and floats are
+// parameters (every agent's), each optimiser's step count and moments (per agent), the
+// environments' seeds (one per agent), step counter and full state, and per agent the
+// trainer's counters, its active flag and its recent-episode window. Integers and floats are
 // little-endian, as on every machine this runs on (x86-64, and the GPU hosts).
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ namespace batchpole {
 namespace {
 
 constexpr char kMagic[8] = {'B', 'P', 'C', 'K', 'P', 'T', '\r', '\n'};
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;  // 2: populations
 
 uint64_t fnv1a(const unsigned char* data, std::size_t n) {
   uint64_t h = 1469598103934665603ULL;
@@ -153,23 +154,29 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& extra_
   w.vec(model_->get_parameters());
   w.pod<uint32_t>(static_cast<uint32_t>(model_->optimizer_count()));
   for (int i = 0; i < model_->optimizer_count(); ++i) {
-    const auto state = model_->get_optimizer_state(i);
-    w.pod<int64_t>(state.steps);
-    w.vec(state.moments);
+    for (int64_t k = 0; k < agents(); ++k) {
+      const auto state = model_->get_optimizer_state(i, k);
+      w.pod<int64_t>(state.steps);
+      w.vec(state.moments);
+    }
   }
   const EnvState s = env_->get_state();
   w.pod<uint8_t>(static_cast<uint8_t>(env_->precision()));
-  w.pod<uint64_t>(env_->seed());
+  w.vec(env_->seeds());
   w.pod<uint64_t>(env_->steps_taken());
   for (const auto* v : {&s.x, &s.x_dot, &s.theta, &s.theta_dot}) w.vec(*v);
   w.vec(s.length);
   w.vec(s.ret);
   w.vec(s.episode);
   w.pod<int64_t>(updates_);
-  w.pod<int64_t>(env_steps_);
-  w.pod<int64_t>(episodes_);
-  w.pod<uint64_t>(act_steps_);
-  w.vec(std::vector<EpisodeTally>(recent_.entries().begin(), recent_.entries().end()));
+  for (const AgentProgress& a : agents_) {
+    w.pod<int64_t>(a.updates);
+    w.pod<int64_t>(a.env_steps);
+    w.pod<int64_t>(a.episodes);
+    w.pod<uint64_t>(a.act_steps);
+    w.pod<uint8_t>(a.active ? 1 : 0);
+    w.vec(std::vector<EpisodeTally>(a.recent.entries().begin(), a.recent.entries().end()));
+  }
 
   Writer file;
   file.raw(kMagic, sizeof(kMagic));
@@ -194,7 +201,8 @@ std::vector<float> Trainer::read_checkpoint_parameters(const std::string& path) 
   const TrainConfig saved = config_from_json(r.str());
   (void)r.str();
   auto params = r.vec<float>();
-  BP_CHECK_ARG(static_cast<int64_t>(params.size()) == model_config_for(saved).parameter_count(),
+  BP_CHECK_ARG(static_cast<int64_t>(params.size()) ==
+                   saved.agents * model_config_for(saved).parameter_count(),
                "checkpoint " << path << " holds " << params.size()
                              << " parameters, which does not fit its configuration");
   return params;
@@ -210,21 +218,26 @@ void Trainer::restore_checkpoint(const std::string& path) {
                              << config_to_json(saved) << "\nthis trainer has:\n"
                              << config_to_json(config_));
   const auto params = r.vec<float>();
-  BP_CHECK_ARG(static_cast<int64_t>(params.size()) == model_->parameter_count(),
+  const int64_t k_agents = agents();
+  BP_CHECK_ARG(static_cast<int64_t>(params.size()) == k_agents * model_->parameter_count(),
                "checkpoint " << path << " holds " << params.size()
-                             << " parameters; this architecture has " << model_->parameter_count());
+                             << " parameters; this architecture has "
+                             << k_agents * model_->parameter_count());
   const auto optimizers = r.pod<uint32_t>();
   BP_CHECK_ARG(static_cast<int>(optimizers) == model_->optimizer_count(),
                "checkpoint " << path << " holds " << optimizers << " optimisers, expected "
                              << model_->optimizer_count());
-  std::vector<PolicyValueModel::OptimizerState> opt(optimizers);
+  std::vector<PolicyValueModel::OptimizerState> opt(optimizers * static_cast<std::size_t>(k_agents));
   for (auto& o : opt) {
     o.steps = r.pod<int64_t>();
     o.moments = r.vec<float>();
   }
   const auto precision = static_cast<Precision>(r.pod<uint8_t>());
   BP_CHECK_ARG(precision == env_->precision(), "checkpoint " << path << " precision mismatch");
-  const auto seed = r.pod<uint64_t>();
+  const auto seeds = r.vec<uint64_t>();
+  BP_CHECK_ARG(static_cast<int64_t>(seeds.size()) == k_agents,
+               "checkpoint " << path << " holds " << seeds.size() << " seeds for " << k_agents
+                             << " agents");
   const auto steps_taken = r.pod<uint64_t>();
   EnvState s;
   for (auto* v : {&s.x, &s.x_dot, &s.theta, &s.theta_dot}) *v = r.vec<double>();
@@ -232,21 +245,31 @@ void Trainer::restore_checkpoint(const std::string& path) {
   s.ret = r.vec<float>();
   s.episode = r.vec<uint32_t>();
   const auto updates = r.pod<int64_t>();
-  const auto env_steps = r.pod<int64_t>();
-  const auto episodes = r.pod<int64_t>();
-  const auto act_steps = r.pod<uint64_t>();
-  const auto recent = r.vec<EpisodeTally>();
+  std::vector<AgentProgress> progress(static_cast<std::size_t>(k_agents));
+  for (AgentProgress& a : progress) {
+    a.updates = r.pod<int64_t>();
+    a.env_steps = r.pod<int64_t>();
+    a.episodes = r.pod<int64_t>();
+    a.act_steps = r.pod<uint64_t>();
+    a.active = r.pod<uint8_t>() != 0;
+    const auto recent = r.vec<EpisodeTally>();
+    a.recent.restore(std::deque<EpisodeTally>(recent.begin(), recent.end()));
+  }
 
   // Everything read and checked: only now change the trainer.
   model_->set_parameters(params);
-  for (uint32_t i = 0; i < optimizers; ++i)
-    model_->set_optimizer_state(static_cast<int>(i), opt[i]);
-  env_->restore(seed, steps_taken, s);
+  for (uint32_t i = 0; i < optimizers; ++i) {
+    for (int64_t k = 0; k < k_agents; ++k) {
+      model_->set_optimizer_state(static_cast<int>(i), opt[i * k_agents + k], k);
+    }
+  }
+  env_->restore(seeds, steps_taken, s);
   updates_ = updates;
-  env_steps_ = env_steps;
-  episodes_ = episodes;
-  act_steps_ = act_steps;
-  recent_.restore(std::deque<EpisodeTally>(recent.begin(), recent.end()));
+  for (std::size_t k = 0; k < progress.size(); ++k) {
+    progress[k].seed = agents_[k].seed;
+    agents_[k] = std::move(progress[k]);
+  }
+  apply_active();
 }
 
 }  // namespace batchpole

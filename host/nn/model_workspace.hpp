@@ -68,6 +68,11 @@ struct PolicyValueModel::Workspace {
     policy->bind_gradients(grads + policy_offset);
     value->bind_gradients(grads + value_offset);
   }
+  void bind_parameters(float* params, int64_t policy_offset, int64_t value_offset) {
+    if (trunk) trunk->bind_parameters(params);
+    policy->bind_parameters(params + policy_offset);
+    value->bind_parameters(params + value_offset);
+  }
 };
 
 }  // namespace batchpole

@@ -8,12 +8,14 @@ namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
-ShardedRunner::ShardedRunner(Device& device, int64_t chunk_rows, int32_t shards, int64_t block)
+ShardedRunner::ShardedRunner(Device& device, int64_t chunk_rows, int32_t shards, int64_t block,
+                             int64_t agents)
     : device_(&device), chunk_rows_(chunk_rows), shards_(shards), block_(block) {
   BP_CHECK_ARG(chunk_rows >= 1, "chunk_rows must be positive, got " << chunk_rows);
   BP_CHECK_ARG(shards >= 1 && shards <= 4096, "shards must be in [1, 4096], got " << shards);
+  BP_CHECK_ARG(agents >= 1, "a sharded runner needs at least one agent, got " << agents);
   if (shards_ > 1) {
-    blocks_ = Buffer<float>(device, static_cast<std::size_t>(shards_) * block_);
+    blocks_ = Buffer<float>(device, static_cast<std::size_t>(agents * shards_ * block_));
     blocks_.zero();
   }
 }
@@ -25,15 +27,19 @@ ShardedRunner::Cut ShardedRunner::cut(int64_t rows, int32_t max_shards) {
   return c;
 }
 
-void ShardedRunner::sum_shards(int64_t rows, float* target, GradientMode mode) {
+void ShardedRunner::sum_shards(int64_t agent, int64_t rows, float* first, int64_t split,
+                               float* second, GradientMode mode) {
   if (shards_ == 1) return;
   const int64_t used = cut(rows).shards;
+  const int64_t rest = block_ - split;
   for (int64_t s = 0; s < used; ++s) {
+    const float* block = shard_block(agent, s);
     if (s == 0 && mode == GradientMode::kOverwrite) {
-      device_->copy_on_device(target, shard_block(0, target),
-                              static_cast<std::size_t>(block_) * sizeof(float));
+      device_->copy_on_device(first, block, static_cast<std::size_t>(split) * sizeof(float));
+      device_->copy_on_device(second, block + split, static_cast<std::size_t>(rest) * sizeof(float));
     } else {
-      device_->blas().axpy(block_, 1.0f, shard_block(s, target), 1, target, 1);
+      device_->blas().axpy(split, 1.0f, block, 1, first, 1);
+      device_->blas().axpy(rest, 1.0f, block + split, 1, second, 1);
     }
   }
 }

@@ -48,6 +48,7 @@ class A2C final : public Learner {
       compute_returns(ctx, last_value, truncation_value);
       weights = advantage_weights(ctx, true);
     }
+    const std::vector<int64_t> agent_rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{r.obs.data(), rows, 4};
     view.actions = r.actions.data();
@@ -56,11 +57,11 @@ class A2C final : public Learner {
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
     view.count = 0.0F;  // the valid samples, counted on the device
+    view.agent_stride = ctx.stride();
+    view.agent_rows = agent_rows;
     ctx.model.accumulate_gradients(view, LossConfig{c_.entropy_coef, c_.value_coef});
     ctx.model.step();
-    LearnReport report;
-    report.fit = true;
-    return report;
+    return report_of(ctx, true);
   }
 
  private:

@@ -36,6 +36,7 @@ class Baseline final : public Learner {
   LearnReport learn(const LearnContext& ctx) override {
     compute_returns(ctx, nullptr, nullptr);
     const auto envs = static_cast<double>(ctx.rollout.envs);
+    const std::vector<int64_t> rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
     view.actions = ctx.rollout.actions.data();
@@ -44,15 +45,20 @@ class Baseline final : public Learner {
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
     view.count = static_cast<float>(envs);
+    view.agent_stride = ctx.stride();
+    view.agent_rows = rows;
     // The value term divided by the valid samples, not by the episodes: a mean, as F.mse_loss.
+    std::vector<float> value_coefs;
+    for (int64_t k = 0; k < ctx.agents(); ++k) {
+      value_coefs.push_back(static_cast<float>(envs / std::max(valid_samples(ctx, k), 1.0)));
+    }
     LossConfig loss;
     loss.entropy_coef = 0.0F;
-    loss.value_coef = static_cast<float>(envs / std::max(valid_samples(ctx), 1.0));
+    loss.value_coef = value_coefs.front();
+    if (ctx.agents() > 1) view.value_coefs = value_coefs;
     ctx.model.accumulate_gradients(view, loss);
     ctx.model.step();
-    LearnReport report;
-    report.fit = true;
-    return report;
+    return report_of(ctx, true);
   }
 
  private:

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <span>
 #include <utility>
+#include <vector>
 
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
@@ -15,24 +17,38 @@
 
 namespace batchpole {
 
-// What a learner works on in one update.
+// What a learner works on in one update. A population's agents are one rollout in the
+// agent-major layout (rollout.hpp); the per-agent spans hold one entry per agent.
 struct LearnContext {
   Device& device;
   const TrainConfig& config;
   VecEnv& env;
   PolicyValueModel& model;
   Rollout& rollout;
-  int64_t steps;              // T of this rollout
-  const uint8_t* mask;        // whole episodes: the first-episode mask; else nullptr
-  const EpisodeTally& tally;  // the episodes that ended in this rollout
-  bool recorded;              // the rollout's activations were recorded while acting
-  int64_t update;             // 0-based index of this update (PPO keys its shuffles by it)
+  int64_t steps;        // T of this rollout: the most steps any agent took
+  const uint8_t* mask;  // whole episodes: the first-episode mask; else nullptr
+  std::span<const EpisodeTally> tally;  // the episodes that ended in this rollout, per agent
+  bool recorded;        // the rollout's activations were recorded while acting
+  int64_t update;       // 0-based index of this update (PPO keys its shuffles by it)
+  std::span<const int64_t> agent_steps;  // the steps each agent took (T_k; 0: inactive)
+  std::span<const uint8_t> active;       // the agents that learn in this update
+  const uint64_t* seeds;  // device memory, one per agent (PPO's per-agent shuffles)
+
+  [[nodiscard]] int64_t agents() const { return rollout.agents; }
+  [[nodiscard]] int64_t stride() const { return rollout.agent_stride(); }
+  // Every agent's rows: its T_k x N samples.
+  [[nodiscard]] std::vector<int64_t> agent_rows() const;
+  // The rows an operation over the whole rollout covers: T x N for one agent, the whole
+  // agent-major buffer for a population.
+  [[nodiscard]] int64_t span_rows() const {
+    return agents() > 1 ? agents() * stride() : steps * rollout.envs;
+  }
 };
 
 // What an update did beyond the model's statistics.
 struct LearnReport {
-  int32_t epochs = 1;  // passes over the rollout (PPO may stop early)
-  bool fit = false;    // rollout.fit holds the moments of the value fit
+  std::vector<int32_t> epochs;  // per agent: passes over the rollout (PPO may stop early)
+  bool fit = false;             // rollout.fit holds the moments of the value fit
 };
 
 class Learner {
@@ -74,7 +90,10 @@ void gae(const LearnContext& ctx, const float* last_value, const float* truncati
 const float* normalized_advantages(const LearnContext& ctx);
 // The epsilon of advantage normalisation: (x - mean) / (std + eps).
 inline constexpr float kNormalizeEps = 1e-8F;
-// The valid samples of the rollout: the episodes' steps with whole episodes, else every row.
-double valid_samples(const LearnContext& ctx);
+// The valid samples of agent k's rollout: the episodes' steps with whole episodes, else every
+// row.
+double valid_samples(const LearnContext& ctx, int64_t agent);
+// A report of `epochs` passes for every agent.
+LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs = 1);
 
 }  // namespace batchpole

@@ -18,22 +18,22 @@ namespace batchpole {
 
 namespace {
 
-// One minibatch, gathered contiguously.
+// One minibatch of every agent, gathered contiguously (agent after agent).
 struct Minibatch {
-  Minibatch(Device& d, int64_t n)
-      : obs(d, static_cast<std::size_t>(4 * n)),
-        actions(d, static_cast<std::size_t>(n)),
-        log_prob(d, static_cast<std::size_t>(n)),
-        advantages(d, static_cast<std::size_t>(n)),
-        returns(d, static_cast<std::size_t>(n)),
-        values(d, static_cast<std::size_t>(n)),
-        moments(d, 1),
+  Minibatch(Device& d, int64_t n, int64_t agents)
+      : obs(d, static_cast<std::size_t>(4 * n * agents)),
+        actions(d, static_cast<std::size_t>(n * agents)),
+        log_prob(d, static_cast<std::size_t>(n * agents)),
+        advantages(d, static_cast<std::size_t>(n * agents)),
+        returns(d, static_cast<std::size_t>(n * agents)),
+        values(d, static_cast<std::size_t>(n * agents)),
+        moments(d, static_cast<std::size_t>(agents)),
         rows(n) {}
   Buffer<float> obs;
   Buffer<int32_t> actions;
   Buffer<float> log_prob, advantages, returns, values;
   Buffer<Moments> moments;
-  int64_t rows;
+  int64_t rows;  // of each agent
 };
 
 class Ppo final : public Learner {
@@ -65,18 +65,21 @@ class Ppo final : public Learner {
   LearnReport learn(const LearnContext& ctx) override {
     Rollout& r = ctx.rollout;
     RlOps& rl = ctx.device.rl();
-    const int64_t rows = ctx.steps * r.envs;
+    const int64_t rows = ctx.steps * r.envs;  // of each agent
+    const int64_t agents = ctx.agents();
     const auto [last_value, truncation_value] = bootstrap_values(ctx);
     gae(ctx, last_value, truncation_value, c_.gae_lambda);
 
     // Minibatches of ceil(rows / M) rows; the last one may be shorter.
     const int64_t per_batch = (rows + c_.minibatches - 1) / c_.minibatches;
-    if (!mb_ || mb_->rows < per_batch) mb_ = std::make_unique<Minibatch>(ctx.device, per_batch);
+    if (!mb_ || mb_->rows < per_batch) {
+      mb_ = std::make_unique<Minibatch>(ctx.device, per_batch, agents);
+    }
     Minibatch& mb = *mb_;
     const LossConfig loss{c_.entropy_coef, c_.value_coef};
-    LearnReport report;
-    report.fit = true;
-    report.epochs = 0;
+    LearnReport report = report_of(ctx, true, 0);
+    // Agents still taking epochs (the target KL stops each on its own).
+    std::vector<uint8_t> going(ctx.active.begin(), ctx.active.end());
     for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) {
       const ShuffleKey key =
           make_shuffle_key(c_.seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
@@ -85,6 +88,10 @@ class Ppo final : public Learner {
         const int64_t n = std::min(per_batch, rows - first);
         MinibatchArgs g;
         g.key = key;
+        g.seed = c_.seed;
+        g.agents = agents;
+        g.agent_stride = ctx.stride();
+        g.seeds = ctx.seeds;
         g.first = first;
         g.rows = n;
         g.obs = r.obs.data();
@@ -101,8 +108,9 @@ class Ppo final : public Learner {
         g.out_values = mb.values.data();
         rl.gather_minibatch(g);
         if (c_.normalize) {
-          rl.moments(mb.advantages.data(), nullptr, n, mb.moments.data());
-          rl.normalize(mb.advantages.data(), nullptr, n, mb.moments.data(), kNormalizeEps);
+          rl.moments(mb.advantages.data(), nullptr, n, mb.moments.data(), agents, n);
+          rl.normalize(mb.advantages.data(), nullptr, n, mb.moments.data(), kNormalizeEps, agents,
+                       n);
         }
         RolloutView view;
         view.obs = ConstMatrix{mb.obs.data(), n, 4};
@@ -116,14 +124,27 @@ class Ppo final : public Learner {
           view.value_clip = c_.clip;
         }
         view.count = static_cast<float>(n);
+        view.agent_stride = agents > 1 ? n : 0;
         ctx.model.accumulate_gradients(view, loss, GradientMode::kOverwrite);
         ctx.model.step();
       }
-      ++report.epochs;
+      for (int64_t k = 0; k < agents; ++k) {
+        if (going[k] != 0) ++report.epochs[k];
+      }
       // The KL divergence of the last minibatch's policy from the acting one: read back once
-      // per epoch, only when asked for.
-      if (c_.target_kl > 0.0F && ctx.model.stats().approx_kl > c_.target_kl) break;
+      // per epoch, only when asked for. Agents past the target stop; the others go on.
+      if (c_.target_kl > 0.0F) {
+        const std::vector<UpdateStats> stats = ctx.model.agent_stats();
+        bool any = false;
+        for (int64_t k = 0; k < agents; ++k) {
+          if (going[k] != 0 && stats[k].approx_kl > c_.target_kl) going[k] = 0;
+          any = any || going[k] != 0;
+        }
+        if (!any) break;
+        ctx.model.set_active(going);
+      }
     }
+    ctx.model.set_active(ctx.active);
     return report;
   }
 

@@ -32,6 +32,7 @@ class Reinforce final : public Learner {
 
   LearnReport learn(const LearnContext& ctx) override {
     compute_returns(ctx, nullptr, nullptr);
+    const std::vector<int64_t> rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
     view.actions = ctx.rollout.actions.data();
@@ -39,11 +40,11 @@ class Reinforce final : public Learner {
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
     view.count = static_cast<float>(ctx.rollout.envs);
+    view.agent_stride = ctx.stride();
+    view.agent_rows = rows;
     ctx.model.accumulate_gradients(view, LossConfig{0.0F, 0.0F});
     ctx.model.step();
-    LearnReport report;
-    report.fit = false;
-    return report;
+    return report_of(ctx, false);
   }
 
  private:

@@ -1,9 +1,17 @@
-// What the learners share: returns, advantages and their normalisation, the valid count.
+// What the learners share: returns, advantages and their normalisation, the valid count. Each
+// covers every agent of a population in one operation per step (rl_ops.hpp); an agent's part is
+// what the same step computes for the agent alone.
 #include <algorithm>
 
 #include "learner.hpp"
 
 namespace batchpole {
+
+std::vector<int64_t> LearnContext::agent_rows() const {
+  std::vector<int64_t> rows(agent_steps.begin(), agent_steps.end());
+  for (int64_t& r : rows) r *= rollout.envs;
+  return rows;
+}
 
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value) {
@@ -18,6 +26,8 @@ void compute_returns(const LearnContext& ctx, const float* last_value,
   a.steps = ctx.steps;
   a.envs = r.envs;
   a.returns = r.returns.data();
+  a.agents = ctx.agents();
+  a.agent_stride = ctx.stride();
   ctx.device.rl().returns(a);
 }
 
@@ -25,35 +35,43 @@ const float* advantage_weights(const LearnContext& ctx, bool subtract_values) {
   Rollout& r = ctx.rollout;
   RlOps& rl = ctx.device.rl();
   const int64_t rows = ctx.steps * r.envs;
+  const int64_t agents = ctx.agents();
+  const int64_t stride = ctx.stride();
   const float* weights = r.returns.data();
   if (subtract_values) {
-    rl.subtract(r.returns.data(), r.values.data(), rows, r.weights.data());
+    rl.subtract(r.returns.data(), r.values.data(), ctx.span_rows(), r.weights.data());
     weights = r.weights.data();
-    rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data());
-    rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + 1);
+    rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data(), agents, stride);
+    rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + agents, agents, stride);
   } else if (ctx.config.normalize) {
     ctx.device.copy_on_device(r.weights.data(), r.returns.data(),
-                              static_cast<std::size_t>(rows) * sizeof(float));
+                              static_cast<std::size_t>(ctx.span_rows()) * sizeof(float));
     weights = r.weights.data();
   }
   if (ctx.config.normalize) {
-    rl.moments(weights, ctx.mask, rows, r.moments.data());
-    rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps);
+    rl.moments(weights, ctx.mask, rows, r.moments.data(), agents, stride);
+    rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps, agents, stride);
   }
   return weights;
 }
 
 std::pair<const float*, const float*> bootstrap_values(const LearnContext& ctx) {
   Rollout& r = ctx.rollout;
+  const int64_t stride = ctx.stride();
   const float* last_value = nullptr;
   if (ctx.mask == nullptr) {
-    ctx.model.values(ConstMatrix{ctx.env.obs(), r.envs, 4}, r.last_value.data());
+    // V(s_T): each agent's row T, packed agent after agent.
+    const float* obs_t = ctx.agents() > 1 ? r.obs.data() + 4 * ctx.steps * r.envs : ctx.env.obs();
+    ctx.model.values(ConstMatrix{obs_t, r.envs, 4}, r.last_value.data(), stride, r.envs);
     last_value = r.last_value.data();
   }
+  const bool truncations = std::any_of(ctx.tally.begin(), ctx.tally.end(),
+                                       [](const EpisodeTally& t) { return t.truncations > 0; });
   const float* truncation_value = nullptr;
-  if (ctx.tally.truncations > 0) {
+  if (truncations) {
+    const std::vector<int64_t> rows = ctx.agent_rows();
     ctx.model.values(ConstMatrix{r.final_obs.data(), ctx.steps * r.envs, 4},
-                     r.truncation_value.data());
+                     r.truncation_value.data(), stride, stride, rows);
     truncation_value = r.truncation_value.data();
   }
   return {last_value, truncation_value};
@@ -75,11 +93,14 @@ void gae(const LearnContext& ctx, const float* last_value, const float* truncati
   a.envs = r.envs;
   a.advantages = r.weights.data();
   a.returns = r.returns.data();
+  a.agents = ctx.agents();
+  a.agent_stride = ctx.stride();
   RlOps& rl = ctx.device.rl();
   rl.gae(a);
   const int64_t rows = ctx.steps * r.envs;
-  rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data());
-  rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + 1);
+  rl.moments(r.returns.data(), ctx.mask, rows, r.fit.data(), ctx.agents(), ctx.stride());
+  rl.moments(r.weights.data(), ctx.mask, rows, r.fit.data() + ctx.agents(), ctx.agents(),
+             ctx.stride());
 }
 
 const float* normalized_advantages(const LearnContext& ctx) {
@@ -87,15 +108,24 @@ const float* normalized_advantages(const LearnContext& ctx) {
   if (ctx.config.normalize) {
     const int64_t rows = ctx.steps * r.envs;
     RlOps& rl = ctx.device.rl();
-    rl.moments(r.weights.data(), ctx.mask, rows, r.moments.data());
-    rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps);
+    rl.moments(r.weights.data(), ctx.mask, rows, r.moments.data(), ctx.agents(), ctx.stride());
+    rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps, ctx.agents(),
+                 ctx.stride());
   }
   return r.weights.data();
 }
 
-double valid_samples(const LearnContext& ctx) {
-  return ctx.mask != nullptr ? ctx.tally.length_sum
-                             : static_cast<double>(ctx.steps * ctx.rollout.envs);
+double valid_samples(const LearnContext& ctx, int64_t agent) {
+  const auto k = static_cast<std::size_t>(agent);
+  return ctx.mask != nullptr ? ctx.tally[k].length_sum
+                             : static_cast<double>(ctx.agent_steps[k] * ctx.rollout.envs);
+}
+
+LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs) {
+  LearnReport r;
+  r.fit = fit;
+  r.epochs.assign(static_cast<std::size_t>(ctx.agents()), epochs);
+  return r;
 }
 
 }  // namespace batchpole

@@ -13,6 +13,13 @@ void check_not_null(const char* op, const char* name, const void* p) {
   BP_CHECK_ARG(p != nullptr, op << ": " << name << " is a null pointer");
 }
 
+// A population's layout: returns the stride to pass on (n for one agent).
+int64_t check_agents(const char* op, int64_t agents, int64_t stride, int64_t n) {
+  BP_CHECK_ARG(agents >= 1 && (agents == 1 || stride >= n),
+               op << ": " << agents << " agents of " << n << " rows with stride " << stride);
+  return agents > 1 ? stride : n;
+}
+
 }  // namespace
 
 void RlOps::returns(const ReturnsArgs& a) {
@@ -23,6 +30,7 @@ void RlOps::returns(const ReturnsArgs& a) {
   check_not_null("returns", "terminated", a.terminated);
   check_not_null("returns", "truncated", a.truncated);
   check_not_null("returns", "returns", a.returns);
+  check_agents("returns", a.agents, a.agent_stride, a.steps * a.envs);
   device_->count_op();
   do_returns(a);
 }
@@ -40,6 +48,7 @@ void RlOps::gae(const GaeArgs& a) {
   }
   BP_CHECK_ARG(a.lambda >= 0.0f && a.lambda <= 1.0f,
                "gae: lambda must be in [0, 1], got " << a.lambda);
+  check_agents("gae", a.agents, a.agent_stride, a.steps * a.envs);
   device_->count_op();
   do_gae(a);
 }
@@ -52,26 +61,30 @@ void RlOps::gather_minibatch(const MinibatchArgs& a) {
                                           << a.key.rows << " shuffled rows");
   BP_CHECK_ARG((uint64_t{1} << (2 * a.key.half_bits)) >= a.key.rows && a.key.half_bits <= 31,
                "gather_minibatch: the shuffle key does not cover " << a.key.rows << " rows");
+  check_agents("gather_minibatch", a.agents, a.agent_stride, static_cast<int64_t>(a.key.rows));
+  if (a.agents > 1) check_not_null("gather_minibatch", "per-agent seeds", a.seeds);
   device_->count_op();
   do_gather_minibatch(a);
 }
 
 void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                               int64_t envs, uint8_t* mask) {
+                               int64_t envs, uint8_t* mask, int64_t agents, int64_t stride) {
   check_size("first_episode_mask", "step count", steps);
   check_size("first_episode_mask", "env count", envs);
+  stride = check_agents("first_episode_mask", agents, stride, steps * envs);
   if (steps == 0 || envs == 0) return;
   device_->count_op();
-  do_first_episode_mask(terminated, truncated, steps, envs, mask);
+  do_first_episode_mask(terminated, truncated, steps, envs, mask, agents, stride);
 }
 
 void RlOps::mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
-                       int64_t n, int64_t* ended_count) {
+                       int64_t n, int64_t* ended_count, int64_t agents, int64_t stride) {
   check_size("mark_ended", "env count", n);
+  stride = check_agents("mark_ended", agents, stride, n);
   if (n == 0) return;
   check_not_null("mark_ended", "ended_count", ended_count);
   device_->count_op();
-  do_mark_ended(ended, terminated, truncated, n, ended_count);
+  do_mark_ended(ended, terminated, truncated, n, ended_count, agents, stride);
 }
 
 void RlOps::subtract(const float* a, const float* b, int64_t n, float* out) {
@@ -81,26 +94,32 @@ void RlOps::subtract(const float* a, const float* b, int64_t n, float* out) {
   do_subtract(a, b, n, out);
 }
 
-void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) {
+void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out, int64_t agents,
+                    int64_t stride) {
   check_size("moments", "size", n);
   check_not_null("moments", "out", out);
+  stride = check_agents("moments", agents, stride, n);
   device_->count_op();
-  do_moments(x, mask, n, out);
+  do_moments(x, mask, n, out, agents, stride);
 }
 
-void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps) {
+void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
+                      int64_t agents, int64_t stride) {
   check_size("normalize", "size", n);
+  stride = check_agents("normalize", agents, stride, n);
   if (n == 0) return;
   check_not_null("normalize", "moments", m);
   device_->count_op();
-  do_normalize(x, mask, n, m, eps);
+  do_normalize(x, mask, n, m, eps, agents, stride);
 }
 
-void RlOps::episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) {
+void RlOps::episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out, int64_t agents,
+                          int64_t stride) {
   check_size("episode_tally", "row count", n);
   check_not_null("episode_tally", "out", out);
+  stride = check_agents("episode_tally", agents, stride, n);
   device_->count_op();
-  do_episode_tally(rows, n, out);
+  do_episode_tally(rows, n, out, agents, stride);
 }
 
 }  // namespace batchpole

@@ -1,5 +1,7 @@
 #include "rollout.hpp"
 
+#include <algorithm>
+
 #include "batchpole/rl/rl_ops.hpp"
 
 namespace batchpole {
@@ -23,10 +25,15 @@ std::size_t Rollout::bytes_per_row(const RolloutSpec& spec) {
   return b;
 }
 
-Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n) : device(&d), spec(s), envs(n) {
-  const auto rows = static_cast<std::size_t>(spec.steps * envs);
-  const auto un = static_cast<std::size_t>(envs);
-  obs = Buffer<float>(d, 4 * (rows + un));
+Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n, int64_t k)
+    : device(&d), spec(s), envs(n), agents(k) {
+  BP_CHECK_ARG(k >= 1, "Rollout: needs at least one agent, got " << k);
+  // One agent: T x N rows (obs T + 1); a population: K blocks of (T + 1) x N rows.
+  const auto rows = static_cast<std::size_t>(k > 1 ? k * (spec.steps + 1) * envs : spec.steps * envs);
+  const auto obs_rows = static_cast<std::size_t>(k > 1 ? rows : (spec.steps + 1) * envs);
+  const auto un = static_cast<std::size_t>(envs * k);
+  const auto uk = static_cast<std::size_t>(k);
+  obs = Buffer<float>(d, 4 * obs_rows);
   actions = Buffer<int32_t>(d, rows);
   rewards = Buffer<float>(d, rows);
   returns = Buffer<float>(d, rows);
@@ -35,30 +42,51 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n) : device(&d), spec(
   truncated = Buffer<uint8_t>(d, rows);
   final_return = Buffer<float>(d, rows);
   final_length = Buffer<int32_t>(d, rows);
+  if (k > 1) {
+    // Rows an agent never wrote (after it stopped, or the gap row of each block) are read by
+    // the batched passes and the reductions under a mask: finite numbers, not garbage.
+    obs.zero();
+    rewards.zero();
+    terminated.zero();
+    truncated.zero();
+    actions.zero();
+  }
   if (spec.values) {
     values = Buffer<float>(d, rows);
-    fit = Buffer<Moments>(d, 2);
+    fit = Buffer<Moments>(d, 2 * uk);
+    if (k > 1) values.zero();
   }
   if (spec.log_probs) log_prob = Buffer<float>(d, rows);
-  if (spec.bootstrap) {
+  if (spec.bootstrap || k > 1) {
     // Rows where no episode ended keep what they held; zeros, so that V(final obs) over the
-    // whole rollout reads finite numbers everywhere.
+    // whole rollout reads finite numbers everywhere. (A population's strided step names every
+    // output, so it keeps them even without a bootstrap.)
     final_obs = Buffer<float>(d, 4 * rows);
     final_obs.zero();
+  }
+  if (spec.bootstrap) {
     truncation_value = Buffer<float>(d, rows);
     last_value = Buffer<float>(d, un);
   }
   if (spec.whole_episodes) {
     mask = Buffer<uint8_t>(d, rows);
     ended = Buffer<uint8_t>(d, un);
-    ended_count = Buffer<int64_t>(d, 1);
+    ended_count = Buffer<int64_t>(d, uk);
   }
-  moments = Buffer<Moments>(d, 1);
-  tally = Buffer<EpisodeTally>(d, 1);
+  moments = Buffer<Moments>(d, uk);
+  tally = Buffer<EpisodeTally>(d, uk);
 }
 
-int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_step, bool record) {
+std::vector<int64_t> Rollout::collect(VecEnv& env, PolicyValueModel& model,
+                                      std::span<uint64_t> act_steps,
+                                      std::span<const uint8_t> active, bool record) {
   const int64_t n = envs;
+  const int64_t stride = agent_stride();
+  BP_CHECK_ARG(static_cast<int64_t>(act_steps.size()) == agents &&
+                   static_cast<int64_t>(active.size()) == agents,
+               "collect: " << act_steps.size() << " counters and " << active.size()
+                           << " flags for " << agents << " agents");
+  model.set_steps(act_steps);
   if (spec.whole_episodes) {
     env.restart_episodes();
     ended.zero();
@@ -66,35 +94,76 @@ int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_ste
   }
   // Row 0: where the env's observations are now (the last rollout's row T, or after a reset
   // or a restore the env's own buffer).
-  device->copy_on_device(obs.data(), env.obs(), static_cast<std::size_t>(4 * n) * sizeof(float));
+  const std::size_t obs_bytes = static_cast<std::size_t>(4 * n) * sizeof(float);
+  if (agents > 1) {
+    const int64_t from = env.agent_stride() > 0 ? env.agent_stride() : n;
+    device->copy_rows_on_device(obs.data(), static_cast<std::size_t>(4 * stride) * sizeof(float),
+                                env.obs(), static_cast<std::size_t>(4 * from) * sizeof(float),
+                                obs_bytes, static_cast<std::size_t>(agents));
+  } else {
+    device->copy_on_device(obs.data(), env.obs(), obs_bytes);
+  }
+  // Whole episodes: each agent collects until its envs have all ended once.
+  std::vector<uint8_t> collecting(active.begin(), active.end());
+  std::vector<int64_t> steps(static_cast<std::size_t>(agents), 0);
+  std::vector<int64_t> done(static_cast<std::size_t>(agents), 0);
   int64_t t = 0;
   while (t < spec.steps) {
     const int64_t row = t * n;
     float* obs_t = obs.data() + 4 * row;
-    model.act(ConstMatrix{obs_t, n, 4}, act_step++, actions.data() + row,
+    model.act(ConstMatrix{obs_t, n, 4}, static_cast<uint64_t>(t), actions.data() + row,
               spec.log_probs ? log_prob.data() + row : nullptr,
-              spec.values ? values.data() + row : nullptr, record ? row : -1);
+              spec.values ? values.data() + row : nullptr, record ? row : -1, stride);
     StepTargets out;
     out.obs = obs_t + 4 * n;
     out.reward = rewards.data() + row;
     out.terminated = terminated.data() + row;
     out.truncated = truncated.data() + row;
-    out.final_obs = spec.bootstrap ? final_obs.data() + 4 * row : nullptr;
+    out.final_obs = final_obs.size() > 0 ? final_obs.data() + 4 * row : nullptr;
     out.final_return = final_return.data() + row;
     out.final_length = final_length.data() + row;
+    out.agent_stride = stride;
     env.step(actions.data() + row, out);
     ++t;
     if (spec.whole_episodes) {
       device->rl().mark_ended(ended.data(), terminated.data() + row, truncated.data() + row, n,
-                              ended_count.data());
+                              ended_count.data(), agents, stride);
       if (t % kDoneCheckEvery == 0) {
-        int64_t done = 0;
-        device->copy_to_host(&done, ended_count.data(), sizeof(done));
-        if (done == n) break;
+        device->copy_to_host(done.data(), ended_count.data(), done.size() * sizeof(int64_t));
+        bool changed = false;
+        bool any = false;
+        for (int64_t k = 0; k < agents; ++k) {
+          if (collecting[k] != 0 && done[k] == n) {
+            collecting[k] = 0;
+            steps[k] = t;
+            changed = true;
+          }
+          any = any || collecting[k] != 0;
+        }
+        if (!any) break;
+        if (changed) {
+          env.set_active(collecting);
+          model.set_active(collecting);
+        }
       }
     }
   }
-  return t;
+  for (int64_t k = 0; k < agents; ++k) {
+    if (collecting[k] != 0) steps[k] = t;
+    act_steps[k] += static_cast<uint64_t>(steps[k]);
+    if (active[k] != 0 && steps[k] < t) {
+      // The env reads its observations where the last step wrote them, row t of every agent;
+      // an agent that stopped earlier has its own at row steps[k].
+      const int64_t at = k * stride;
+      device->copy_on_device(obs.data() + 4 * (at + t * n), obs.data() + 4 * (at + steps[k] * n),
+                             obs_bytes);
+    }
+  }
+  if (spec.whole_episodes && collecting != std::vector<uint8_t>(active.begin(), active.end())) {
+    env.set_active(active);
+    model.set_active(active);
+  }
+  return steps;
 }
 
 }  // namespace batchpole

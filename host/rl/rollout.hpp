@@ -2,9 +2,15 @@
 // env), all in device memory, and the collection loop that fills it. The environment writes
 // each step's outputs straight into row t (VecEnv::step with StepTargets) and the model its
 // actions and values, so that nothing is copied per step.
+//
+// A population's rollout holds one such block per agent, agent-major: agent k's arrays start
+// k * stride rows in (stride = (T + 1) x N, so that observations and every other array share
+// it), its per-env arrays and per-agent results are packed (rl_elements.hpp).
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/env/vec_env.hpp"
@@ -27,36 +33,39 @@ struct RolloutSpec {
 };
 
 struct Rollout {
-  Rollout(Device& device, const RolloutSpec& spec, int64_t envs);
+  Rollout(Device& device, const RolloutSpec& spec, int64_t envs, int64_t agents = 1);
   static std::size_t bytes_per_row(const RolloutSpec& spec);
 
-  // Steps every env up to spec.steps times, storing what the update needs; with whole episodes
-  // the envs first restart their episodes and collection ends once every env has finished one.
-  // record: the model keeps the activations of acting (PolicyValueModel::reserve_record).
-  // Returns the number of steps stored.
-  int64_t collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_step, bool record);
+  // Steps every active agent's envs up to spec.steps times, storing what the update needs;
+  // with whole episodes the envs first restart their episodes and an agent's collection ends
+  // once each of its envs has finished one. act_steps holds each agent's sampling counter and
+  // advances by the steps it took. record: the model keeps the activations of acting
+  // (PolicyValueModel::reserve_record). Returns the steps stored of each agent (0 for the
+  // inactive).
+  std::vector<int64_t> collect(VecEnv& env, PolicyValueModel& model,
+                               std::span<uint64_t> act_steps, std::span<const uint8_t> active,
+                               bool record);
 
-  // Row t of an N-wide (or N x 4) buffer.
-  template <class T>
-  static T* row(Buffer<T>& b, int64_t t, int64_t width, int64_t envs) {
-    return b.data() + t * width * envs;
-  }
+  // Rows between consecutive agents' blocks: 0 for one agent (the ops' convention), else
+  // (T + 1) x N.
+  [[nodiscard]] int64_t agent_stride() const { return agents > 1 ? (spec.steps + 1) * envs : 0; }
 
   Device* device;
   RolloutSpec spec;
-  int64_t envs;
+  int64_t envs;    // N, of each agent
+  int64_t agents;  // K
   // obs holds T + 1 rows: row t is what action t was taken on, and the step writes the next
   // observation into row t + 1 (row T: the observation after the rollout, V(s_T)'s input).
   Buffer<float> obs, rewards, returns, weights, final_return, values, final_obs, truncation_value,
       last_value, log_prob;
   Buffer<int32_t> actions, final_length;
   Buffer<uint8_t> terminated, truncated, mask, ended;
-  Buffer<int64_t> ended_count;
-  Buffer<Moments> moments;
-  // With a critic: the moments of the value targets and of their residuals G - V(s), for the
-  // explained variance 1 - Var(G - V) / Var(G).
+  Buffer<int64_t> ended_count;  // one per agent
+  Buffer<Moments> moments;      // one per agent
+  // With a critic: the moments of the value targets (agents) and of their residuals G - V(s)
+  // (agents more), for the explained variance 1 - Var(G - V) / Var(G).
   Buffer<Moments> fit;
-  Buffer<EpisodeTally> tally;
+  Buffer<EpisodeTally> tally;  // one per agent
 };
 
 }  // namespace batchpole

@@ -73,6 +73,10 @@ void TrainConfig::validate() const {
     if (!f.input_only) f.check(f.get(*this));
   }
   env.validate();
+  constexpr int64_t kMaxEnvs = std::numeric_limits<int32_t>::max();  // VecEnv's
+  BP_CHECK_ARG(envs * agents <= kMaxEnvs, agents << " agents of " << envs << " environments are "
+                                                 << envs * agents << " environments; at most "
+                                                 << kMaxEnvs);
   BP_CHECK_ARG(algorithm != Algorithm::kPpo || n_steps > 0,
                "ppo needs a rollout length (n_steps >= 1)");
   BP_CHECK_ARG(algorithm != Algorithm::kPpo || clip < 1.0F, "clip must be below 1, got " << clip);
@@ -154,7 +158,12 @@ std::vector<F> make_fields() {
       "algo", "reinforce, baseline, a2c or ppo", algorithm_names(),
       [](const TrainConfig& c) { return to_string(c.algorithm); },
       [](TrainConfig& c, const std::string& s) { c.algorithm = parse_algorithm(s); }));
-  t.push_back(integer("envs", "Environments stepped together", 1, kInt32Max, &TrainConfig::envs));
+  t.push_back(integer("envs", "Environments stepped together (of each agent)", 1, kInt32Max,
+                      &TrainConfig::envs));
+  t.push_back(integer("agents",
+                      "Independent agents trained at once (a population); agent k trains with "
+                      "seed + k, exactly as alone",
+                      1, 65535, &TrainConfig::agents));
   t.push_back(integer("n_steps", "A2C rollout length; 0 = whole episodes (the notebook's variant)",
                       0, 1'000'000, &TrainConfig::n_steps));
   t.push_back(real("lr", "Learning rate (the policy's or the actor-critic's)", 0, true, kInf,

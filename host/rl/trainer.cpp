@@ -51,11 +51,12 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
 
 std::size_t Trainer::record_bytes(const TrainConfig& c, const DevicePlan& plan) {
   if (!c.reuse_activations) return 0;
+  if (c.agents > 1 && plan.batch_agents) return 0;  // batched agents run the forward again
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   if (!spec.reuses_activations) return 0;
   const std::size_t bytes =
-      static_cast<std::size_t>(spec.steps * c.envs) *
+      static_cast<std::size_t>(spec.steps * c.envs * c.agents) *
       PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values);
   return bytes <= plan.record_budget ? bytes : 0;
 }
@@ -64,12 +65,14 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   const DevicePlan& plan = device.plan();
-  const auto rows = static_cast<std::size_t>(spec.steps * c.envs);
+  const auto agents = static_cast<std::size_t>(c.agents);
+  const auto rows = static_cast<std::size_t>((spec.steps + (c.agents > 1 ? 1 : 0)) * c.envs) * agents;
   const MemoryReport m = PolicyValueModel::memory_required(
       learner->model_config(), c.chunk_rows > 0 ? c.chunk_rows : plan.chunk_rows, device.threads(),
-      plan.shards);
-  return VecEnv::bytes_required(c.envs, c.precision) + rows * Rollout::bytes_per_row(spec) +
-         static_cast<std::size_t>(c.envs) * 8 + m.total() + record_bytes(c, plan);
+      plan.shards, c.agents, plan.batch_agents);
+  return VecEnv::bytes_required(c.envs * c.agents, c.precision) +
+         rows * Rollout::bytes_per_row(spec) + static_cast<std::size_t>(c.envs) * agents * 8 +
+         m.total() + record_bytes(c, plan);
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
@@ -79,95 +82,169 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
   const std::size_t have = device.available_memory();
   BP_REQUIRE(need <= have, kOutOfMemory,
              "training " << to_string(config_.algorithm) << " on " << config_.envs
-                         << " environments needs about " << need << " bytes on "
-                         << device.description() << ", but only " << have
-                         << " bytes are available (fewer --envs or a shorter rollout"
+                         << " environments" << (config_.agents > 1 ? " per agent" : "")
+                         << (config_.agents > 1 ? " x " + std::to_string(config_.agents) + " agents" : "")
+                         << " needs about " << need << " bytes on " << device.description()
+                         << ", but only " << have << " bytes are available (fewer --envs"
+                         << (config_.agents > 1 ? " or --agents" : "") << " or a shorter rollout"
                          << (record > 0 ? ", or --no-reuse-activations to save " +
                                               std::to_string(record) + " bytes"
                                         : std::string())
                          << ")");
+  const int64_t k_agents = config_.agents;
+  std::vector<uint64_t> seeds;
+  for (int64_t k = 0; k < k_agents; ++k) {
+    AgentProgress a;
+    a.seed = config_.seed + static_cast<uint64_t>(k);
+    seeds.push_back(a.seed);
+    agents_.push_back(std::move(a));
+  }
   learner_ = make_learner(config_);
-  env_ = std::make_unique<VecEnv>(device, config_.envs, config_.env, config_.precision);
-  env_->reset(config_.seed);
-  model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(),
-                                              learner_->model_options());
+  env_ = std::make_unique<VecEnv>(device, config_.envs * k_agents, config_.env, config_.precision);
+  env_->reset(seeds);
+  ModelOptions options = learner_->model_options();
+  options.agents = k_agents;
+  if (k_agents > 1) options.seeds = seeds;
+  model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(), options);
   const RolloutSpec spec = learner_->rollout_spec();
-  rollout_ = std::make_unique<Rollout>(device, spec, config_.envs);
+  rollout_ = std::make_unique<Rollout>(device, spec, config_.envs, k_agents);
+  if (k_agents > 1) {
+    seeds_ = Buffer<uint64_t>(device, seeds.size());
+    seeds_.from_host(seeds);
+  }
   reuse_ = record > 0;
   if (reuse_) model_->reserve_record(spec.steps * config_.envs, spec.values);
 }
 
 Trainer::~Trainer() = default;
 
+int64_t Trainer::active_agents() const {
+  return std::count_if(agents_.begin(), agents_.end(),
+                       [](const AgentProgress& a) { return a.active; });
+}
+
+int64_t Trainer::env_steps() const {
+  int64_t total = 0;
+  for (const AgentProgress& a : agents_) total += a.env_steps;
+  return total;
+}
+
+void Trainer::apply_active() {
+  std::vector<uint8_t> flags;
+  for (const AgentProgress& a : agents_) flags.push_back(a.active ? 1 : 0);
+  model_->set_active(flags);
+  env_->set_active(flags);
+}
+
+void Trainer::set_active(int64_t agent, bool active) {
+  BP_CHECK_ARG(agent >= 0 && agent < agents(),
+               "set_active: agent " << agent << " of a population of " << agents());
+  if (agents_[agent].active == active) return;
+  agents_[agent].active = active;
+  apply_active();
+}
+
 UpdateRecord Trainer::update() {
+  BP_CHECK_ARG(agents() == 1, "update: a population of " << agents()
+                                                         << " agents updates with update_agents");
+  std::vector<UpdateRecord> records = update_agents();
+  BP_CHECK_ARG(!records.empty(), "update: the agent was stopped");
+  return records.front();
+}
+
+std::vector<UpdateRecord> Trainer::update_agents() {
   const OpCounts before = device_->counts();
+  const int64_t k_agents = agents();
+  std::vector<uint8_t> active;
+  for (const AgentProgress& a : agents_) active.push_back(a.active ? 1 : 0);
+  if (active_agents() == 0) return {};
   Rollout& r = *rollout_;
   RlOps& rl = device_->rl();
   if (config_.lr_anneal_steps > 0) {
     // Linearly to 0 over lr_anneal_steps env steps, from where this update starts.
-    const double left =
-        1.0 - static_cast<double>(env_steps_) / static_cast<double>(config_.lr_anneal_steps);
-    const double scale = std::max(left, 0.0);
-    model_->optimizer(0).set_lr(static_cast<double>(config_.lr) * scale);
-    if (model_->optimizer_count() > 1) {
-      model_->optimizer(1).set_lr(static_cast<double>(config_.value_lr) * scale);
+    for (int64_t k = 0; k < k_agents; ++k) {
+      const double left = 1.0 - static_cast<double>(agents_[k].env_steps) /
+                                    static_cast<double>(config_.lr_anneal_steps);
+      const double scale = std::max(left, 0.0);
+      model_->optimizer(0).set_lr(k, static_cast<double>(config_.lr) * scale);
+      if (model_->optimizer_count() > 1) {
+        model_->optimizer(1).set_lr(k, static_cast<double>(config_.value_lr) * scale);
+      }
     }
   }
-  const int64_t steps = r.collect(*env_, *model_, act_steps_, reuse_);
-  env_steps_ += steps * r.envs;
-  const int64_t rows = steps * r.envs;
+  std::vector<uint64_t> act_steps;
+  for (const AgentProgress& a : agents_) act_steps.push_back(a.act_steps);
+  const std::vector<int64_t> steps = r.collect(*env_, *model_, act_steps, active, reuse_);
+  for (int64_t k = 0; k < k_agents; ++k) agents_[k].act_steps = act_steps[k];
+  const int64_t t_max = *std::max_element(steps.begin(), steps.end());
+  const int64_t stride = r.agent_stride();
   const uint8_t* mask = r.spec.whole_episodes ? r.mask.data() : nullptr;
   if (mask != nullptr) {
-    rl.first_episode_mask(r.terminated.data(), r.truncated.data(), steps, r.envs, r.mask.data());
+    rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t_max, r.envs, r.mask.data(),
+                          k_agents, stride);
   }
   // Episodes that ended (one host sync per update).
   rl.episode_tally(
       {r.terminated.data(), r.truncated.data(), r.final_return.data(), r.final_length.data(), mask},
-      rows, r.tally.data());
-  EpisodeTally tally;
-  device_->copy_to_host(&tally, r.tally.data(), sizeof(tally));
+      t_max * r.envs, r.tally.data(), k_agents, stride);
+  std::vector<EpisodeTally> tally(static_cast<std::size_t>(k_agents));
+  device_->copy_to_host(tally.data(), r.tally.data(), tally.size() * sizeof(EpisodeTally));
 
-  const LearnReport report = learner_->learn(
-      LearnContext{*device_, config_, *env_, *model_, r, steps, mask, tally, reuse_, updates_});
-  const UpdateStats stats = model_->stats();
-  double explained_variance = 0;
+  const LearnReport report = learner_->learn(LearnContext{
+      *device_, config_, *env_, *model_, r, t_max, mask, tally, reuse_, updates_, steps, active,
+      k_agents > 1 ? seeds_.data() : nullptr});
+  const std::vector<UpdateStats> stats = model_->agent_stats();
+  std::vector<Moments> fit;
   if (report.fit) {
-    // 1 - Var(G - V) / Var(G) over the rollout's samples (0 where the targets do not vary).
-    Moments fit[2];
-    device_->copy_to_host(fit, r.fit.data(), sizeof(fit));
-    const auto var = [](const Moments& m) {
-      if (m.count < 2) return 0.0;
-      const double mean = m.sum / m.count;
-      return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
-    };
-    const double var_targets = var(fit[0]);
-    explained_variance = var_targets > 0 ? 1.0 - var(fit[1]) / var_targets : 0.0;
+    fit.resize(static_cast<std::size_t>(2 * k_agents));
+    device_->copy_to_host(fit.data(), r.fit.data(), fit.size() * sizeof(Moments));
   }
-
   ++updates_;
-  episodes_ += static_cast<int64_t>(tally.episodes);
-  recent_.add(tally);
-
-  UpdateRecord rec;
-  rec.update = updates_;
-  rec.env_steps = env_steps_;
-  rec.episodes = episodes_;
-  rec.rollout_steps = steps;
-  rec.recent = recent_.total();
-  rec.loss = stats;
-  // Per valid sample, whatever divisor the loss used (episodes for REINFORCE and baseline).
-  const double per_sample = stats.divisor / std::max(stats.valid_samples, 1.0);
-  rec.loss.entropy = stats.entropy * per_sample;
-  rec.loss.value_loss = stats.value_loss * per_sample;
-  rec.value_loss = rec.loss.value_loss;
-  rec.explained_variance = explained_variance;
-  rec.epochs = report.epochs;
-  rec.finite = std::isfinite(stats.policy_loss) && std::isfinite(stats.value_loss) &&
-               std::isfinite(stats.entropy) && std::isfinite(stats.grad_norm) &&
-               std::isfinite(stats.value_grad_norm);
   const OpCounts after = device_->counts();
-  rec.ops = {after.stream_ops - before.stream_ops, after.host_syncs - before.host_syncs};
-  return rec;
+  const OpCounts ops{after.stream_ops - before.stream_ops, after.host_syncs - before.host_syncs};
+
+  std::vector<UpdateRecord> records;
+  for (int64_t k = 0; k < k_agents; ++k) {
+    if (active[k] == 0) continue;
+    AgentProgress& a = agents_[k];
+    a.env_steps += steps[k] * r.envs;
+    ++a.updates;
+    a.episodes += static_cast<int64_t>(tally[k].episodes);
+    a.recent.add(tally[k]);
+
+    UpdateRecord rec;
+    rec.agent = k;
+    rec.update = a.updates;
+    rec.env_steps = a.env_steps;
+    rec.episodes = a.episodes;
+    rec.rollout_steps = steps[k];
+    rec.recent = a.recent.total();
+    const UpdateStats& st = stats[k];
+    rec.loss = st;
+    // Per valid sample, whatever divisor the loss used (episodes for REINFORCE and baseline).
+    const double per_sample = st.divisor / std::max(st.valid_samples, 1.0);
+    rec.loss.entropy = st.entropy * per_sample;
+    rec.loss.value_loss = st.value_loss * per_sample;
+    rec.value_loss = rec.loss.value_loss;
+    if (report.fit) {
+      // 1 - Var(G - V) / Var(G) over the rollout's samples (0 where the targets do not vary).
+      const auto var = [](const Moments& m) {
+        if (m.count < 2) return 0.0;
+        const double mean = m.sum / m.count;
+        return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
+      };
+      const double var_targets = var(fit[k]);
+      rec.explained_variance =
+          var_targets > 0 ? 1.0 - var(fit[k_agents + k]) / var_targets : 0.0;
+    }
+    rec.epochs = report.epochs[k];
+    rec.finite = std::isfinite(st.policy_loss) && std::isfinite(st.value_loss) &&
+                 std::isfinite(st.entropy) && std::isfinite(st.grad_norm) &&
+                 std::isfinite(st.value_grad_norm);
+    rec.ops = ops;
+    records.push_back(rec);
+  }
+  return records;
 }
 
 }  // namespace batchpole

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
 
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/rl/trainer.hpp"
@@ -12,11 +13,17 @@ EvalResult evaluate(Device& device, const std::string& checkpoint, const EvalOpt
   BP_CHECK_ARG(o.episodes > 0 && o.episodes <= (int64_t{1} << 31) - 1,
                "--episodes must be in [1, 2^31), got " << o.episodes);
   const TrainConfig config = Trainer::read_checkpoint_config(checkpoint);
+  BP_CHECK_ARG(o.agent >= 0 && o.agent < config.agents,
+               "--agent " << o.agent << ": the checkpoint holds " << config.agents << " agent"
+                          << (config.agents == 1 ? "" : "s") << " (0 .. " << config.agents - 1
+                          << ")");
   const auto params = Trainer::read_checkpoint_parameters(checkpoint);
   ModelOptions mo;
   mo.seed = o.seed;
   PolicyValueModel model(device, model_config_for(config), mo);
-  model.set_parameters(params);
+  const auto p = static_cast<std::ptrdiff_t>(model.parameter_count());
+  model.set_parameters(std::span<const float>(params).subspan(
+      static_cast<std::size_t>(o.agent * p), static_cast<std::size_t>(p)));
   const int32_t limit = config.env.max_episode_steps > 0 ? config.env.max_episode_steps : 100000;
   VecEnv env(device, o.episodes, config.env, config.precision);
   env.reset(o.seed);

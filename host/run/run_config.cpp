@@ -76,6 +76,10 @@ std::vector<F> make_fields() {
                    "notebook: the notebook's algorithm settings (one env, whole "
                    "episodes, reward 0 on the last step)",
                    FieldKind::kChoice, {"notebook"}, &RunConfig::preset));
+  t.push_back(text("sweep",
+                   "Sweep KEY=V1,V2,... (repeatable): a population of --agents seeds for every "
+                   "point of the product",
+                   FieldKind::kText, {}, &RunConfig::sweep));
   {
     F f;
     f.key = "quiet";
@@ -157,6 +161,96 @@ TrainConfig resolve_train_config(const RunKeys& keys, const DevicePlan& plan) {
   if (c.algorithm == Algorithm::kPpo && preset == keys.end()) c.apply_ppo_recipe(given);
   c.validate();
   return c;
+}
+
+namespace {
+
+std::vector<std::string> split_on(const std::string& text, char sep) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (const char ch : text) {
+    if (ch == sep) {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += ch;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t");
+  const auto e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+}  // namespace
+
+std::vector<SweepAxis> parse_sweep(const std::string& text) {
+  std::vector<SweepAxis> axes;
+  if (trim(text).empty()) return axes;
+  std::size_t points = 1;
+  for (const std::string& part : split_on(text, ';')) {
+    const std::string item = trim(part);
+    const auto eq = item.find('=');
+    BP_CHECK_ARG(eq != std::string::npos && eq > 0 && eq + 1 < item.size(),
+                 "--sweep '" << item << "': expected KEY=V1,V2,... (e.g. lr=1e-3,3e-3)");
+    SweepAxis axis;
+    axis.key = trim(item.substr(0, eq));
+    for (char& ch : axis.key) {
+      if (ch == '-') ch = '_';  // the flag's spelling works too
+    }
+    const auto* f = find_field(train_config_fields(), axis.key);
+    BP_CHECK_ARG(f != nullptr, "--sweep: '" << axis.key << "' is not a training key");
+    BP_CHECK_ARG(axis.key != "agents" && axis.key != "seed",
+                 "--sweep: '" << axis.key << "' cannot be swept (a population's agents are its "
+                              << "seeds: --agents N trains seeds seed .. seed + N - 1)");
+    for (const auto& a : axes) {
+      BP_CHECK_ARG(a.key != axis.key, "--sweep: '" << axis.key << "' is swept twice");
+    }
+    for (const std::string& v : split_on(item.substr(eq + 1), ',')) {
+      try {
+        axis.values.push_back(f->parse(trim(v)));
+      } catch (const Error& e) {
+        BP_CHECK_ARG(false, "--sweep " << axis.key << ": " << e.what());
+      }
+    }
+    points *= axis.values.size();
+    BP_CHECK_ARG(points <= 4096, "--sweep: more than 4096 points");
+    axes.push_back(std::move(axis));
+  }
+  return axes;
+}
+
+std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& plan) {
+  const auto it = keys.find("sweep");
+  const std::vector<SweepAxis> axes =
+      it != keys.end() ? parse_sweep(field_word(it->second)) : std::vector<SweepAxis>{};
+  for (const auto& a : axes) {
+    BP_CHECK_ARG(keys.count(a.key) == 0,
+                 "--sweep " << a.key << " and --" << a.key << " both set " << a.key
+                            << "; give it one way");
+  }
+  std::vector<SweepPoint> points(1);
+  for (const auto& a : axes) {
+    std::vector<SweepPoint> next;
+    for (const auto& p : points) {
+      for (const auto& v : a.values) {
+        SweepPoint q = p;
+        q.values.emplace_back(a.key, v);
+        next.push_back(std::move(q));
+      }
+    }
+    points = std::move(next);
+  }
+  for (auto& p : points) {
+    RunKeys k = keys;
+    for (const auto& [key, value] : p.values) k[key] = value;
+    p.config = resolve_train_config(k, plan);
+  }
+  return points;
 }
 
 }  // namespace batchpole

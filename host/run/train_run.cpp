@@ -50,181 +50,476 @@ RunPaths run_paths(const RunConfig& run, const TrainConfig& train) {
 
 }  // namespace
 
-std::string metrics_header() {
-  return "update,env_steps,wall_s,episodes,recent_episodes,mean_return,min_return,max_return,"
-         "mean_length,min_length,max_length,policy_loss,value_loss,entropy,grad_norm,"
-         "value_grad_norm,steps_per_s,approx_kl,clip_fraction,explained_variance,epochs_run";
+std::string metrics_header(const std::vector<std::string>& swept) {
+  std::string h =
+      "update,env_steps,wall_s,episodes,recent_episodes,mean_return,min_return,max_return,"
+      "mean_length,min_length,max_length,policy_loss,value_loss,entropy,grad_norm,"
+      "value_grad_norm,steps_per_s,approx_kl,clip_fraction,explained_variance,epochs_run,agent,"
+      "seed";
+  for (const auto& key : swept) h += "," + key;
+  return h;
 }
 
-std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s) {
+std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s, uint64_t seed,
+                        int64_t agent, const std::vector<std::string>& swept_values) {
   const EpisodeTally& t = r.recent;
   const double n = std::max(t.episodes, 1.0);
   const bool any = t.episodes > 0;
-  return fmt::format(
+  std::string row = fmt::format(
       "{},{},{:.4f},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.6g},{:.8g},{:.8g},"
-      "{:.8g},{:.8g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g},{}",
+      "{:.8g},{:.8g},{:.8g},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{}",
       r.update, r.env_steps, wall_s, r.episodes, t.episodes, any ? t.return_sum / n : 0.0,
       any ? t.return_min : 0.0, any ? t.return_max : 0.0, any ? t.length_sum / n : 0.0,
       any ? t.length_min : 0.0, any ? t.length_max : 0.0, r.loss.policy_loss, r.value_loss,
       r.loss.entropy, r.loss.grad_norm, r.loss.value_grad_norm, steps_per_s, r.loss.approx_kl,
-      r.loss.clip_fraction, r.explained_variance, r.epochs);
+      r.loss.clip_fraction, r.explained_variance, r.epochs, agent, seed);
+  for (const auto& v : swept_values) row += "," + v;
+  return row;
 }
+
+namespace {
+
+double mean_return(const EpisodeTally& t) { return t.episodes > 0 ? t.return_sum / t.episodes : 0.0; }
+
+// One agent of the run: how it ended, and its last record.
+struct AgentRun {
+  nlohmann::json solved;  // {update, env_steps, wall_s} once it reached the target
+  std::string stop;       // "" while training; "target", "budget", "non-finite"
+  UpdateRecord last;
+  bool trained = false;   // `last` holds a record
+};
+
+// A population of one sweep point, its agents numbered from `first_agent` in the run.
+struct Group {
+  SweepPoint point;
+  std::vector<std::string> values;  // the swept values, as metrics.csv writes them
+  std::unique_ptr<Trainer> trainer;
+  std::vector<AgentRun> agents;
+  int64_t first_agent = 0;
+  fs::path checkpoint;
+};
+
+fs::path group_checkpoint(const fs::path& first, std::size_t g) {
+  if (g == 0) return first;
+  return first.parent_path() / fmt::format("{}-{}{}", first.stem().string(), g,
+                                            first.extension().string());
+}
+
+// What a checkpoint keeps beside the trainer: the run's clock, its sweep and how each agent
+// ended.
+std::string extra_json(const Group& g, std::size_t groups, const std::string& sweep, double wall) {
+  nlohmann::json agents = nlohmann::json::array();
+  for (const AgentRun& a : g.agents) agents.push_back({{"solved", a.solved}, {"stop", a.stop}});
+  return nlohmann::json{{"wall_s", wall},
+                        {"sweep", sweep},
+                        {"groups", groups},
+                        {"agents", agents}}
+      .dump();
+}
+
+nlohmann::json spread(std::vector<double> v) {
+  if (v.empty()) return {{"median", nullptr}, {"min", nullptr}, {"max", nullptr}};
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  const double median = n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return {{"median", median}, {"min", v.front()}, {"max", v.back()}};
+}
+
+// The aggregate of some agents: how many solved, and the spread of what they took.
+nlohmann::json aggregate(const std::vector<const AgentRun*>& runs) {
+  std::vector<double> steps, wall, updates, finals;
+  int64_t solved = 0;
+  for (const AgentRun* a : runs) {
+    if (!a->solved.is_null()) {
+      ++solved;
+      steps.push_back(a->solved["env_steps"].get<double>());
+      wall.push_back(a->solved["wall_s"].get<double>());
+      updates.push_back(a->solved["update"].get<double>());
+    }
+    finals.push_back(a->trained ? mean_return(a->last.recent) : 0.0);
+  }
+  return {{"agents", runs.size()},
+          {"solved", solved},
+          {"env_steps_to_solve", spread(steps)},
+          {"wall_s_to_solve", spread(wall)},
+          {"updates_to_solve", spread(updates)},
+          {"final_mean_return", spread(finals)}};
+}
+
+}  // namespace
 
 RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& requested,
                        bool train_keys_given, const RunCallbacks& cb) {
+  return run_training(device, run, std::vector<SweepPoint>{SweepPoint{{}, requested}},
+                      train_keys_given, cb);
+}
+
+RunResult run_training(Device& device, const RunConfig& run,
+                       const std::vector<SweepPoint>& requested, bool train_keys_given,
+                       const RunCallbacks& cb) {
+  BP_CHECK_ARG(!requested.empty(), "run_training: nothing to train");
   const auto notice = [&](const std::string& m) {
     if (cb.message && !m.empty()) cb.message(m);
   };
-  const RunPaths paths = run_paths(run, requested);
+  const RunPaths paths = run_paths(run, requested.front().config);
   const bool resuming = !paths.resume_from.empty();
-  TrainConfig config = requested;
-  std::string extra_text = "{}";
+  std::vector<SweepPoint> points = requested;
+  std::string sweep = run.sweep;
+  std::vector<nlohmann::json> saved(points.size());  // each group's checkpoint information
+  double wall_offset = 0;
   if (resuming) {
     BP_CHECK_ARG(fs::exists(paths.resume_from),
                  "--resume: no checkpoint at " << paths.resume_from.string());
-    config = Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
-    BP_CHECK_ARG(!train_keys_given || config_to_json(requested) == config_to_json(config),
+    std::string extra_text;
+    const TrainConfig first =
+        Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
+    const auto extra = nlohmann::json::parse(extra_text, nullptr, false);
+    BP_CHECK_ARG(extra.is_object() && extra.contains("agents") && extra.contains("groups"),
+                 "checkpoint " << paths.resume_from.string() << " holds damaged run information");
+    const std::string saved_sweep = extra.value("sweep", std::string());
+    BP_CHECK_ARG(run.sweep.empty() || run.sweep == saved_sweep,
+                 "--resume continues the checkpoint's sweep (" << saved_sweep
+                                                               << "); leave out --sweep");
+    sweep = saved_sweep;
+    const auto groups = extra["groups"].get<std::size_t>();
+    const std::vector<SweepAxis> axes = parse_sweep(sweep);
+    // The points again, their configurations from their checkpoints.
+    points.assign(1, SweepPoint{});
+    for (const auto& a : axes) {
+      std::vector<SweepPoint> next;
+      for (const auto& p : points) {
+        for (const auto& v : a.values) {
+          SweepPoint q = p;
+          q.values.emplace_back(a.key, v);
+          next.push_back(std::move(q));
+        }
+      }
+      points = std::move(next);
+    }
+    BP_CHECK_ARG(points.size() == groups, "checkpoint " << paths.resume_from.string()
+                                                        << " holds damaged run information");
+    saved.assign(groups, nlohmann::json());
+    for (std::size_t g = 0; g < groups; ++g) {
+      const fs::path file = group_checkpoint(paths.resume_from, g);
+      std::string text;
+      points[g].config = g == 0 ? first : Trainer::read_checkpoint_config(file.string(), &text);
+      if (g == 0) text = extra_text;
+      saved[g] = nlohmann::json::parse(text, nullptr, false);
+      BP_CHECK_ARG(saved[g].is_object() && saved[g].contains("agents"),
+                   "checkpoint " << file.string() << " holds damaged run information");
+    }
+    BP_CHECK_ARG(!train_keys_given || requested.size() != 1 || !requested.front().values.empty() ||
+                     config_to_json(requested.front().config) == config_to_json(first),
                  "--resume continues the checkpoint's configuration; leave out the training "
                  "flags or give the same values. The checkpoint has:\n"
-                     << config_to_json(config));
+                     << config_to_json(first));
+    wall_offset = extra.value("wall_s", 0.0);
   }
   notice(prepare_run_dir(paths.out, resuming));
 
-  Trainer trainer(device, config);
-  double wall_offset = 0;
-  nlohmann::json solved_at;
-  if (resuming) {
-    trainer.restore_checkpoint(paths.resume_from.string());
-    const auto extra = nlohmann::json::parse(extra_text, nullptr, false);
-    BP_CHECK_ARG(extra.is_object(),
-                 "checkpoint " << paths.resume_from.string() << " holds damaged run information");
-    wall_offset = extra.value("wall_s", 0.0);
-    if (extra.contains("solved")) solved_at = extra["solved"];
+  // The swept keys, as metrics.csv's last columns.
+  std::vector<std::string> swept;
+  for (const auto& [key, value] : points.front().values) swept.push_back(key);
+  std::vector<Group> groups(points.size());
+  int64_t total_agents = 0;
+  int64_t rows_done = 0;  // metrics rows written before the checkpoint
+  for (std::size_t g = 0; g < points.size(); ++g) {
+    Group& gr = groups[g];
+    gr.point = points[g];
+    for (const auto& [key, value] : gr.point.values) gr.values.push_back(to_string(value));
+    gr.trainer = std::make_unique<Trainer>(device, gr.point.config);
+    gr.agents.resize(static_cast<std::size_t>(gr.point.config.agents));
+    gr.first_agent = total_agents;
+    total_agents += gr.point.config.agents;
+    gr.checkpoint = group_checkpoint(paths.checkpoint, g);
+    if (resuming) {
+      gr.trainer->restore_checkpoint(group_checkpoint(paths.resume_from, g).string());
+      const auto& agents = saved[g]["agents"];
+      BP_CHECK_ARG(agents.is_array() && agents.size() == gr.agents.size(),
+                   "checkpoint " << paths.resume_from.string() << " holds damaged run information");
+      for (std::size_t k = 0; k < gr.agents.size(); ++k) {
+        gr.agents[k].solved = agents[k].value("solved", nlohmann::json());
+        gr.agents[k].stop = agents[k].value("stop", std::string());
+        const AgentProgress& p = gr.trainer->agent(static_cast<int64_t>(k));
+        rows_done += p.updates;
+        gr.agents[k].last.agent = static_cast<int64_t>(k);
+        gr.agents[k].last.update = p.updates;
+        gr.agents[k].last.env_steps = p.env_steps;
+        gr.agents[k].last.episodes = p.episodes;
+        gr.agents[k].last.recent = p.recent.total();
+        gr.agents[k].trained = p.updates > 0;
+      }
+    }
   }
   const fs::path metrics_path = paths.out / "metrics.csv";
   std::ofstream metrics = resuming
                               ? continue_metrics(paths.resume_from.parent_path() / "metrics.csv",
-                                                 metrics_path, trainer.updates(), metrics_header())
+                                                 metrics_path, rows_done, metrics_header(swept))
                               : std::ofstream(metrics_path, std::ios::trunc);
-  if (!resuming) metrics << metrics_header() << '\n';
+  if (!resuming) metrics << metrics_header(swept) << '\n';
   BP_CHECK_ARG(metrics.good(), "cannot write " << metrics_path.string());
 
-  notice(fmt::format("batchpole train: {} on {} envs, {}, {} -> {}", to_string(config.algorithm),
-                     config.envs, device.description(), to_string(config.precision),
-                     paths.out.string()));
+  const TrainConfig& base = points.front().config;
+  const bool population = total_agents > 1;
+  notice(fmt::format("batchpole train: {} on {} envs{}, {}, {} -> {}", to_string(base.algorithm),
+                     base.envs,
+                     population ? fmt::format(" x {} agents{}", total_agents,
+                                              points.size() > 1
+                                                  ? fmt::format(" ({} sweep points)", points.size())
+                                                  : std::string())
+                                : std::string(),
+                     device.description(), to_string(base.precision), paths.out.string()));
   const int64_t step_cap =
       run.env_steps > 0 ? run.env_steps
                         : (run.updates > 0 || run.seconds > 0 ? 0 : RunConfig::kDefaultEnvStepCap);
-  const auto extra_json = [&](double wall) {
-    nlohmann::json e = {{"wall_s", wall}};
-    if (!solved_at.is_null()) e["solved"] = solved_at;
-    return e.dump();
+  const auto total_steps = [&] {
+    int64_t s = 0;
+    for (const Group& g : groups) s += g.trainer->env_steps();
+    return s;
+  };
+  const auto save_all = [&](double wall) {
+    for (const Group& g : groups) {
+      g.trainer->save_checkpoint(g.checkpoint.string(), extra_json(g, groups.size(), sweep, wall));
+    }
   };
 
   const auto start = Clock::now();
-  const int64_t start_steps = trainer.env_steps();
-  UpdateRecord last{};
-  last.update = trainer.updates();
-  last.env_steps = trainer.env_steps();
-  last.recent = trainer.recent().total();
-  bool stop_nonfinite = false;
+  const int64_t start_steps = total_steps();
+  bool nonfinite = false;
   bool interrupted = false;
-  std::string stop_reason = "budget";
+  bool out_of_time = false;
   auto last_rate_time = start;
   int64_t last_rate_steps = start_steps;
   double rate = 0;
+  int64_t round = 0;
+  for (const Group& g : groups) round = std::max(round, g.trainer->updates());
+  // A resumed run: agents that solved or diverged stay stopped; those a budget or an interrupt
+  // stopped go on under this run's budgets.
+  for (Group& g : groups) {
+    for (std::size_t k = 0; k < g.agents.size(); ++k) {
+      AgentRun& a = g.agents[k];
+      if (a.stop != "target" && a.stop != "non-finite") a.stop.clear();
+      g.trainer->set_active(static_cast<int64_t>(k), a.stop.empty());
+    }
+  }
+  const UpdateRecord* shown = nullptr;
   while (true) {
-    const int64_t before = trainer.env_steps();
+    const int64_t before_round = total_steps();
     const auto t0 = Clock::now();
-    const UpdateRecord rec = trainer.update();
+    std::vector<std::vector<UpdateRecord>> results(groups.size());
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      if (groups[g].trainer->active_agents() > 0) results[g] = groups[g].trainer->update_agents();
+    }
+    ++round;
     const auto t1 = Clock::now();
     const double wall = wall_offset + std::chrono::duration<double>(t1 - start).count();
-    const double update_rate = static_cast<double>(rec.env_steps - before) /
-                               std::max(1e-9, std::chrono::duration<double>(t1 - t0).count());
+    const double round_rate = static_cast<double>(total_steps() - before_round) /
+                              std::max(1e-9, std::chrono::duration<double>(t1 - t0).count());
     if (t1 - last_rate_time > std::chrono::milliseconds(500) || rate == 0) {
-      rate = static_cast<double>(rec.env_steps - last_rate_steps) /
+      rate = static_cast<double>(total_steps() - last_rate_steps) /
              std::max(1e-9, std::chrono::duration<double>(t1 - last_rate_time).count());
       last_rate_time = t1;
-      last_rate_steps = rec.env_steps;
+      last_rate_steps = total_steps();
     }
-    if (!rec.finite) {
-      stop_nonfinite = true;
-      break;
+    // Each agent's rows, target and budgets.
+    double fraction = 0;
+    if (run.seconds > 0) fraction = wall / run.seconds;
+    for (std::size_t g = 0; g < groups.size(); ++g) {
+      Group& gr = groups[g];
+      const double per_update_rate =
+          round_rate / std::max<double>(1.0, static_cast<double>(total_agents));
+      for (const UpdateRecord& rec : results[g]) {
+        AgentRun& a = gr.agents[static_cast<std::size_t>(rec.agent)];
+        if (!rec.finite) {
+          a.stop = "non-finite";
+          gr.trainer->stop(rec.agent);
+          nonfinite = true;
+          continue;
+        }
+        const uint64_t seed = gr.trainer->agent(rec.agent).seed;
+        metrics << metrics_row(rec, wall, population ? per_update_rate : round_rate, seed,
+                               gr.first_agent + rec.agent, gr.values)
+                << '\n';
+        a.last = rec;
+        a.trained = true;
+        const EpisodeTally& t = rec.recent;
+        if (a.solved.is_null() && t.episodes >= RunConfig::kMinEpisodesForTarget &&
+            mean_return(t) >= run.target_return) {
+          a.solved = {{"update", rec.update}, {"env_steps", rec.env_steps}, {"wall_s", wall}};
+          a.stop = "target";
+        }
+        double f = 0;
+        if (step_cap > 0) {
+          f = std::max(f, static_cast<double>(rec.env_steps) / static_cast<double>(step_cap));
+        }
+        if (run.updates > 0) {
+          f = std::max(f, static_cast<double>(rec.update) / static_cast<double>(run.updates));
+        }
+        if (a.stop.empty() && f >= 1.0) a.stop = "budget";
+        if (!a.stop.empty()) gr.trainer->stop(rec.agent);
+        fraction = std::max(fraction, std::min(f, 1.0));
+      }
     }
-    metrics << metrics_row(rec, wall, update_rate) << '\n';
     metrics.flush();
     BP_REQUIRE(metrics.good(), kRuntime,
                "writing " << metrics_path.string() << " failed (disk full?)");
-    last = rec;
-    const EpisodeTally& t = rec.recent;
-    const double mean = t.episodes > 0 ? t.return_sum / t.episodes : 0.0;
-    if (solved_at.is_null() && t.episodes >= RunConfig::kMinEpisodesForTarget &&
-        mean >= run.target_return) {
-      solved_at = {{"update", rec.update}, {"env_steps", rec.env_steps}, {"wall_s", wall}};
-      stop_reason = "target";
-    }
-    double fraction = 0;
-    if (step_cap > 0) {
-      fraction =
-          std::max(fraction, static_cast<double>(rec.env_steps) / static_cast<double>(step_cap));
-    }
-    if (run.updates > 0) {
-      fraction =
-          std::max(fraction, static_cast<double>(rec.update) / static_cast<double>(run.updates));
-    }
-    if (run.seconds > 0) fraction = std::max(fraction, wall / run.seconds);
+    if (nonfinite && total_agents == 1) break;  // one agent: stop at once, as before
     interrupted = cb.interrupted && cb.interrupted();
-    const bool done = !solved_at.is_null() || fraction >= 1.0 || interrupted;
-    if (cb.on_update) cb.on_update(RunProgress{rec, wall, rate, fraction, done});
-    if (run.checkpoint_every > 0 && rec.update % run.checkpoint_every == 0 && !done) {
-      trainer.save_checkpoint(paths.checkpoint.string(), extra_json(wall));
+    out_of_time = run.seconds > 0 && wall >= run.seconds;
+    int64_t active = 0;
+    int64_t solved = 0;
+    double return_sum = 0;
+    int64_t with_returns = 0;
+    shown = nullptr;
+    for (const Group& g : groups) {
+      active += g.trainer->active_agents();
+      for (const AgentRun& a : g.agents) {
+        if (!a.solved.is_null()) ++solved;
+        if (a.trained) {
+          return_sum += mean_return(a.last.recent);
+          ++with_returns;
+          if (shown == nullptr && (a.stop.empty() || total_agents == 1)) shown = &a.last;
+        }
+      }
     }
-    if (interrupted) stop_reason = "interrupted";
+    if (shown == nullptr) {
+      for (const Group& g : groups) {
+        for (const AgentRun& a : g.agents) {
+          if (shown == nullptr && a.trained) shown = &a.last;
+        }
+      }
+    }
+    const bool done = active == 0 || out_of_time || interrupted;
+    if (cb.on_update && shown != nullptr) {
+      RunProgress p{*shown, wall, rate, fraction, done};
+      p.agents = total_agents;
+      p.solved = solved;
+      p.active = active;
+      p.env_steps = total_steps();
+      p.mean_return = with_returns > 0 ? return_sum / static_cast<double>(with_returns) : 0.0;
+      cb.on_update(p);
+    }
+    if (run.checkpoint_every > 0 && round % run.checkpoint_every == 0 && !done) save_all(wall);
     if (done) break;
   }
   RunResult result;
   result.out_dir = paths.out.string();
   const double wall = wall_offset + std::chrono::duration<double>(Clock::now() - start).count();
-  if (stop_nonfinite) {
+  if (nonfinite && total_agents == 1) {
     result.message = fmt::format(
         "batchpole train: stopped at update {}: a loss or gradient norm is not finite (NaN or "
         "infinity). The last good checkpoint is {}; try a smaller --lr.",
-        last.update + 1, fs::exists(paths.checkpoint) ? paths.checkpoint.string() : "(none yet)");
+        groups.front().trainer->updates(),
+        fs::exists(paths.checkpoint) ? paths.checkpoint.string() : "(none yet)");
     result.exit_code = 1;
     return result;
   }
-  trainer.save_checkpoint(paths.checkpoint.string(), extra_json(wall));
+  // Agents the clock or an interrupt stopped.
+  for (Group& g : groups) {
+    for (AgentRun& a : g.agents) {
+      if (a.stop.empty()) a.stop = interrupted ? "interrupted" : "budget";
+    }
+  }
+  save_all(wall);
 
-  const EpisodeTally& t = last.recent;
-  const double run_steps = static_cast<double>(trainer.env_steps() - start_steps);
+  const double run_steps = static_cast<double>(total_steps() - start_steps);
   const double run_wall = std::chrono::duration<double>(Clock::now() - start).count();
-  const nlohmann::json summary = {
-      {"solved", !solved_at.is_null()},
-      {"env_steps_to_solve", solved_at.is_null() ? nlohmann::json() : solved_at["env_steps"]},
-      {"wall_s_to_solve", solved_at.is_null() ? nlohmann::json() : solved_at["wall_s"]},
-      {"updates_to_solve", solved_at.is_null() ? nlohmann::json() : solved_at["update"]},
-      {"final_mean_return", t.episodes > 0 ? t.return_sum / t.episodes : 0.0},
-      {"final_mean_length", t.episodes > 0 ? t.length_sum / t.episodes : 0.0},
-      {"recent_episodes", t.episodes},
-      {"target_return", run.target_return},
-      {"env_steps", trainer.env_steps()},
-      {"updates", trainer.updates()},
-      {"episodes", last.episodes},
-      {"wall_s", wall},
-      {"env_steps_per_s", run_steps / std::max(run_wall, 1e-9)},
-      {"stop_reason", stop_reason},
-      {"device", device.description()},
-      {"threads", device.threads()},
-      {"config", nlohmann::json::parse(config_to_json(config))},
-      {"version", BATCHPOLE_VERSION}};
+  const std::string stop_reason = interrupted ? "interrupted" : nonfinite ? "non-finite" : [&] {
+    for (const Group& g : groups) {
+      for (const AgentRun& a : g.agents) {
+        if (a.stop != "target") return std::string("budget");
+      }
+    }
+    return std::string("target");
+  }();
+  nlohmann::json summary;
+  if (!population) {
+    const AgentRun& a = groups.front().agents.front();
+    const EpisodeTally& t = a.last.recent;
+    summary = {
+        {"solved", !a.solved.is_null()},
+        {"env_steps_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["env_steps"]},
+        {"wall_s_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["wall_s"]},
+        {"updates_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["update"]},
+        {"final_mean_return", mean_return(t)},
+        {"final_mean_length", t.episodes > 0 ? t.length_sum / t.episodes : 0.0},
+        {"recent_episodes", t.episodes},
+        {"episodes", a.last.episodes}};
+  } else {
+    nlohmann::json list = nlohmann::json::array();
+    std::vector<const AgentRun*> everyone;
+    nlohmann::json by_point = nlohmann::json::array();
+    for (const Group& g : groups) {
+      std::vector<const AgentRun*> mine;
+      nlohmann::json values = nlohmann::json::object();
+      for (const auto& [key, value] : g.point.values) {
+        values[key] = nlohmann::json::parse(to_string(value), nullptr, false);
+        if (values[key].is_discarded()) values[key] = to_string(value);
+      }
+      for (std::size_t k = 0; k < g.agents.size(); ++k) {
+        const AgentRun& a = g.agents[k];
+        mine.push_back(&a);
+        everyone.push_back(&a);
+        list.push_back({{"agent", g.first_agent + static_cast<int64_t>(k)},
+                        {"seed", g.trainer->agent(static_cast<int64_t>(k)).seed},
+                        {"config", values},
+                        {"solved", !a.solved.is_null()},
+                        {"env_steps_to_solve",
+                         a.solved.is_null() ? nlohmann::json() : a.solved["env_steps"]},
+                        {"wall_s_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["wall_s"]},
+                        {"updates_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["update"]},
+                        {"final_mean_return", a.trained ? mean_return(a.last.recent) : 0.0},
+                        {"env_steps", g.trainer->agent(static_cast<int64_t>(k)).env_steps},
+                        {"stop_reason", a.stop}});
+      }
+      if (groups.size() > 1) {
+        nlohmann::json point = aggregate(mine);
+        point["config"] = values;
+        by_point.push_back(point);
+      }
+    }
+    const nlohmann::json all = aggregate(everyone);
+    summary = {{"solved", all["solved"] == all["agents"]},
+               {"agents", list},
+               {"population", all}};
+    if (groups.size() > 1) {
+      summary["points"] = by_point;
+      summary["sweep"] = sweep;
+    }
+  }
+  int64_t updates = 0;
+  for (const Group& g : groups) updates = std::max(updates, g.trainer->updates());
+  summary["target_return"] = run.target_return;
+  summary["env_steps"] = total_steps();
+  summary["updates"] = updates;
+  summary["wall_s"] = wall;
+  summary["env_steps_per_s"] = run_steps / std::max(run_wall, 1e-9);
+  summary["stop_reason"] = stop_reason;
+  summary["device"] = device.description();
+  summary["threads"] = device.threads();
+  summary["config"] = nlohmann::json::parse(config_to_json(base));
+  summary["version"] = BATCHPOLE_VERSION;
   result.summary_json = summary.dump(2);
   write_file_atomically(paths.out / "summary.json", result.summary_json + '\n');
-  result.message = (fmt::format(
-      "{} after {} updates, {} env steps, {:.1f} s ({:.3g}/s); mean return {:.1f}",
-      solved_at.is_null() ? "stopped (" + stop_reason + ")" : "solved", trainer.updates(),
-      trainer.env_steps(), wall, run_steps / std::max(run_wall, 1e-9),
-      t.episodes > 0 ? t.return_sum / t.episodes : 0.0));
-  result.exit_code = interrupted ? 130 : 0;
+  if (!population) {
+    const AgentRun& a = groups.front().agents.front();
+    result.message = fmt::format(
+        "{} after {} updates, {} env steps, {:.1f} s ({:.3g}/s); mean return {:.1f}",
+        a.solved.is_null() ? "stopped (" + stop_reason + ")" : "solved", updates, total_steps(),
+        wall, run_steps / std::max(run_wall, 1e-9), mean_return(a.last.recent));
+  } else {
+    const auto& all = summary["population"];
+    result.message = fmt::format(
+        "{}/{} agents solved after {} updates, {} env steps, {:.1f} s ({:.3g}/s){}",
+        all["solved"].get<int64_t>(), total_agents, updates, total_steps(), wall,
+        run_steps / std::max(run_wall, 1e-9),
+        all["solved"].get<int64_t>() > 0
+            ? fmt::format("; median {} env steps to solve",
+                          all["env_steps_to_solve"]["median"].get<double>())
+            : std::string());
+    if (nonfinite) result.message += "; some agents stopped on a non-finite loss (see summary.json)";
+  }
+  result.exit_code = interrupted ? 130 : nonfinite ? 1 : 0;
   return result;
 }
 

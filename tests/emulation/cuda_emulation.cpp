@@ -62,6 +62,8 @@ const char* base_error_string(cudaError_t e) {
       return "initialization error";
     case cudaErrorInvalidConfiguration:
       return "invalid configuration argument";
+    case cudaErrorInvalidPitchValue:
+      return "invalid pitch argument";
     case cudaErrorInvalidDevicePointer:
       return "invalid device pointer";
     case cudaErrorInvalidMemcpyDirection:
@@ -702,6 +704,8 @@ const char* cudaGetErrorName(cudaError_t error) {
       return "cudaErrorInitializationError";
     case cudaErrorInvalidConfiguration:
       return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidPitchValue:
+      return "cudaErrorInvalidPitchValue";
     case cudaErrorInvalidDevicePointer:
       return "cudaErrorInvalidDevicePointer";
     case cudaErrorInvalidMemcpyDirection:
@@ -962,6 +966,25 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_
                                            ": not device memory for all of them"));
   }
   std::memset(ptr, value, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy2DAsync(void* dst, std::size_t dpitch, const void* src, std::size_t spitch,
+                              std::size_t width, std::size_t height, cudaMemcpyKind kind,
+                              cudaStream_t stream) {
+  if (width > dpitch || width > spitch) {
+    return fail(cudaErrorInvalidPitchValue,
+                cat("cudaMemcpy2DAsync: width ", width, " exceeds a pitch (", dpitch, ", ", spitch,
+                    ")"));
+  }
+  // Row by row, each row checked as a copy of its own.
+  for (std::size_t r = 0; r < height; ++r) {
+    const cudaError_t e =
+        emulated_copy(static_cast<char*>(dst) + r * dpitch,
+                      static_cast<const char*>(src) + r * spitch, width, kind, stream,
+                      "cudaMemcpy2DAsync");
+    if (e != cudaSuccess) return e;
+  }
   return cudaSuccess;
 }
 

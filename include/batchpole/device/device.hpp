@@ -60,6 +60,10 @@ struct DevicePlan {
   // kept when they need at most this many bytes. A budget rather than the memory free now, so
   // that the same configuration always trains the same way.
   std::size_t record_budget = 0;
+  // A population's agents: false runs each agent's passes as its own tasks (each agent then
+  // computes exactly what it would alone); true runs every layer of all the agents as one
+  // strided-batched gemm (the GPU, where one agent's pass is far too small to fill it).
+  bool batch_agents = false;
   // Defaults: the training batch that solves fastest, and the sizes of the benchmarks.
   int64_t train_envs = 0;
   int64_t bench_env_envs = 0;
@@ -93,8 +97,12 @@ class Device {
   void* allocate(std::size_t bytes);
   void deallocate(void* ptr) noexcept { do_deallocate(ptr); }
   void copy_to_host(void* dst, const void* src, std::size_t bytes);  // waits for the device
+  // Queued; the caller may reuse its (pageable) memory as soon as the call returns.
   void copy_from_host(void* dst, const void* src, std::size_t bytes);
   void copy_on_device(void* dst, const void* src, std::size_t bytes);
+  // `rows` rows of `width` bytes, rows dst_pitch and src_pitch bytes apart (one operation).
+  void copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                           std::size_t src_pitch, std::size_t width, std::size_t rows);
   void fill_zero(void* ptr, std::size_t bytes);
   void synchronize();
   // Throws a pending asynchronous error (the GPU's invalid-action report), if any. Synchronises.
@@ -136,6 +144,9 @@ class Device {
   virtual void do_copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void do_copy_from_host(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void do_copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
+  virtual void do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
+                                      std::size_t src_pitch, std::size_t width,
+                                      std::size_t rows) = 0;
   virtual void do_fill_zero(void* ptr, std::size_t bytes) = 0;
   virtual void do_synchronize() = 0;
   virtual void do_check_errors() = 0;

@@ -28,6 +28,9 @@ struct EnvArrays {
   float* final_obs;     // N x 4, written where the episode ended this step
   float* final_return;  // written where the episode ended this step
   int32_t* final_length;
+  // Rows between consecutive agents' blocks of outputs (a population's rollout is agent-major);
+  // 0: the outputs are indexed by env, as the state is.
+  int64_t out_stride = 0;
 };
 
 template <class Real>
@@ -37,7 +40,41 @@ struct EnvConfig {
   int32_t max_episode_steps;
   double reset_bound;
   uint64_t seed;
+  // A population (several agents in one batch): envs [k * envs_per_agent, (k + 1) *
+  // envs_per_agent) are agent k's, their draws keyed by seeds[k] and the env's index within
+  // the agent, so that agent k steps exactly as it would alone. envs_per_agent = 0: one agent
+  // with `seed`. active[k] = 0: agent k's envs do not step (nullptr: all step).
+  int64_t envs_per_agent = 0;
+  const uint64_t* seeds = nullptr;
+  const uint8_t* active = nullptr;
 };
+
+template <class Real>
+BP_HD int64_t agent_of(const EnvConfig<Real>& c, int64_t i) {
+  return c.envs_per_agent > 0 ? i / c.envs_per_agent : 0;
+}
+
+// The env's index within its agent, and its agent's seed: the keys of its random draws.
+template <class Real>
+BP_HD uint32_t local_env(const EnvConfig<Real>& c, int64_t i) {
+  return static_cast<uint32_t>(i - agent_of(c, i) * c.envs_per_agent);
+}
+
+template <class Real>
+BP_HD uint64_t seed_of(const EnvConfig<Real>& c, int64_t i) {
+  return c.seeds != nullptr ? c.seeds[agent_of(c, i)] : c.seed;
+}
+
+template <class Real>
+BP_HD bool env_active(const EnvConfig<Real>& c, int64_t i) {
+  return c.active == nullptr || c.active[agent_of(c, i)] != 0;
+}
+
+// Where env i's outputs go: its own index, or its row in its agent's block.
+template <class Real>
+BP_HD int64_t out_row(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
+  return a.out_stride > 0 ? agent_of(c, i) * a.out_stride + local_env(c, i) : i;
+}
 
 // Whether an episode of `length` steps hits the time limit (0 = no limit).
 BP_HD bool truncates(int32_t max_episode_steps, int32_t length) {
@@ -71,9 +108,9 @@ BP_HD void store_obs(float* obs, int64_t i, const CartState<Real>& s) {
 template <class Real>
 BP_HD void env_begin_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
   const CartState<Real> s =
-      cartpole_reset_state<Real>(c.seed, static_cast<uint32_t>(i), a.episode[i], c.reset_bound);
+      cartpole_reset_state<Real>(seed_of(c, i), local_env(c, i), a.episode[i], c.reset_bound);
   store_state(a, i, s);
-  store_obs(a.obs, i, s);
+  store_obs(a.obs, out_row(c, a, i), s);
   a.length[i] = 0;
   a.ret[i] = 0.0F;
 }
@@ -101,10 +138,11 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   const bool trunc = truncates(c.max_episode_steps, len);
   const float r = cartpole_reward(c.reward_mode, term);
   store_state(a, i, s);
-  store_obs(a.obs, i, s);
-  a.reward[i] = r;
-  a.terminated[i] = static_cast<uint8_t>(term);
-  a.truncated[i] = static_cast<uint8_t>(trunc);
+  const int64_t o = out_row(c, a, i);
+  store_obs(a.obs, o, s);
+  a.reward[o] = r;
+  a.terminated[o] = static_cast<uint8_t>(term);
+  a.truncated[o] = static_cast<uint8_t>(trunc);
   a.length[i] = len;
   a.ret[i] = a.ret[i] + r;
   return term || trunc;
@@ -114,9 +152,10 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
 // statistics, then begin the next episode so that obs already holds its first observation.
 template <class Real>
 BP_HD void env_end_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
-  for (int k = 0; k < 4; ++k) a.final_obs[4 * i + k] = a.obs[4 * i + k];
-  a.final_return[i] = a.ret[i];
-  a.final_length[i] = a.length[i];
+  const int64_t o = out_row(c, a, i);
+  for (int k = 0; k < 4; ++k) a.final_obs[4 * o + k] = a.obs[4 * o + k];
+  a.final_return[o] = a.ret[i];
+  a.final_length[o] = a.length[i];
   a.episode[i] = a.episode[i] + 1;
   env_begin_episode(c, a, i);
 }
@@ -137,13 +176,14 @@ BP_HD uint32_t env_run_random(const EnvConfig<Real>& c, const EnvArrays<Real>& a
   float ret = a.ret[i];
   uint32_t episode = a.episode[i];
   uint32_t ended = 0;
-  const auto env = static_cast<uint32_t>(i);
+  const uint32_t env = local_env(c, i);
+  const uint64_t seed = seed_of(c, i);
   // One draw gives the actions of 128 consecutive steps (see bench_action).
-  Philox4x32::Counter bits = philox_draw(c.seed, Stream::kBenchAction, env, first_step >> 7U);
+  Philox4x32::Counter bits = philox_draw(seed, Stream::kBenchAction, env, first_step >> 7U);
   for (int32_t t = 0; t < steps; ++t) {
     const uint64_t step = first_step + static_cast<uint64_t>(t);
     const auto bit = static_cast<uint32_t>(step) & 127U;
-    if (bit == 0 && t > 0) bits = philox_draw(c.seed, Stream::kBenchAction, env, step >> 7U);
+    if (bit == 0 && t > 0) bits = philox_draw(seed, Stream::kBenchAction, env, step >> 7U);
     const bool push_right = ((bits[bit >> 5U] >> (bit & 31U)) & 1U) != 0U;
     const bool term = cartpole_physics_step(c.physics, push_right, s);
     len += 1;
@@ -151,13 +191,13 @@ BP_HD uint32_t env_run_random(const EnvConfig<Real>& c, const EnvArrays<Real>& a
     if (term || truncates(c.max_episode_steps, len)) {
       ++episode;
       ++ended;
-      s = cartpole_reset_state<Real>(c.seed, env, episode, c.reset_bound);
+      s = cartpole_reset_state<Real>(seed, env, episode, c.reset_bound);
       len = 0;
       ret = 0.0F;
     }
   }
   store_state(a, i, s);
-  store_obs(a.obs, i, s);
+  store_obs(a.obs, out_row(c, a, i), s);
   a.length[i] = len;
   a.ret[i] = ret;
   a.episode[i] = episode;

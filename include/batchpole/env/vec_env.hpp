@@ -44,6 +44,10 @@ struct StepTargets {
   float* final_obs = nullptr;  // written only where an episode ended
   float* final_return = nullptr;
   int32_t* final_length = nullptr;
+  // For a population: rows between consecutive agents' blocks in these arrays (agent k's env j
+  // writes row k * agent_stride + j), which also locates the actions step() reads; 0: the
+  // arrays are indexed by env.
+  int64_t agent_stride = 0;
 };
 
 class VecEnv {
@@ -62,6 +66,14 @@ class VecEnv {
 
   // Every env starts episode 0 from the draw (seed, env, 0).
   void reset(uint64_t seed);
+  // A population: the envs are cut into seeds.size() agents of size() / seeds.size() envs, and
+  // agent k's env j starts from the draw (seeds[k], j, 0), as it would in a VecEnv of its own.
+  void reset(std::span<const uint64_t> seeds);
+  [[nodiscard]] int64_t agents() const;
+  [[nodiscard]] int64_t envs_per_agent() const;
+  [[nodiscard]] const std::vector<uint64_t>& seeds() const;
+  // Which agents' envs step (and restart): one flag per agent, all set after a reset.
+  void set_active(std::span<const uint8_t> active);
   // Every env in the middle of an episode abandons it and begins the next (env_restart_episode);
   // envs at an episode's start are left as they are.
   void restart_episodes();
@@ -86,6 +98,9 @@ class VecEnv {
   // Device pointers to the outputs of the last step (N, or N x 4 for observations): the env's
   // own buffers, or the StepTargets of the last step.
   [[nodiscard]] const float* obs() const;
+  // Rows between agents' blocks where the last step wrote (StepTargets::agent_stride; 0:
+  // packed, env i at row i).
+  [[nodiscard]] int64_t agent_stride() const;
   [[nodiscard]] const float* reward() const;
   [[nodiscard]] const uint8_t* terminated() const;
   [[nodiscard]] const uint8_t* truncated() const;
@@ -98,9 +113,9 @@ class VecEnv {
   // Sets every env's state and counters (observations follow from the state). Lengths must be
   // in [0, max_episode_steps) and the episode counters are kept as given.
   void set_state(const EnvState& state);
-  // set_state plus the seed and step counter: continues exactly where get_state, seed() and
+  // set_state plus the seeds and step counter: continues exactly where get_state, seeds() and
   // steps_taken() were read (checkpoints).
-  void restore(uint64_t seed, uint64_t steps_taken, const EnvState& state);
+  void restore(std::span<const uint64_t> seeds, uint64_t steps_taken, const EnvState& state);
 
   struct Impl;  // defined in host/vec_env.cpp, per precision
 

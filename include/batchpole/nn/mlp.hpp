@@ -49,12 +49,23 @@ struct MlpConfig {
   void validate() const;
 };
 
+// A population's agents in one pass (the batched agents of a GPU plan): `agents` networks of
+// the same shape whose parameters (and gradients) lie agent_stride floats apart (the Mlp's
+// constructor), each run on its own `rows` rows: agent k's input rows start k * x_stride rows
+// into x (0: packed, x_stride = rows), and outputs and gradients are packed agent after agent.
+// Every layer is then one strided-batched gemm.
+struct MlpAgents {
+  int64_t agents = 1;
+  int64_t x_stride = 0;
+};
+
 class Mlp {
  public:
   // params and grads: parameter_count() floats each on the device. Layer l's weight
-  // is out_l x in_l row-major (as torch.nn.Linear's), followed by its bias of out_l.
+  // is out_l x in_l row-major (as torch.nn.Linear's), followed by its bias of out_l. A
+  // population's networks follow agent_stride floats apart (used by passes over MlpAgents).
   Mlp(Device& device, Blas& blas, NnOps& ops, MlpConfig config, int64_t max_rows, float* params,
-      float* grads);
+      float* grads, int64_t agent_stride = 0);
 
   // Device memory the activations and scratch of `max_rows` rows take.
   static std::size_t workspace_bytes(const MlpConfig& config, int64_t max_rows);
@@ -67,8 +78,10 @@ class Mlp {
 
   // Runs x (rows x inputs, 1 <= rows <= max_rows) through the network and returns the output
   // (rows x outputs): in the Mlp's workspace, valid until the next forward, or, with `into`,
-  // in the caller's memory (then the output is into->layers.back()).
-  const float* forward(const ConstMatrix& x, const LayerOutputs* into = nullptr);
+  // in the caller's memory (then the output is into->layers.back()). With several agents x.rows
+  // is each agent's (agents x rows <= max_rows) and `into` is not supported.
+  const float* forward(const ConstMatrix& x, const LayerOutputs* into = nullptr,
+                       const MlpAgents& agents = {});
 
   // Backward after forward on the same x. d_out (rows x outputs) is the loss gradient with
   // respect to the output; it is used as scratch and overwritten. Parameter gradients are
@@ -77,12 +90,15 @@ class Mlp {
   // there (with these parameters), instead of the last forward's in the workspace.
   void backward(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x = nullptr,
                 GradientMode dx_mode = GradientMode::kOverwrite,
-                const LayerOutputs* from = nullptr);
+                const LayerOutputs* from = nullptr, const MlpAgents& agents = {});
 
   // Where backward writes the parameter gradients from now on (parameter_count() floats on
   // the device): models that sum the gradients of several parts of a batch in a fixed order
   // give each part its own memory.
   void bind_gradients(float* grads);
+  // Which parameters the passes use from now on: a population's workers run one agent's
+  // networks, then another's.
+  void bind_parameters(float* params);
 
   [[nodiscard]] const MlpConfig& config() const { return config_; }
   [[nodiscard]] int64_t max_rows() const { return max_rows_; }
@@ -97,7 +113,10 @@ class Mlp {
   [[nodiscard]] Activation act(int32_t l) const {
     return l + 1 == config_.layers() ? config_.output_activation : config_.hidden_activation;
   }
-  void check_input(const char* call, const ConstMatrix& x) const;
+  void check_input(const char* call, const ConstMatrix& x, const MlpAgents& agents) const;
+  const float* forward_agents(const ConstMatrix& x, const MlpAgents& agents);
+  void backward_agents(const ConstMatrix& x, float* d_out, GradientMode param_mode, float* d_x,
+                       GradientMode dx_mode, const MlpAgents& agents);
   void check_outputs(const char* call, const LayerOutputs& o) const;
 
   Blas* blas_;
@@ -111,7 +130,9 @@ class Mlp {
   std::vector<float*> acts_;                // output of each layer, max_rows x out_l
   float* scratch_[2] = {nullptr, nullptr};  // backward's ping-pong, max_rows x widest hidden
   float* ones_ = nullptr;                   // max_rows ones: bias gradients as one gemv
-  int64_t last_rows_ = 0;                   // rows of the last forward
+  int64_t agent_stride_ = 0;                // floats between agents' networks
+  int64_t last_rows_ = 0;                   // rows (of each agent) of the last forward
+  int64_t last_agents_ = 1;                 // agents of the last forward
 };
 
 }  // namespace batchpole

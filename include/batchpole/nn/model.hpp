@@ -12,6 +12,14 @@
 // of a million environments times hundreds of steps is a loop over chunks whose gradients
 // accumulate. The batch is cut into shards run in parallel (ShardedRunner); chunk size and
 // shard count come from the device's plan unless the options set them.
+//
+// A population (ModelOptions::agents > 1) is many such models in one: agent k has its own
+// parameters (initialised from its own seed exactly as a model of its own), Adam moments,
+// sampling stream and statistics, and every pass takes each agent's rows in an agent-major
+// layout: agent k's rows of a call start k * agent_stride rows into every per-row array, and
+// obs.rows counts one agent's rows. Where the plan says so (the GPU) all agents run each layer
+// as one strided-batched gemm; otherwise each agent's passes are tasks of their own and compute
+// exactly what the agent alone would.
 #pragma once
 
 #include <cstddef>
@@ -40,6 +48,9 @@ struct ModelOptions {
   // The element operations to use instead of the device's (benchmarks run the BLAS calls of a
   // pass alone with operations that do nothing). Must outlive the model.
   NnOps* ops = nullptr;
+  // A population: `agents` agents, agent k seeded with seeds[k] (empty: `seed` for one agent).
+  int64_t agents = 1;
+  std::vector<uint64_t> seeds;
 };
 
 // Coefficients of the loss whose gradient accumulate_gradients takes:
@@ -75,6 +86,14 @@ struct RolloutView {
   float clip = 0.2f;
   const float* old_values = nullptr;  // samples, or nullptr
   float value_clip = 0.2f;
+  // A population: agent k's rows start k * agent_stride rows into every per-row array (obs.rows
+  // rows each); agent_rows[k], where given, is how many of them are agent k's samples (the rest
+  // must be masked): the agents' own passes run exactly those, batched agents all obs.rows.
+  int64_t agent_stride = 0;
+  std::span<const int64_t> agent_rows;
+  // A population whose agents weigh the value loss differently: LossConfig::value_coef of
+  // each (empty: the loss's for all).
+  std::span<const float> value_coefs;
 };
 
 // Scalars of the last update, read back once per update (stats()). Sums are over the valid
@@ -94,7 +113,7 @@ struct UpdateStats {
   double clip_fraction = 0;  // share of samples whose ratio was clipped
 };
 
-// Slots of the device statistics (device_stats()): the per-sample sums of nn_elements.hpp
+// Slots of each agent's device statistics: the per-sample sums of nn_elements.hpp
 // (kStatWeightedLogProb .. kStatClipped), then these.
 inline constexpr int64_t kSlotDivisor = kStatColumnsClipped;  // C
 inline constexpr int64_t kSlotGradNorm = kStatColumnsClipped + 1;
@@ -120,7 +139,8 @@ class PolicyValueModel {
 
   // What a model takes whose device has `workers` threads (one workspace each).
   static MemoryReport memory_required(const ModelConfig& config, int64_t chunk_rows,
-                                      int workers = 1, int32_t shards = 1);
+                                      int workers = 1, int32_t shards = 1, int64_t agents = 1,
+                                      bool batched = false);
 
   // ---- acting: any number of rows >= 1, chunked inside; device pointers; never syncs ----
   // actions[i] ~ pi(.|obs_i), drawn from philox_draw(seed, kPolicyAction, i, step): the same
@@ -129,15 +149,22 @@ class PolicyValueModel {
   // record_row >= 0: also keep every layer's output for rows [record_row, record_row + n) of
   // the recording (reserve_record), for accumulate_gradients on a RolloutView marked recorded.
   // A recording starts at row 0 and continues where the last act() ended.
+  // A population: agent k's rows at k * agent_stride in obs and in the outputs alike, drawn at
+  // step steps[k] + step (set_steps); inactive agents are left out.
   void act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob = nullptr,
-           float* values = nullptr, int64_t record_row = -1);
-  void values(const ConstMatrix& obs, float* out);         // n
+           float* values = nullptr, int64_t record_row = -1, int64_t agent_stride = 0);
+  // A population: agent k's rows at k * in_stride in obs, its values at k * out_stride in out,
+  // agent_rows[k] of them where given (else obs.rows).
+  void values(const ConstMatrix& obs, float* out, int64_t in_stride = 0, int64_t out_stride = 0,
+              std::span<const int64_t> agent_rows = {});
+  // One agent only (evaluation, parity checks):
   void logits(const ConstMatrix& obs, float* out);         // n x num_actions
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
 
   // ---- recording what acting computed, so that learning skips a forward pass ----
-  // Room to record `rows` rows (grows, never shrinks): record_bytes_per_row(config, values)
-  // each. values = false leaves out the value network (acting without values, as REINFORCE).
+  // Room to record `rows` rows of every agent (grows, never shrinks): record_bytes_per_row(
+  // config, values) each. values = false leaves out the value network (acting without values,
+  // as REINFORCE). Batched agents do not record (the update runs the forward pass again).
   void reserve_record(int64_t rows, bool values = true);
   static std::size_t record_bytes_per_row(const ModelConfig& config, bool values = true);
 
@@ -149,19 +176,32 @@ class PolicyValueModel {
                             GradientMode mode = GradientMode::kOverwrite);
   // Clips (per optimiser, when its max_grad_norm > 0) and applies Adam. Never syncs.
   void step();
-  // Synchronises once and returns the statistics of the update.
+  // Synchronises once and returns the statistics of the update (agent 0's).
   [[nodiscard]] UpdateStats stats() const;
-  // The same, left on the device (kStatSlots floats, the slots above), for trainers that read
-  // them together with their own statistics.
-  [[nodiscard]] const float* device_stats() const { return acc_.data() + parameter_count(); }
-  // Turns kStatSlots floats read from device_stats() into the statistics.
-  [[nodiscard]] UpdateStats stats_from(const float* host_slots) const;
+  // Every agent's, with one synchronisation (inactive agents' are stale).
+  [[nodiscard]] std::vector<UpdateStats> agent_stats() const;
+
+  // ---- a population ----
+  [[nodiscard]] int64_t agents() const { return agents_; }
+  [[nodiscard]] const std::vector<uint64_t>& seeds() const { return seeds_; }
+  // Which agents act and learn (all, after construction). An inactive agent's rows are not
+  // computed (or, batched, computed and ignored) and its parameters and moments stay as they
+  // are.
+  void set_active(std::span<const uint8_t> active);
+  [[nodiscard]] const std::vector<uint8_t>& active() const { return active_; }
+  // Each agent's sampling counter: act(..., step, ...) draws agent k's actions at step
+  // steps[k] + step (all 0 after construction).
+  void set_steps(std::span<const uint64_t> steps);
+  // Whether the agents run as one batch (the plan's batch_agents, with more than one agent).
+  [[nodiscard]] bool batched() const { return batched_; }
 
   // ---- parameters ----
+  // One agent's parameters; a population's agents follow each other, agent k's at
+  // k * parameter_count() in parameters(), gradients(), get_parameters and set_parameters.
   [[nodiscard]] int64_t parameter_count() const { return parameter_count_; }
   // Writable: counts as a change of the parameters (a recording made before is stale).
   [[nodiscard]] float* parameters();
-  [[nodiscard]] const float* gradients() const { return acc_.data(); }
+  [[nodiscard]] const float* gradients() const { return grads_.data(); }
   [[nodiscard]] std::vector<float> get_parameters() const { return params_.to_host(); }
   [[nodiscard]] std::vector<float> get_gradients() const;
   void set_parameters(std::span<const float> host_params);
@@ -186,37 +226,64 @@ class PolicyValueModel {
   [[nodiscard]] const Adam& optimizer(int index = 0) const { return *adam_.at(index); }
   [[nodiscard]] Adam& optimizer(int index = 0) { return *adam_.at(index); }
   using OptimizerState = Adam::State;  // for checkpoints
-  [[nodiscard]] OptimizerState get_optimizer_state(int index) const;
-  void set_optimizer_state(int index, const OptimizerState& state);
+  [[nodiscard]] OptimizerState get_optimizer_state(int index, int64_t agent = 0) const;
+  void set_optimizer_state(int index, const OptimizerState& state, int64_t agent = 0);
 
  private:
   struct Workspace;  // one worker's networks (shared parameters, own activations) and scratch
+  struct Acc {       // where a pass accumulates: gradients and per-sample statistic sums
+    float* grads;
+    float* stats;
+  };
 
   void check_obs(const char* call, const ConstMatrix& obs) const;
-  // Runs body(workspace, shard, chunk, first_row, first_chunk_of_shard) over every chunk of obs.
-  template <class Body>
-  void for_each_chunk(const ConstMatrix& obs, Body body);
+  // Runs body(workspace, agent, shard, first_row, rows, first_chunk_of_shard) over every chunk
+  // of the active agents' rows (rows_of(agent) each), the workspace bound to the agent's
+  // networks.
+  template <class RowsOf, class Body>
+  void for_each_chunk(RowsOf rows_of, Body body);
   // The features the heads read: the trunk's output (in `into` where given), or x itself.
   ConstMatrix features(Workspace& w, const ConstMatrix& x, const LayerOutputs* into = nullptr);
+  [[nodiscard]] Acc acc_for(int64_t agent, int64_t shard);
+  [[nodiscard]] float* divisors() { return stats_.data() + agents_ * kStatSlots; }
+  void act_batched(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
+                   float* values, int64_t agent_stride);
+  void accumulate_batched(const RolloutView& batch, const LossConfig& loss, GradientMode mode);
+  [[nodiscard]] UpdateStats stats_from(const float* slots, float divisor, int64_t agent) const;
 
   Device* device_;
   ModelConfig config_;
   ModelOptions options_;
   NnOps* ops_;
   int64_t parameter_count_;
+  int64_t agents_;
+  bool batched_;
   ShardedRunner runner_;
-  Buffer<float> params_;
-  // The accumulators: the gradients (parameter_count floats), then kStatSlots statistics. The
-  // shards accumulate gradients and the kStatColumnsClipped sums in blocks of the same layout.
-  Buffer<float> acc_;
+  Buffer<float> params_;  // agents x parameter_count
+  Buffer<float> grads_;   // agents x parameter_count
+  // agents x kStatSlots, then one loss divisor per agent. The shards accumulate gradients and
+  // the kStatColumnsClipped sums in blocks of parameter_count + kStatColumnsClipped floats.
+  Buffer<float> stats_;
   int64_t policy_offset_ = 0;
   int64_t value_offset_ = 0;
-  std::vector<std::unique_ptr<Workspace>> workspaces_;  // one per device thread
+  std::vector<std::unique_ptr<Workspace>> workspaces_;  // one per device thread (batched: one)
   std::vector<std::unique_ptr<Adam>> adam_;
   LossConfig last_loss_;
+  std::vector<float> last_value_coefs_;  // the last batch's per-agent value_coef, if any
   bool last_clipped_ = false;  // the last loss was the clipped surrogate
+  bool value_grads_written_ = false;
   std::unique_ptr<ActivationRecord> record_;
   uint64_t params_version_ = 1;  // changes whenever the parameters do
+  // The population: seeds, active flags, sampling counters (host, and device where batched
+  // kernels read them), the active agents' indices, and per-agent value coefficients.
+  std::vector<uint64_t> seeds_;
+  std::vector<uint8_t> active_;
+  std::vector<uint64_t> steps_;
+  std::vector<int64_t> active_list_;
+  Buffer<uint64_t> seeds_device_;
+  Buffer<uint8_t> active_device_;
+  Buffer<uint64_t> steps_device_;
+  Buffer<float> value_coefs_device_;
 };
 
 }  // namespace batchpole

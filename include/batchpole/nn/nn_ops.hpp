@@ -13,19 +13,50 @@
 #include <cstdint>
 #include <string>
 
+#include "batchpole/core/agents.hpp"
 #include "batchpole/device/device.hpp"
 #include "batchpole/nn/nn_elements.hpp"
 
 namespace batchpole {
 
 // Where the action of row i is drawn from: philox_draw(seed, kPolicyAction, first_env + i,
-// step). Trainers pass their step counter so that every step draws afresh.
+// step). Trainers pass their step counter so that every step draws afresh. A population's
+// agents each draw with their own seed and step counter: agent k's row i (numbered from
+// first_env within the agent) draws with seeds[k] at step steps[k] + step (device arrays).
 struct SampleKey {
   uint64_t seed = 0;
   uint64_t step = 0;
   uint32_t first_env = 0;
+  const uint64_t* seeds = nullptr;  // agents > 1: per agent
+  const uint64_t* steps = nullptr;  // agents > 1: per agent
 };
 
+// The uniform behind row i's action in a sampling call laid out as `out`.
+BP_HD float sample_uniform(const SampleKey& key, const AgentRows& out, int64_t i) {
+  if (out.agents <= 1) {
+    return policy_uniform(key.seed, key.first_env + static_cast<uint32_t>(i), key.step);
+  }
+  const int64_t k = out.agent(i);
+  const auto local = static_cast<uint32_t>(i - k * out.rows);
+  return policy_uniform(key.seeds[k], key.first_env + local, key.steps[k] + key.step);
+}
+
+// A population's Adam step: `agents` segments of n parameters, `stride` floats apart in params
+// and grads and `state_stride` apart in m and v (0: stride). Agent k steps with scalars[k] (device memory; nullptr: the call's
+// scalars for every agent) and grad_norm[k * norm_stride], and only where active[k] is set
+// (device memory; nullptr: every agent steps).
+struct AdamAgents {
+  int64_t agents = 1;
+  int64_t stride = 0;
+  int64_t state_stride = 0;
+  int64_t norm_stride = 1;
+  const AdamScalars* scalars = nullptr;
+  const uint8_t* active = nullptr;
+};
+
+// A population's call covers in.agents agents of in.rows rows (rows = agents x in.rows): the
+// per-row inputs (actions, weights, mask, old log-probabilities) are laid out as `in` says, the
+// logits and outputs packed agent after agent, and `count` holds one divisor per agent.
 struct PolicyLossArgs {
   const float* logits = nullptr;  // rows x num_actions
   int64_t rows = 0;
@@ -33,7 +64,8 @@ struct PolicyLossArgs {
   const int32_t* actions = nullptr;  // rows, each in [0, num_actions)
   const float* weights = nullptr;    // rows: returns or advantages
   const uint8_t* mask = nullptr;     // rows, nonzero = valid; nullptr: all valid
-  const float* count = nullptr;      // device scalar C, the loss's divisor
+  const float* count = nullptr;      // device scalar C, the loss's divisor (per agent)
+  AgentRows in;
   float entropy_coef = 0.0f;
   // PPO: the log-probabilities of the policy that acted, and the clip range eps. With them the
   // loss is the clipped surrogate (clipped_policy_loss_row, kStatColumnsClipped columns of
@@ -46,12 +78,14 @@ struct PolicyLossArgs {
 };
 
 struct ValueLossArgs {
-  const float* values = nullptr;   // rows
-  const float* targets = nullptr;  // rows
-  const uint8_t* mask = nullptr;   // rows or nullptr
+  const float* values = nullptr;   // rows (packed)
+  const float* targets = nullptr;  // rows (laid out as `in`)
+  const uint8_t* mask = nullptr;   // rows or nullptr (laid out as `in`)
   int64_t rows = 0;
-  const float* count = nullptr;  // device scalar C
+  const float* count = nullptr;  // device scalar C (per agent)
   float value_coef = 1.0f;
+  const float* value_coefs = nullptr;  // per agent, instead of value_coef; or nullptr
+  AgentRows in;
   // PPO's clipped value loss: the values when the data was collected, and the clip range.
   const float* old_values = nullptr;  // rows, or nullptr (the plain squared error)
   float clip = 0.2f;
@@ -72,13 +106,17 @@ class NnOps {
   void fill(float* x, int64_t n, float value);
   // x[i] = init_uniform_value(seed, block, i, bound).
   void init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block);
-  // y (rows x cols, row-major) = act(y + bias) with bias broadcast over rows.
-  void bias_activation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act);
+  // y (rows x cols, row-major) = act(y + bias) with bias broadcast over rows. A population's
+  // agents (blocks of rows_per_agent rows) each add their own bias, bias_stride floats apart.
+  void bias_activation(float* y, const float* bias, int64_t rows, int64_t cols, Activation act,
+                       int64_t rows_per_agent = 0, int64_t bias_stride = 0);
   // dy *= act'(.) written from the activation's output y; n elements.
   void activation_backward(float* dy, const float* y, int64_t n, Activation act);
   // Samples one action per row into `actions`; log_prob and entropy (rows each) where not null.
+  // A population: out.agents agents of out.rows rows, the outputs laid out as `out` says.
   void sample_actions(const float* logits, int64_t rows, int32_t num_actions, const SampleKey& key,
-                      int32_t* actions, float* log_prob, float* entropy);
+                      int32_t* actions, float* log_prob, float* entropy,
+                      const AgentRows& out = {});
   // log pi(actions[i]) and/or the entropy of each row (either output may be null).
   void log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                         const int32_t* actions, float* log_prob, float* entropy);
@@ -87,12 +125,18 @@ class NnOps {
   void policy_loss_grad(const PolicyLossArgs& args);
   void value_loss_grad(const ValueLossArgs& args);
   // *out = number of nonzero bytes in mask[0, n), as a float (exact up to 2^24), in device
-  // memory.
-  void count_nonzero(const uint8_t* mask, int64_t n, float* out);
+  // memory. A population: out[k] counts agent k's mask[k * stride, k * stride + n).
+  void count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents = 1,
+                     int64_t stride = 0);
+  // out[k * out_stride] = the L2 norm of x[k * stride, k * stride + n) for every agent k
+  // (device memory).
+  void norms(const float* x, int64_t n, int64_t agents, int64_t stride, float* out,
+             int64_t out_stride = 1);
   // One Adam step over n parameters. The gradient used is grads[i] * clip_scale(*grad_norm,
-  // max_grad_norm); grad_norm may be null (no clipping).
+  // max_grad_norm); grad_norm may be null (no clipping). A population: see AdamAgents.
   void adam_step(float* params, const float* grads, float* m, float* v, int64_t n,
-                 const AdamScalars& s, const float* grad_norm, float max_grad_norm);
+                 const AdamScalars& s, const float* grad_norm, float max_grad_norm,
+                 const AdamAgents& agents = {});
 
  protected:
   [[nodiscard]] Device& device() const { return *device_; }
@@ -101,20 +145,26 @@ class NnOps {
   virtual void do_fill(float* x, int64_t n, float value) = 0;
   virtual void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) = 0;
   virtual void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
-                                  Activation act) = 0;
+                                  Activation act, int64_t rows_per_agent,
+                                  int64_t bias_stride) = 0;
   virtual void do_activation_backward(float* dy, const float* y, int64_t n, Activation act) = 0;
   virtual void do_sample_actions(const float* logits, int64_t rows, int32_t num_actions,
                                  const SampleKey& key, int32_t* actions, float* log_prob,
-                                 float* entropy) = 0;
+                                 float* entropy, const AgentRows& out) = 0;
   virtual void do_log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                                    const int32_t* actions, float* log_prob, float* entropy) = 0;
   virtual void do_softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs) = 0;
   virtual void do_policy_loss_grad(const PolicyLossArgs& args) = 0;
   virtual void do_value_loss_grad(const ValueLossArgs& args) = 0;
   // n may be 0 here (the count is then 0).
-  virtual void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) = 0;
+  virtual void do_count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,
+                                int64_t stride) = 0;
+  virtual void do_norms(const float* x, int64_t n, int64_t agents, int64_t stride, float* out,
+                        int64_t out_stride) = 0;
+  // agents.stride and state_stride are n for one agent; state_stride is set.
   virtual void do_adam_step(float* params, const float* grads, float* m, float* v, int64_t n,
-                            const AdamScalars& s, const float* grad_norm, float max_grad_norm) = 0;
+                            const AdamScalars& s, const float* grad_norm, float max_grad_norm,
+                            const AdamAgents& agents) = 0;
 
  private:
   Device* device_;

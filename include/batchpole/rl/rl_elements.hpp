@@ -2,7 +2,11 @@
 // environment or per element, called by the CPU loops (host/cpu/cpu_rl_ops.cpp) and the CUDA
 // kernels (kernels/rl_*.cu) alike.
 //
-// A rollout of T steps of N environments is stored time-major: row t * N + env.
+// A rollout of T steps of N environments is stored time-major: row t * N + env. A population's
+// rollout holds one such block per agent, agent-major: agent k's row t * N + env is row
+// k * agent_stride + t * N + env of the arrays, and its per-env arrays (V(s_T), the ended
+// flags) are packed, agent k's env j at k * N + j. The per-env functions below then run over
+// agents * N envs, env i being agent i / N's env i % N.
 #pragma once
 
 #include <cmath>
@@ -24,7 +28,15 @@ struct ReturnsArgs {
   int64_t steps = 0;         // T
   int64_t envs = 0;          // N
   float* returns = nullptr;  // T x N, written
+  int64_t agents = 1;        // a population: agents blocks of T x N rows,
+  int64_t agent_stride = 0;  // agent_stride rows apart
 };
+
+// Where env i's row t is, and where its per-env entries are (i itself).
+BP_HD int64_t rollout_row(int64_t envs, int64_t agent_stride, int64_t i, int64_t t) {
+  const int64_t agent = i / envs;
+  return agent * agent_stride + t * envs + (i - agent * envs);
+}
 
 // Discounted returns of env `i`, backwards in time: G = r on termination (no future), G = r +
 // gamma V(final_obs) on truncation (the episode was cut, not over), G = r + gamma G otherwise;
@@ -32,8 +44,9 @@ struct ReturnsArgs {
 // ("up to n": row t looks T - t steps ahead), with whole episodes it is REINFORCE's G_t.
 BP_HD void discounted_returns_env(const ReturnsArgs& a, int64_t i) {
   float g = a.last_value != nullptr ? a.last_value[i] : 0.0f;
+  const int64_t first = rollout_row(a.envs, a.agent_stride, i, 0);
   for (int64_t t = a.steps - 1; t >= 0; --t) {
-    const int64_t k = t * a.envs + i;
+    const int64_t k = first + t * a.envs;
     const float r = a.rewards[k];
     if (a.terminated[k] != 0) {
       g = r;
@@ -64,12 +77,15 @@ struct GaeArgs {
   int64_t envs = 0;   // N
   float* advantages = nullptr;  // T x N, written
   float* returns = nullptr;     // T x N, written
+  int64_t agents = 1;           // a population, as ReturnsArgs
+  int64_t agent_stride = 0;
 };
 
 BP_HD void gae_env(const GaeArgs& a, int64_t i) {
   float advantage = 0.0f;
+  const int64_t first = rollout_row(a.envs, a.agent_stride, i, 0);
   for (int64_t t = a.steps - 1; t >= 0; --t) {
-    const int64_t k = t * a.envs + i;
+    const int64_t k = first + t * a.envs;
     const bool term = a.terminated[k] != 0;
     const bool trunc = a.truncated[k] != 0;
     float next_value;
@@ -109,9 +125,12 @@ BP_HD uint32_t shuffle_mix(uint32_t x, uint32_t key) {
   return x;
 }
 
+// The key of a seed's shuffle: the seed's part xor the (update, epoch) part.
+BP_HD uint64_t shuffle_seed_part(uint64_t seed) { return seed * 0x9E3779B97F4A7C15ULL; }
+
 inline ShuffleKey make_shuffle_key(uint64_t seed, uint64_t update, uint64_t epoch, uint64_t rows) {
   ShuffleKey k;
-  k.key = seed * 0x9E3779B97F4A7C15ULL ^ (update + 1) * 0xBF58476D1CE4E5B9ULL ^
+  k.key = shuffle_seed_part(seed) ^ (update + 1) * 0xBF58476D1CE4E5B9ULL ^
           (epoch + 1) * 0x94D049BB133111EBULL;
   k.rows = rows;
   while ((uint64_t{1} << (2 * k.half_bits)) < rows) ++k.half_bits;
@@ -137,9 +156,16 @@ BP_HD uint64_t shuffle_index(const ShuffleKey& k, uint64_t i) {
 }
 
 // One minibatch of a rollout, gathered into contiguous rows: row j of the minibatch is row
-// shuffle_index(key, first + j) of the rollout.
+// shuffle_index(key, first + j) of the rollout. A population: one minibatch of `rows` rows per
+// agent, packed agent after agent; agent k's rows come from its block of the rollout
+// (agent_stride rows apart) in the order of its own key, make_shuffle_key(seeds[k], ...), which
+// is key.key ^ shuffle_seed_part(seed) ^ shuffle_seed_part(seeds[k]) (key: made with `seed`).
 struct MinibatchArgs {
   ShuffleKey key;
+  uint64_t seed = 0;
+  int64_t agents = 1;
+  int64_t agent_stride = 0;
+  const uint64_t* seeds = nullptr;  // agents > 1: per agent (device memory)
   int64_t first = 0;  // position in the shuffled order
   int64_t rows = 0;   // B
   int32_t obs_dim = 4;
@@ -157,24 +183,32 @@ struct MinibatchArgs {
   float* out_values = nullptr;
 };
 
-BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t j) {
-  const auto src = static_cast<int64_t>(shuffle_index(a.key, static_cast<uint64_t>(a.first + j)));
-  for (int32_t d = 0; d < a.obs_dim; ++d) a.out_obs[j * a.obs_dim + d] = a.obs[src * a.obs_dim + d];
-  a.out_actions[j] = a.actions[src];
-  a.out_log_prob[j] = a.log_prob[src];
-  a.out_advantages[j] = a.advantages[src];
-  a.out_returns[j] = a.returns[src];
-  a.out_values[j] = a.values[src];
+BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t g) {
+  // g: the row over all agents' minibatches; j: within agent k's.
+  const int64_t k = a.agents > 1 ? g / a.rows : 0;
+  const int64_t j = g - k * a.rows;
+  ShuffleKey key = a.key;
+  if (a.agents > 1) key.key ^= shuffle_seed_part(a.seed) ^ shuffle_seed_part(a.seeds[k]);
+  const auto src = k * a.agent_stride +
+                   static_cast<int64_t>(shuffle_index(key, static_cast<uint64_t>(a.first + j)));
+  for (int32_t d = 0; d < a.obs_dim; ++d) a.out_obs[g * a.obs_dim + d] = a.obs[src * a.obs_dim + d];
+  a.out_actions[g] = a.actions[src];
+  a.out_log_prob[g] = a.log_prob[src];
+  a.out_advantages[g] = a.advantages[src];
+  a.out_returns[g] = a.returns[src];
+  a.out_values[g] = a.values[src];
 }
 
 // mask[t, i] = 1 up to and including the step that ends env i's first episode of the rollout,
 // 0 after it: the rollout holds exactly one complete episode per env (REINFORCE). Returns 1 when
 // that episode ended within the rollout.
 BP_HD uint8_t first_episode_mask_env(const uint8_t* terminated, const uint8_t* truncated,
-                                     int64_t steps, int64_t envs, int64_t i, uint8_t* mask) {
+                                     int64_t steps, int64_t envs, int64_t i, uint8_t* mask,
+                                     int64_t agent_stride = 0) {
   uint8_t live = 1;
+  const int64_t first = rollout_row(envs, agent_stride, i, 0);
   for (int64_t t = 0; t < steps; ++t) {
-    const int64_t k = t * envs + i;
+    const int64_t k = first + t * envs;
     mask[k] = live;
     if ((terminated[k] | truncated[k]) != 0) live = 0;
   }

@@ -13,6 +13,10 @@
 
 namespace batchpole {
 
+// A population's calls cover `agents` agents whose rows start `stride` rows apart (the
+// agent-major layout of rl_elements.hpp); `n` or the steps and envs are then each agent's, the
+// per-env arrays and the results (counts, moments, tallies) one per agent, packed. On the CPU
+// each agent's part is computed exactly as the same call on that agent alone.
 class RlOps {
  public:
   explicit RlOps(Device& device) : device_(&device) {}
@@ -28,38 +32,46 @@ class RlOps {
   void gather_minibatch(const MinibatchArgs& args);
   // first_episode_mask_env over the N envs of a T x N rollout.
   void first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                          int64_t envs, uint8_t* mask);
+                          int64_t envs, uint8_t* mask, int64_t agents = 1, int64_t stride = 0);
   // ended[i] |= terminated[i] | truncated[i] over n envs; *ended_count (device memory) grows by
   // the number of envs whose flag went from 0 to 1, so that it counts the envs that have ended.
+  // A population: ended packed (agents x n), the flags at rows k * stride + j, one count each.
   void mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated, int64_t n,
-                  int64_t* ended_count);
+                  int64_t* ended_count, int64_t agents = 1, int64_t stride = 0);
   // out[i] = a[i] - b[i].
   void subtract(const float* a, const float* b, int64_t n, float* out);
   // Moments of x over the masked elements into *out (device memory), summed in blocks of
   // kReduceBlock elements and then the blocks in order.
-  void moments(const float* x, const uint8_t* mask, int64_t n, Moments* out);
+  void moments(const float* x, const uint8_t* mask, int64_t n, Moments* out, int64_t agents = 1,
+               int64_t stride = 0);
   // x = normalized(x, *m, eps) where the mask is set (everywhere without a mask).
-  void normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps);
+  void normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
+                 int64_t agents = 1, int64_t stride = 0);
   // The episodes that ended within rows [0, n) into *out (device memory).
-  void episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out);
+  void episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out, int64_t agents = 1,
+                     int64_t stride = 0);
 
  protected:
   [[nodiscard]] Device& device() const { return *device_; }
 
   // Called with checked arguments; sizes may be 0 only where a result must still be written
-  // (moments, episode_tally).
+  // (moments, episode_tally). stride is n (or steps x envs) for one agent.
   virtual void do_returns(const ReturnsArgs& args) = 0;
   virtual void do_gae(const GaeArgs& args) = 0;
   virtual void do_gather_minibatch(const MinibatchArgs& args) = 0;
   virtual void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated,
-                                     int64_t steps, int64_t envs, uint8_t* mask) = 0;
+                                     int64_t steps, int64_t envs, uint8_t* mask, int64_t agents,
+                                     int64_t stride) = 0;
   virtual void do_mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
-                             int64_t n, int64_t* ended_count) = 0;
+                             int64_t n, int64_t* ended_count, int64_t agents,
+                             int64_t stride) = 0;
   virtual void do_subtract(const float* a, const float* b, int64_t n, float* out) = 0;
-  virtual void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out) = 0;
-  virtual void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m,
-                            float eps) = 0;
-  virtual void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out) = 0;
+  virtual void do_moments(const float* x, const uint8_t* mask, int64_t n, Moments* out,
+                          int64_t agents, int64_t stride) = 0;
+  virtual void do_normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
+                            int64_t agents, int64_t stride) = 0;
+  virtual void do_episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out,
+                                int64_t agents, int64_t stride) = 0;
 
  private:
   Device* device_;

@@ -22,7 +22,8 @@ const std::vector<std::string>& algorithm_names();
 struct TrainConfig {
   Algorithm algorithm = Algorithm::kA2C;
   // A2C defaults: what solved CartPole-v1 fastest on the 2-core CPU (BENCHMARKS.md).
-  int64_t envs = 32;
+  int64_t envs = 32;       // of each agent
+  int64_t agents = 1;      // a population: agents trained at once, agent k with seed + k
   int32_t n_steps = 5;     // A2C: rollout length; 0 = whole episodes (the notebook's variant)
   float lr = 2e-3F;        // the policy's (or the actor-critic's) learning rate
   float value_lr = 1e-3F;  // baseline: the value network's learning rate

@@ -13,6 +13,12 @@
 //     it does not.
 //   PPO: n steps of every env as A2C, GAE advantages, then several epochs of minibatch steps on
 //     the clipped surrogate (host/rl/ppo.cpp).
+//
+// A trainer holds a population of TrainConfig::agents agents (one by default): agent k trains
+// with seed + k, its own networks, optimiser, environments and random streams, and its every
+// update is the one `train` with that seed alone would take (exactly, on the CPU). The agents
+// step and update in lockstep, as one batch; an agent that is stopped (solved) steps and
+// updates no more.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "batchpole/device/buffer.hpp"
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
 #include "batchpole/rl/rl_elements.hpp"
@@ -44,7 +51,8 @@ class RecentEpisodes {
 };
 
 struct UpdateRecord {
-  int64_t update = 0;         // 1-based
+  int64_t agent = 0;          // which agent of the population
+  int64_t update = 0;         // 1-based, the agent's
   int64_t env_steps = 0;      // cumulative
   int64_t episodes = 0;       // cumulative
   int64_t rollout_steps = 0;  // T of this update
@@ -58,7 +66,19 @@ struct UpdateRecord {
   double explained_variance = 0;
   int32_t epochs = 1;  // passes over the rollout (PPO: fewer than asked when the KL stopped it)
   bool finite = true;  // every loss and gradient norm finite
-  OpCounts ops;        // stream operations and host synchronisations of this update
+  OpCounts ops;        // stream operations and host synchronisations of this update (of the
+                       // whole population's)
+};
+
+// One agent of a trainer's population: its seed and what it has done.
+struct AgentProgress {
+  uint64_t seed = 0;
+  int64_t updates = 0;
+  int64_t env_steps = 0;
+  int64_t episodes = 0;
+  uint64_t act_steps = 0;  // the policy-sampling counter (Stream::kPolicyAction)
+  bool active = true;      // still stepping and updating
+  RecentEpisodes recent;
 };
 
 // The networks a configuration trains: separate policy and value networks (REINFORCE,
@@ -81,12 +101,26 @@ class Trainer {
   // Bytes of recorded activations a configuration uses (0: it runs the forward pass again).
   static std::size_t record_bytes(const TrainConfig& config, const DevicePlan& plan);
 
+  // One update of one agent (a trainer of one agent).
   UpdateRecord update();
+  // One update of every active agent, in lockstep: a record for each (none when all have
+  // stopped).
+  std::vector<UpdateRecord> update_agents();
+  // Stops an agent: it steps and updates no more (the population's solved agents).
+  void stop(int64_t agent) { set_active(agent, false); }
+  // Stops or restarts an agent (a resumed run with a new budget restarts those the old one
+  // stopped).
+  void set_active(int64_t agent, bool active);
 
   [[nodiscard]] const TrainConfig& config() const { return config_; }
+  [[nodiscard]] int64_t agents() const { return static_cast<int64_t>(agents_.size()); }
+  [[nodiscard]] const AgentProgress& agent(int64_t k) const { return agents_.at(k); }
+  [[nodiscard]] int64_t active_agents() const;
+  // Updates taken (by the population: each took part in at most this many).
   [[nodiscard]] int64_t updates() const { return updates_; }
-  [[nodiscard]] int64_t env_steps() const { return env_steps_; }
-  [[nodiscard]] const RecentEpisodes& recent() const { return recent_; }
+  // Env steps of every agent together.
+  [[nodiscard]] int64_t env_steps() const;
+  [[nodiscard]] const RecentEpisodes& recent() const { return agents_.front().recent; }
   [[nodiscard]] PolicyValueModel& model() { return *model_; }
   [[nodiscard]] VecEnv& env() { return *env_; }
   [[nodiscard]] Device& device() { return *device_; }
@@ -109,17 +143,17 @@ class Trainer {
   static std::vector<float> read_checkpoint_parameters(const std::string& path);
 
  private:
+  void apply_active();  // the agents' flags to the model and the environments
+
   Device* device_;
   TrainConfig config_;
   std::unique_ptr<Learner> learner_;
   std::unique_ptr<VecEnv> env_;
   std::unique_ptr<PolicyValueModel> model_;
   std::unique_ptr<Rollout> rollout_;
-  RecentEpisodes recent_;
+  std::vector<AgentProgress> agents_;
+  Buffer<uint64_t> seeds_;  // the agents' seeds on the device (PPO's shuffles)
   int64_t updates_ = 0;
-  int64_t env_steps_ = 0;
-  int64_t episodes_ = 0;
-  uint64_t act_steps_ = 0;  // the policy-sampling counter (Stream::kPolicyAction)
   bool reuse_ = false;
 };
 

@@ -13,6 +13,7 @@ struct EvalOptions {
   int64_t episodes = 100;  // played in parallel, one env each
   bool greedy = false;     // the most probable action instead of a sample
   uint64_t seed = 12345;   // start states and sampling
+  int64_t agent = 0;       // a population's checkpoint: which agent
 };
 
 struct EvalResult {

@@ -28,6 +28,9 @@ struct RunConfig {
   std::string resume;  // a checkpoint file or a run directory
   std::string preset;  // "" or "notebook"
   bool quiet = false;
+  // A sweep: "KEY=V1,V2,...", several joined by ';' (the flag --sweep is repeatable). Every
+  // point of the cartesian product trains a population of `agents` agents; "" = none.
+  std::string sweep;
 
   // Without any budget a run that never reaches the target stops here.
   static constexpr int64_t kDefaultEnvStepCap = 50'000'000;
@@ -51,13 +54,36 @@ TrainConfig resolve_train_config(const RunKeys& keys, const DevicePlan& plan);
 // Whether the keys set any training key (a resumed run refuses ones that differ).
 bool has_train_keys(const RunKeys& keys);
 
-// What the loop reports after each update.
+// One point of a sweep: the values of the swept keys and the configuration they give.
+struct SweepPoint {
+  std::vector<std::pair<std::string, FieldValue>> values;
+  TrainConfig config;
+};
+struct SweepAxis {
+  std::string key;
+  std::vector<FieldValue> values;
+};
+// The axes of a sweep's text ("KEY=V1,V2;KEY=..."): training keys other than agents and seed,
+// each once, values checked by the key's field. Throws Error(kInvalidArgument).
+std::vector<SweepAxis> parse_sweep(const std::string& text);
+// The points of the keys' sweep (the cartesian product, the first key slowest), each resolved
+// as resolve_train_config with its values; one point without values when there is no sweep.
+std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& plan);
+
+// What the loop reports after each update (of every agent of a population: one report).
 struct RunProgress {
-  const UpdateRecord& record;
-  double wall_s;           // since the run began (a resumed run continues its clock)
-  double env_steps_per_s;  // over the last half second or so
-  double budget_fraction;  // of the tightest budget, 0 when there is none
-  bool done;               // the last report of the run
+  const UpdateRecord& record;  // the first active agent's (one agent: its own)
+  double wall_s;               // since the run began (a resumed run continues its clock)
+  double env_steps_per_s;      // over the last half second or so, all agents together
+  double budget_fraction;      // of the tightest budget, 0 when there is none
+  bool done;                   // the last report of the run
+  // A population (agents > 1): how many agents there are, have solved and still train, the
+  // env steps of all of them, and the mean over the agents of their recent mean returns.
+  int64_t agents = 1;
+  int64_t solved = 0;
+  int64_t active = 1;
+  int64_t env_steps = 0;
+  double mean_return = 0;
 };
 
 struct RunCallbacks {
@@ -75,11 +101,20 @@ struct RunResult {
 
 // Trains on `device` until the target, a budget or an interrupt, writing into run.out.
 // train_keys_given: with run.resume, training keys must equal the checkpoint's.
+//
+// A population (agents > 1, or a sweep's points, each a population of its own, all stepped in
+// turn) writes one metrics.csv row per agent and update; each agent stops stepping and
+// updating once it reaches the target, and the budgets (env steps, updates) are each agent's.
+// The run ends when every agent has stopped, on the wall-clock budget, or on an interrupt.
 RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& train,
                        bool train_keys_given, const RunCallbacks& callbacks = {});
+RunResult run_training(Device& device, const RunConfig& run, const std::vector<SweepPoint>& points,
+                       bool train_keys_given, const RunCallbacks& callbacks = {});
 
-// The CSV columns of metrics.csv, and one row.
-std::string metrics_header();
-std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s);
+// The CSV columns of metrics.csv, and one row: the update's columns, then the agent (its
+// index in the run), its seed and the values of the swept keys.
+std::string metrics_header(const std::vector<std::string>& swept = {});
+std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s, uint64_t seed = 0,
+                        int64_t agent = 0, const std::vector<std::string>& swept_values = {});
 
 }  // namespace batchpole
