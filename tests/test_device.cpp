@@ -75,6 +75,9 @@ TEST(Devices, OperationsAndSynchronisationsAreCounted) {
   (void)x.to_host();
   EXPECT_EQ(device->counts().stream_ops - before.stream_ops, 3U);
   EXPECT_EQ(device->counts().host_syncs - before.host_syncs, 1U);
+  device->blas().scal(16, 2.0f, x.data(), 1);  // BLAS calls are stream operations too
+  device->blas().nrm2(16, x.data(), 1, x.data() + 15);
+  EXPECT_EQ(device->counts().stream_ops - before.stream_ops, 5U);
 }
 
 // A CPU device that cuts batches as the GPU does (one shard, chunks of the GPU's size), so that
@@ -106,6 +109,43 @@ TEST(Devices, UpdateCountsDoNotGrowWithTheBatch) {
   EXPECT_GT(counts[0].stream_ops, 0U);
   EXPECT_EQ(counts[0].stream_ops, counts[1].stream_ops);
   EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs);
+}
+
+// Batched agents (the GPU's plan): a population's update makes as many operations whatever the
+// number of agents, for every algorithm.
+TEST(Devices, PopulationCountsDoNotGrowWithTheAgents) {
+  DeviceOptions o;
+  o.device = DeviceRequest::parse("cpu");
+  o.threads = 1;
+  auto plan = std::make_shared<DevicePlan>(make_device({DeviceRequest::parse("cpu")})->plan());
+  plan->shards = 1;
+  plan->chunk_rows = 262144;
+  plan->batch_agents = true;
+  o.plan = plan;
+  auto device = make_device(o);
+  for (const Algorithm a : {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kA2C,
+                            Algorithm::kPpo}) {
+    std::vector<OpCounts> counts;
+    for (const int64_t agents : {2, 16}) {
+      TrainConfig c = TrainConfig::defaults(a, *plan);
+      c.envs = 16;
+      c.agents = agents;
+      c.seed = 4;
+      if (a == Algorithm::kPpo) c.apply_ppo_recipe();
+      Trainer t(*device, c);
+      t.update_agents();
+      counts.push_back(t.update_agents().front().ops);
+    }
+    EXPECT_GT(counts[0].stream_ops, 0U) << to_string(a);
+    if (a == Algorithm::kA2C || a == Algorithm::kPpo) {
+      // Fixed-length rollouts: the same operations exactly.
+      EXPECT_EQ(counts[0].stream_ops, counts[1].stream_ops) << to_string(a);
+      EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs) << to_string(a);
+    } else {
+      // Whole episodes: the longest agent decides the length; per step the same operations.
+      EXPECT_LE(counts[1].host_syncs, 40U) << to_string(a);
+    }
+  }
 }
 
 }  // namespace

@@ -102,4 +102,15 @@ class CpuBlas final : public Blas {
 
 std::unique_ptr<Blas> make_cpu_blas(Device& device) { return std::make_unique<CpuBlas>(device); }
 
+float cpu_nrm2(int n, const float* x) {
+  // As CpuBlas::do_nrm2 (the same single-threaded call), for operations that take norms inside
+  // themselves.
+  if (openblas_get_parallel() != 2) return cblas_snrm2(n, x, 1);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const float r = cblas_snrm2(n, x, 1);
+  omp_set_num_threads(saved);
+  return r;
+}
+
 }  // namespace batchpole

@@ -39,6 +39,9 @@ class CpuDevice final : public Device {
 
 // The CPU operations (host/cpu/cpu_*.cpp).
 std::unique_ptr<Blas> make_cpu_blas(Device& device);
+// The L2 norm of n contiguous floats, exactly as the CPU's Blas::nrm2 computes it (not counted:
+// for operations that take norms inside themselves).
+float cpu_nrm2(int n, const float* x);
 std::unique_ptr<NnOps> make_cpu_nn_ops(Device& device);
 std::unique_ptr<RlOps> make_cpu_rl_ops(Device& device);
 std::unique_ptr<EnvOps> make_cpu_env_ops(Device& device);

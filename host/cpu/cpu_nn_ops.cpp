@@ -157,7 +157,7 @@ class CpuNnOps final : public NnOps {
   void do_norms(const float* x, int64_t n, int64_t agents, int64_t stride, float* out,
                 int64_t out_stride) override {
     for (int64_t k = 0; k < agents; ++k) {
-      device().blas().nrm2(n, x + k * stride, 1, out + k * out_stride);
+      out[k * out_stride] = cpu_nrm2(static_cast<int>(n), x + k * stride);
     }
   }
 

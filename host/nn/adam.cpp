@@ -78,14 +78,23 @@ void Adam::step(float* params, const float* grads, const Agents& a) {
   const int64_t norm_stride = a.grad_norm_out != nullptr ? a.norm_stride : 1;
   const auto max_norm = static_cast<float>(config_.max_grad_norm);
   if (!batched_ || agents_ == 1) {
-    // Agent after agent, each exactly as alone.
+    // Each agent exactly as alone; a population's agents as tasks of the device.
+    std::vector<int64_t> list;
     for (int64_t k = 0; k < agents_; ++k) {
-      if (!stepping(k)) continue;
+      if (stepping(k)) list.push_back(k);
+    }
+    const auto one = [&](int64_t k) {
       float* norm = norms + k * norm_stride;
       blas_->nrm2(n_, grads + k * a.stride, 1, norm);
       ++steps_[k];
       ops_->adam_step(params + k * a.stride, grads + k * a.stride, m() + k * n_, v() + k * n_, n_,
                       scalars(config_of(k), steps_[k]), norm, max_norm);
+    };
+    if (list.size() == 1) {
+      one(list.front());
+    } else {
+      device_->run_tasks(static_cast<int64_t>(list.size()),
+                         [&](int64_t task, int) { one(list[static_cast<std::size_t>(task)]); });
     }
     return;
   }
