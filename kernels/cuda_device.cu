@@ -48,6 +48,7 @@ DevicePlan cuda_plan() {
   p.shards = 1;
   p.record_budget = std::size_t{8} << 30U;
   p.batch_agents = true;
+  p.sync_free_updates = true;
   p.train_envs = 16384;
   p.bench_env_envs = int64_t{1} << 22;
   p.bench_nn_batch = int64_t{1} << 20;
@@ -113,6 +114,9 @@ class CudaDevice final : public Device {
     return ptr;
   }
   void do_deallocate(void* ptr) noexcept override { BP_CUDA_LOG(cudaFree(ptr)); }
+  void do_copy_to_host_queued(void* dst, const void* src, std::size_t bytes) override {
+    BP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+  }
   void do_copy_to_host(void* dst, const void* src, std::size_t bytes) override {
     BP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
     do_synchronize();

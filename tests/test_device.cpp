@@ -111,6 +111,39 @@ TEST(Devices, UpdateCountsDoNotGrowWithTheBatch) {
   EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs);
 }
 
+// Sync-free updates (the GPU's plan): an n-step update waits for the device once, at its end,
+// and computes exactly what an update that reads the tally first does.
+TEST(Devices, SyncFreeUpdatesWaitOnceAndChangeNothing) {
+  DeviceOptions o;
+  o.device = DeviceRequest::parse("cpu");
+  o.threads = 1;
+  auto plan = std::make_shared<DevicePlan>(make_device({DeviceRequest::parse("cpu")})->plan());
+  plan->sync_free_updates = true;
+  o.plan = plan;
+  auto sync_free = make_device(o);
+  o.plan = nullptr;
+  auto reference = make_device(o);
+  for (const Algorithm a : {Algorithm::kA2C, Algorithm::kPpo}) {
+    TrainConfig c = TrainConfig::defaults(a, *plan);
+    c.envs = 16;
+    c.seed = 2;
+    c.env.max_episode_steps = 40;  // truncations in most rollouts
+    if (a == Algorithm::kPpo) c.apply_ppo_recipe();
+    Trainer x(*sync_free, c);
+    Trainer y(*reference, c);
+    for (int u = 0; u < 12; ++u) {
+      const UpdateRecord rx = x.update();
+      const UpdateRecord ry = y.update();
+      EXPECT_EQ(rx.ops.host_syncs, 1U) << to_string(a);
+      EXPECT_GT(ry.ops.host_syncs, 1U) << to_string(a);
+      EXPECT_EQ(rx.loss.policy_loss, ry.loss.policy_loss) << to_string(a) << " update " << u;
+      EXPECT_EQ(rx.value_loss, ry.value_loss) << to_string(a) << " update " << u;
+      EXPECT_EQ(rx.recent.return_sum, ry.recent.return_sum) << to_string(a);
+    }
+    EXPECT_GT(x.recent().total().truncations, 0) << "the test means to truncate";
+  }
+}
+
 // Batched agents (the GPU's plan): a population's update makes as many operations whatever the
 // number of agents, for every algorithm.
 TEST(Devices, PopulationCountsDoNotGrowWithTheAgents) {

@@ -66,6 +66,20 @@ void Device::copy_to_host(void* dst, const void* src, std::size_t bytes) {
   do_copy_to_host(dst, src, bytes);
 }
 
+void Device::copy_to_host(std::span<const HostCopy> copies) {
+  if (copies.empty()) return;
+  count_sync();
+  for (std::size_t i = 0; i < copies.size(); ++i) {
+    const HostCopy& c = copies[i];
+    count_op();
+    if (i + 1 < copies.size()) {
+      do_copy_to_host_queued(c.dst, c.src, c.bytes);
+    } else {
+      do_copy_to_host(c.dst, c.src, c.bytes);
+    }
+  }
+}
+
 void Device::copy_from_host(void* dst, const void* src, std::size_t bytes) {
   count_op();
   do_copy_from_host(dst, src, bytes);

@@ -235,7 +235,17 @@ void PolicyValueModel::set_steps(std::span<const uint64_t> steps) {
 UpdateStats PolicyValueModel::stats() const { return agent_stats().front(); }
 
 std::vector<UpdateStats> PolicyValueModel::agent_stats() const {
-  const std::vector<float> s = stats_.to_host();
+  return agent_stats_from(stats_.to_host());
+}
+
+Device::HostCopy PolicyValueModel::stats_copy(std::vector<float>& slots) const {
+  slots.resize(stats_.size());
+  return {slots.data(), stats_.data(), stats_.bytes()};
+}
+
+std::vector<UpdateStats> PolicyValueModel::agent_stats_from(const std::vector<float>& s) const {
+  BP_CHECK_ARG(s.size() == stats_.size(), "agent_stats_from: " << s.size() << " slots, expected "
+                                                                << stats_.size());
   const float* divisor = s.data() + agents_ * kStatSlots;
   std::vector<UpdateStats> out;
   out.reserve(static_cast<std::size_t>(agents_));

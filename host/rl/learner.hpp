@@ -27,7 +27,9 @@ struct LearnContext {
   Rollout& rollout;
   int64_t steps;        // T of this rollout: the most steps any agent took
   const uint8_t* mask;  // whole episodes: the first-episode mask; else nullptr
-  std::span<const EpisodeTally> tally;  // the episodes that ended in this rollout, per agent
+  // The episodes that ended in this rollout, per agent; empty in a sync-free update of an n-step
+  // rollout (DevicePlan::sync_free_updates), which reads it only at its end.
+  std::span<const EpisodeTally> tally;
   bool recorded;        // the rollout's activations were recorded while acting
   int64_t update;       // 0-based index of this update (PPO keys its shuffles by it)
   std::span<const int64_t> agent_steps;  // the steps each agent took (T_k; 0: inactive)

@@ -65,7 +65,10 @@ std::pair<const float*, const float*> bootstrap_values(const LearnContext& ctx) 
     ctx.model.values(ConstMatrix{obs_t, r.envs, 4}, r.last_value.data(), stride, r.envs);
     last_value = r.last_value.data();
   }
-  const bool truncations = std::any_of(ctx.tally.begin(), ctx.tally.end(),
+  // Without the tally (sync-free updates) the pass runs over every row: the values are used
+  // only where an episode was truncated, so the returns are the same either way.
+  const bool truncations =
+      ctx.tally.empty() || std::any_of(ctx.tally.begin(), ctx.tally.end(),
                                        [](const EpisodeTally& t) { return t.truncations > 0; });
   const float* truncation_value = nullptr;
   if (truncations) {
@@ -117,6 +120,8 @@ const float* normalized_advantages(const LearnContext& ctx) {
 
 double valid_samples(const LearnContext& ctx, int64_t agent) {
   const auto k = static_cast<std::size_t>(agent);
+  BP_CHECK_ARG(ctx.mask == nullptr || !ctx.tally.empty(),
+               "valid_samples: whole-episode rollouts read the tally before learning");
   return ctx.mask != nullptr ? ctx.tally[k].length_sum
                              : static_cast<double>(ctx.agent_steps[k] * ctx.rollout.envs);
 }

@@ -183,22 +183,30 @@ std::vector<UpdateRecord> Trainer::update_agents() {
     rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t_max, r.envs, r.mask.data(),
                           k_agents, stride);
   }
-  // Episodes that ended (one host sync per update).
+  // Episodes that ended. Read before learning where the learner needs them (whole episodes:
+  // the valid samples) or the device is cheap to wait for; else with the statistics at the end,
+  // so that the update waits once.
   rl.episode_tally(
       {r.terminated.data(), r.truncated.data(), r.final_return.data(), r.final_length.data(), mask},
       t_max * r.envs, r.tally.data(), k_agents, stride);
   std::vector<EpisodeTally> tally(static_cast<std::size_t>(k_agents));
-  device_->copy_to_host(tally.data(), r.tally.data(), tally.size() * sizeof(EpisodeTally));
+  const Device::HostCopy tally_copy{tally.data(), r.tally.data(),
+                                    tally.size() * sizeof(EpisodeTally)};
+  const bool tally_late = device_->plan().sync_free_updates && mask == nullptr;
+  if (!tally_late) device_->copy_to_host(tally_copy.dst, tally_copy.src, tally_copy.bytes);
 
   const LearnReport report = learner_->learn(LearnContext{
-      *device_, config_, *env_, *model_, r, t_max, mask, tally, reuse_, updates_, steps, active,
-      k_agents > 1 ? seeds_.data() : nullptr});
-  const std::vector<UpdateStats> stats = model_->agent_stats();
-  std::vector<Moments> fit;
-  if (report.fit) {
-    fit.resize(static_cast<std::size_t>(2 * k_agents));
-    device_->copy_to_host(fit.data(), r.fit.data(), fit.size() * sizeof(Moments));
-  }
+      *device_, config_, *env_, *model_, r, t_max, mask,
+      tally_late ? std::span<const EpisodeTally>() : std::span<const EpisodeTally>(tally), reuse_,
+      updates_, steps, active, k_agents > 1 ? seeds_.data() : nullptr});
+  // One wait for what the update reports: the statistics, the value fit, the tally if late.
+  std::vector<float> slots;
+  std::vector<Moments> fit(report.fit ? static_cast<std::size_t>(2 * k_agents) : 0);
+  std::vector<Device::HostCopy> reads{model_->stats_copy(slots)};
+  if (report.fit) reads.push_back({fit.data(), r.fit.data(), fit.size() * sizeof(Moments)});
+  if (tally_late) reads.push_back(tally_copy);
+  device_->copy_to_host(reads);
+  const std::vector<UpdateStats> stats = model_->agent_stats_from(slots);
   ++updates_;
   const OpCounts after = device_->counts();
   const OpCounts ops{after.stream_ops - before.stream_ops, after.host_syncs - before.host_syncs};

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,11 @@ struct DevicePlan {
   // computes exactly what it would alone); true runs every layer of all the agents as one
   // strided-batched gemm (the GPU, where one agent's pass is far too small to fill it).
   bool batch_agents = false;
+  // An update never waits for the device before its end: the value of the final observations
+  // runs over the whole rollout instead of after a read of whether any episode was truncated,
+  // and the episode tally is read with the statistics at the end (the GPU, where a wait costs
+  // more than the pass). Whole-episode rollouts, which watch for their end, still wait.
+  bool sync_free_updates = false;
   // Defaults: the training batch that solves fastest, and the sizes of the benchmarks.
   int64_t train_envs = 0;
   int64_t bench_env_envs = 0;
@@ -97,6 +103,13 @@ class Device {
   void* allocate(std::size_t bytes);
   void deallocate(void* ptr) noexcept { do_deallocate(ptr); }
   void copy_to_host(void* dst, const void* src, std::size_t bytes);  // waits for the device
+  // Several copies to the host with one wait: what an update reads at its end.
+  struct HostCopy {
+    void* dst;
+    const void* src;
+    std::size_t bytes;
+  };
+  void copy_to_host(std::span<const HostCopy> copies);
   // Queued; the caller may reuse its (pageable) memory as soon as the call returns.
   void copy_from_host(void* dst, const void* src, std::size_t bytes);
   void copy_on_device(void* dst, const void* src, std::size_t bytes);
@@ -142,6 +155,10 @@ class Device {
   virtual void* do_allocate(std::size_t bytes) = 0;
   virtual void do_deallocate(void* ptr) noexcept = 0;
   virtual void do_copy_to_host(void* dst, const void* src, std::size_t bytes) = 0;
+  // Queued without waiting (the GPU); a do_copy_to_host or do_synchronize follows.
+  virtual void do_copy_to_host_queued(void* dst, const void* src, std::size_t bytes) {
+    do_copy_to_host(dst, src, bytes);
+  }
   virtual void do_copy_from_host(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void do_copy_on_device(void* dst, const void* src, std::size_t bytes) = 0;
   virtual void do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,

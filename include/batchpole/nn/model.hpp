@@ -180,6 +180,10 @@ class PolicyValueModel {
   [[nodiscard]] UpdateStats stats() const;
   // Every agent's, with one synchronisation (inactive agents' are stale).
   [[nodiscard]] std::vector<UpdateStats> agent_stats() const;
+  // The same in two halves, for a caller that reads them with its own copies in one wait:
+  // the copy that fills `slots`, then the statistics from what it holds.
+  [[nodiscard]] Device::HostCopy stats_copy(std::vector<float>& slots) const;
+  [[nodiscard]] std::vector<UpdateStats> agent_stats_from(const std::vector<float>& slots) const;
 
   // ---- a population ----
   [[nodiscard]] int64_t agents() const { return agents_; }
