@@ -6,6 +6,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -512,6 +513,7 @@ class Env {
       host_actions(a, n, converted.data());
     } else {
       // Device actions of another dtype or layout go through the host.
+      if (a.stride(0) < 0) throw nb::value_error("device actions need a non-negative stride");
       const std::size_t item = a.dtype().bits / 8;
       const std::size_t span = (static_cast<std::size_t>(n - 1) * a.stride(0) + 1) * item;
       std::vector<char> raw(span);
