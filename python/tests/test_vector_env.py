@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium
 import numpy as np
 import pytest
@@ -439,27 +441,75 @@ def test_single_env_passes_check_env():
         env.unwrapped.step(2)
 
 
-@pytest.mark.skipif(batchpole.cuda_status()["device_count"] == 0,
-                    reason="no GPU: " + batchpole.cuda_status()["reason"])
-def test_cuda_matches_cpu_and_speaks_dlpack():
+# On a machine with a GPU these run; BATCHPOLE_REQUIRE_GPU=1 (scripts/gpu-check-python.sh) turns
+# a missing GPU into a failure instead of a skip.
+_CUDA = batchpole.cuda_status()
+needs_gpu = pytest.mark.skipif(_CUDA["device_count"] == 0 and
+                               not os.environ.get("BATCHPOLE_REQUIRE_GPU"),
+                               reason="no GPU: " + _CUDA["reason"])
+
+
+@needs_gpu
+@pytest.mark.parametrize("mode", ["next_step", "same_step", "disabled"])
+def test_cuda_matches_cpu_and_speaks_dlpack(mode):
     torch = pytest.importorskip("torch")
     n = 4096
-    for mode in ("next_step", "same_step", "disabled"):
-        cpu = batchpole.VectorEnv(n, autoreset_mode=mode)
-        gpu = batchpole.VectorEnv(n, device="cuda", autoreset_mode=mode)
-        cpu.reset(seed=3)
-        obs, _ = gpu.reset(seed=3)
-        assert obs.__dlpack_device__()[0] == 2
-        rng = np.random.default_rng(0)
-        for t in range(300):
-            a = rng.integers(0, 2, size=n)
-            c = cpu.step(a)
-            given = torch.from_numpy(a).cuda() if t % 2 else a.astype(np.int32)
+    cpu = batchpole.VectorEnv(n, autoreset_mode=mode)
+    gpu = batchpole.VectorEnv(n, device="cuda", autoreset_mode=mode)
+    assert gpu.device == "cuda"
+    cpu.reset(seed=3)
+    obs, _ = gpu.reset(seed=3)
+    assert obs.__dlpack_device__() == (2, 0)
+    rng = np.random.default_rng(0)
+    kept = []
+    for t in range(300):
+        a = rng.integers(0, 2, size=n)
+        c = cpu.step(a)
+        # Host int32 (copied), device int64 (through the host), device int32 (in place).
+        given = a.astype(np.int32)
+        if t % 2:
+            given = torch.from_numpy(a).cuda()
             if t % 4 == 3:
                 given = given.to(torch.int32)
-            g = gpu.step(given)
-            for x, y in zip(c[:4], g[:4]):
-                np.testing.assert_array_equal(x, torch.from_dlpack(y).cpu().numpy())
+        g = gpu.step(given)
+        for x, y in zip(c[:4], g[:4]):
+            y = torch.from_dlpack(y)
+            assert y.is_cuda
+            np.testing.assert_array_equal(x, y.cpu().numpy(), err_msg=f"step {t}")
+        if mode == "same_step":
+            for key in ("final_obs", "_final_obs"):
+                np.testing.assert_array_equal(c[4][key],
+                                              torch.from_dlpack(g[4][key]).cpu().numpy())
+        if t % 50 == 0:
+            kept.append((g[0], torch.from_dlpack(g[0]).clone()))
+    # Arrays stay as they were, steps later.
+    for arr, copy in kept:
+        assert torch.equal(torch.from_dlpack(arr), copy)
+    np.testing.assert_array_equal(cpu.get_state()["state"], gpu.get_state()["state"])
+
+
+@needs_gpu
+def test_cuda_reset_mask_state_and_bad_actions():
+    torch = pytest.importorskip("torch")
+    n = 64
+    cpu = batchpole.VectorEnv(n, autoreset_mode="disabled", precision="f64")
+    gpu = batchpole.VectorEnv(n, device="cuda", autoreset_mode="disabled", precision="f64")
+    for env in (cpu, gpu):
+        env.reset(seed=1)
+        for _ in range(30):
+            env.step(np.ones(n, dtype=np.int64))
+    mask = np.arange(n) % 3 == 0
+    oc, _ = cpu.reset(options={"reset_mask": mask})
+    og, _ = gpu.reset(options={"reset_mask": mask})
+    np.testing.assert_array_equal(oc, torch.from_dlpack(og).cpu().numpy())
+    state = cpu.get_state()
+    gpu.set_state(state["state"], state["elapsed_steps"])
+    np.testing.assert_array_equal(gpu.get_state()["state"], state["state"])
     bad = torch.full((n,), 2, dtype=torch.int32, device="cuda")
-    with pytest.raises(ValueError, match="invalid action"):
+    with pytest.raises(ValueError, match="invalid action 2"):
         gpu.step(bad)
+    with pytest.raises(ValueError, match="invalid action 3"):
+        gpu.step(np.full(n, 3))
+    with pytest.raises(ValueError, match="host memory"):
+        cpu.step(torch.ones(n, dtype=torch.int32, device="cuda"))
+    gpu.step(np.zeros(n, dtype=np.int64))  # still usable
