@@ -372,7 +372,9 @@ class Env {
     const EnvState s = env_->get_state();
     const auto n = static_cast<std::size_t>(size());
     auto* state = new double[4 * n];
+    nb::capsule own_state(state, [](void* p) noexcept { delete[] static_cast<double*>(p); });
     auto* elapsed = new int64_t[n];
+    nb::capsule own_elapsed(elapsed, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
     for (std::size_t i = 0; i < n; ++i) {
       state[4 * i + 0] = s.x[i];
       state[4 * i + 1] = s.x_dot[i];
@@ -380,8 +382,6 @@ class Env {
       state[4 * i + 3] = s.theta_dot[i];
       elapsed[i] = s.length[i];
     }
-    nb::capsule own_state(state, [](void* p) noexcept { delete[] static_cast<double*>(p); });
-    nb::capsule own_elapsed(elapsed, [](void* p) noexcept { delete[] static_cast<int64_t*>(p); });
     return nb::make_tuple(nb::ndarray<nb::numpy, double>(state, {n, 4}, own_state).cast(),
                           nb::ndarray<nb::numpy, int64_t>(elapsed, {n}, own_elapsed).cast());
   }
