@@ -4,6 +4,9 @@
 Measured in one run, on the same machine, at the same batch sizes:
 
   * batchpole  - the CLI (`batchpole bench env --device cpu`), modes `fused` and `step`;
+  * batchpole python - the Python module (`pip install .`): batchpole.VectorEnv(N) on the CPU,
+                 its default NEXT_STEP autoreset, `step` called from Python with NumPy actions
+                 of the action space's dtype (int64), as a Gymnasium user would;
   * gymnasium  - gymnasium.envs.classic_control.cartpole.CartPoleVectorEnv (NumPy, one thread);
   * envpool    - envpool.make("CartPole-v1", env_type="gymnasium"), synchronous mode
                  (batch_size == num_envs); each --envpool-threads setting is measured and
@@ -123,6 +126,36 @@ def _worker_gymnasium(num_envs: int, seconds: float, repeats: int, seed: int,
     return result
 
 
+def _worker_batchpole_python(num_envs: int, seconds: float, repeats: int, seed: int,
+                             threads: int = 0, precision: str = "f32") -> dict[str, Any]:
+    import batchpole
+    import numpy as np
+
+    env = batchpole.VectorEnv(num_envs, precision=precision, threads=threads)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    actions = _action_table(rng, num_envs, 4096, env.action_space.dtype)
+    rows = actions.shape[0]
+    pos = [0]
+
+    def step_fn(k: int) -> None:
+        i = pos[0]
+        step = env.step
+        for _ in range(k):
+            step(actions[i])
+            i += 1
+            if i == rows:
+                i = 0
+        pos[0] = i
+
+    result = _timed_rates(step_fn, num_envs, seconds, repeats)
+    result["version"] = batchpole.__version__
+    result["threads"] = threads or (os.cpu_count() or 1)
+    result["device"] = env.device_description
+    env.close()
+    return result
+
+
 def _worker_envpool(num_envs: int, seconds: float, repeats: int, seed: int,
                     threads: int = 0) -> dict[str, Any]:
     import numpy as np
@@ -201,7 +234,8 @@ def _worker_torch(num_envs: int, seconds: float, repeats: int, seed: int,
     return result
 
 
-WORKERS = {"gymnasium": _worker_gymnasium, "envpool": _worker_envpool, "torch": _worker_torch}
+WORKERS = {"gymnasium": _worker_gymnasium, "envpool": _worker_envpool, "torch": _worker_torch,
+           "batchpole_python": _worker_batchpole_python}
 
 
 def _run_worker_main(argv: list[str]) -> int:
@@ -212,11 +246,13 @@ def _run_worker_main(argv: list[str]) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--precision", default="f32")
     a = p.parse_args(argv)
     import warnings
     warnings.filterwarnings("ignore")
     try:
-        out = WORKERS[a._worker](a.num_envs, a.seconds, a.repeats, a.seed, a.threads)
+        extra = {"precision": a.precision} if a._worker == "batchpole_python" else {}
+        out = WORKERS[a._worker](a.num_envs, a.seconds, a.repeats, a.seed, a.threads, **extra)
         out["ok"] = True
     except ImportError as e:
         out = {"ok": False, "error": f"not available: {type(e).__name__}: {e}"}
@@ -243,7 +279,8 @@ def run_peer(kind: str, num_envs: int, args, threads: int = 0) -> dict[str, Any]
     cmd = [sys.executable, str(Path(__file__).resolve()), "--_worker", kind,
            "--num-envs", str(num_envs), "--seconds", str(args.torch_seconds if kind == "torch"
                                                          else args.seconds),
-           "--repeats", str(args.repeats), "--seed", str(args.seed), "--threads", str(threads)]
+           "--repeats", str(args.repeats), "--seed", str(args.seed), "--threads", str(threads),
+           "--precision", args.precision]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
                               stdin=subprocess.DEVNULL)
@@ -384,8 +421,9 @@ def _rate(entry: dict[str, Any] | None) -> float | None:
     return entry["env_steps_per_s"] if entry and entry.get("ok") else None
 
 
-COLUMNS = ["batch size", "batchpole fused", "batchpole step", "gymnasium vector", "envpool",
-           "fused/gymnasium", "step/gymnasium", "fused/envpool", "step/envpool"]
+COLUMNS = ["batch size", "batchpole fused", "batchpole step", "batchpole python",
+           "gymnasium vector", "envpool", "fused/gymnasium", "step/gymnasium",
+           "python/gymnasium", "python/step", "fused/envpool", "step/envpool"]
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -393,8 +431,10 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     for r in report["results"]:
         f, s = _rate(r["batchpole_fused"]), _rate(r["batchpole_step"])
         g, e = _rate(r["gymnasium"]), _rate(r["envpool"])
-        rows.append([str(r["num_envs"]), fmt_rate(f), fmt_rate(s), fmt_rate(g), fmt_rate(e),
-                     fmt_ratio(f, g), fmt_ratio(s, g), fmt_ratio(f, e), fmt_ratio(s, e)])
+        py = _rate(r.get("batchpole_python"))
+        rows.append([str(r["num_envs"]), fmt_rate(f), fmt_rate(s), fmt_rate(py), fmt_rate(g),
+                     fmt_rate(e), fmt_ratio(f, g), fmt_ratio(s, g), fmt_ratio(py, g),
+                     fmt_ratio(py, s), fmt_ratio(f, e), fmt_ratio(s, e)])
     return rows
 
 
@@ -402,11 +442,13 @@ def notes(report: dict[str, Any]) -> list[str]:
     out = []
     seen = set()
     for r in report["results"]:
-        for key in ("batchpole_fused", "batchpole_step", "gymnasium", "envpool"):
-            entry = r[key]
+        for key in ("batchpole_fused", "batchpole_step", "batchpole_python", "gymnasium",
+                    "envpool"):
+            entry = r.get(key)
             if entry and not entry.get("ok"):
                 msg = f"{key}: {entry['error']}"
-                if key in ("gymnasium", "envpool") and "not available" in entry["error"]:
+                if key in ("batchpole_python", "gymnasium", "envpool") \
+                        and "not available" in entry["error"]:
                     if key in seen:
                         continue
                     seen.add(key)
@@ -414,8 +456,9 @@ def notes(report: dict[str, Any]) -> list[str]:
                 else:
                     out.append(f"{key} @ {r['num_envs']} envs: {entry['error']}")
     for r in report["results"]:
-        for key in ("batchpole_fused", "batchpole_step", "gymnasium", "envpool"):
-            entry = r[key]
+        for key in ("batchpole_fused", "batchpole_step", "batchpole_python", "gymnasium",
+                    "envpool"):
+            entry = r.get(key)
             vals = (entry or {}).get("env_steps_per_s_all") or []
             if entry and entry.get("ok") and len(vals) > 1 and min(vals) > 0 \
                     and max(vals) / min(vals) > 1.5:
@@ -479,9 +522,10 @@ def render_markdown(report: dict[str, Any]) -> str:
            f"precision {report['precision']}; random actions with auto-reset; rates in env steps/s "
            "(k = 1e3, M = 1e6, G = 1e9).",
            f"- batchpole: CLI `bench env --device cpu`, {report['batchpole_threads']} threads, actions drawn on the device "
-           "inside the timed loop; gymnasium: `CartPoleVectorEnv` (NumPy, 1 thread) and envpool: "
+           "inside the timed loop; batchpole python: `batchpole.VectorEnv` (NEXT_STEP, same "
+           "threads), gymnasium: `CartPoleVectorEnv` (NumPy, 1 thread) and envpool: "
            "`CartPole-v1` (sync mode, fastest num_threads tried) step with pre-generated NumPy "
-           "actions.",
+           "actions (int64 for the first two).",
            "", "| " + " | ".join(COLUMNS) + " |",
            "|" + "|".join("---:" for _ in COLUMNS) + "|"]
     for row in table_rows(report):
@@ -548,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batchpole CPU threads (0 = all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of resets and actions")
     p.add_argument("--no-gymnasium", action="store_true", help="skip the Gymnasium peer")
+    p.add_argument("--no-python", action="store_true",
+                   help="skip batchpole's Python module (batchpole.VectorEnv)")
     p.add_argument("--no-envpool", action="store_true", help="skip the EnvPool peer")
     p.add_argument("--envpool-threads", type=parse_threads, default="1,0", metavar="T,T,...",
                    help="EnvPool num_threads settings to try at each batch size (0 = all "
@@ -610,32 +656,30 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     t_start = time.perf_counter()
-    gym_unavailable = envpool_unavailable = None
+    unavailable: dict[str, dict[str, Any]] = {}
     for n in args.envs:
         row: dict[str, Any] = {"num_envs": n}
         for mode in MODES:
             _log(f"[peers] batchpole {mode:5s} envs={n} ...")
             row[f"batchpole_{mode}"] = run_batchpole_env(str(binary), n, mode, args)
-        for kind, skip in (("gymnasium", args.no_gymnasium), ("envpool", args.no_envpool)):
+        for kind, skip in (("batchpole_python", args.no_python),
+                           ("gymnasium", args.no_gymnasium), ("envpool", args.no_envpool)):
             if skip:
                 row[kind] = None
                 continue
-            cached = gym_unavailable if kind == "gymnasium" else envpool_unavailable
-            if cached is not None:  # import failed once: do not retry at every size
-                row[kind] = cached
+            if kind in unavailable:  # import failed once: do not retry at every size
+                row[kind] = unavailable[kind]
                 continue
             if kind == "envpool":
                 res = run_envpool_best(n, args)
             else:
                 _log(f"[peers] {kind:9s} envs={n} ...")
-                res = run_peer(kind, n, args)
+                res = run_peer(kind, n, args,
+                               threads=args.batchpole_threads if kind == "batchpole_python" else 0)
             row[kind] = res
             if not res.get("ok") and "not available" in res.get("error", ""):
-                if kind == "gymnasium":
-                    gym_unavailable = res
-                else:
-                    envpool_unavailable = res
-            if res.get("ok") and res.get("version"):
+                unavailable[kind] = res
+            if res.get("ok") and res.get("version") and kind != "batchpole_python":
                 report["versions"][kind] = res["version"]
         report["results"].append(row)
 

@@ -34,6 +34,14 @@ class CudaEnvOps final : public EnvOps {
   void do_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override {
     cuda::launch_env_restart(stream_, c, a, n);
   }
+  void do_next_episode(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                       const uint8_t* mask) override {
+    cuda::launch_env_next_episode(stream_, c, a, n, mask);
+  }
+  void do_next_episode(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                       const uint8_t* mask) override {
+    cuda::launch_env_next_episode(stream_, c, a, n, mask);
+  }
   void do_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                const int32_t* actions) override {
     cuda::launch_env_step(stream_, c, a, n, actions, bad_action_);

@@ -30,7 +30,14 @@ __global__ void env_step_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
     atomicMin(bad_action,
               (static_cast<unsigned long long>(i) << 32U) | static_cast<uint32_t>(action));
   }
-  if (env_step_physics(c, a, i, action)) env_end_episode(c, a, i);
+  env_step(c, a, i, action);
+}
+
+template <class Real>
+__global__ void env_next_episode_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
+                                        const uint8_t* __restrict__ mask) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) env_next_episode(c, a, i, mask);
 }
 
 template <class Real>
@@ -71,6 +78,12 @@ void launch_env_restart(cudaStream_t stream, const EnvConfig<Real>& c, const Env
 }
 
 template <class Real>
+void launch_env_next_episode(cudaStream_t stream, const EnvConfig<Real>& c,
+                             const EnvArrays<Real>& a, int64_t n, const uint8_t* mask) {
+  launch(env_next_episode_kernel<Real>, grid_for(n), kBlock, stream, c, a, n, mask);
+}
+
+template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                      int64_t n, const int32_t* actions, unsigned long long* bad_action) {
   launch(env_step_kernel<Real>, grid_for(n), kBlock, stream, c, a, n, actions, bad_action);
@@ -94,6 +107,8 @@ void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int
                                        const EnvArrays<Real>&, int64_t);                        \
   template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,                  \
                                          const EnvArrays<Real>&, int64_t);                      \
+  template void launch_env_next_episode<Real>(cudaStream_t, const EnvConfig<Real>&,             \
+                                              const EnvArrays<Real>&, int64_t, const uint8_t*); \
   template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                     \
                                       const EnvArrays<Real>&, int64_t, const int32_t*,          \
                                       unsigned long long*);                                     \

@@ -15,6 +15,11 @@ template <class Real>
 void launch_env_restart(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                         int64_t n);
 
+// mask: n device-resident flags, or nullptr for every env.
+template <class Real>
+void launch_env_next_episode(cudaStream_t stream, const EnvConfig<Real>& c,
+                             const EnvArrays<Real>& a, int64_t n, const uint8_t* mask);
+
 // bad_action: a device word that receives min((env << 32) | action) over invalid actions.
 template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,

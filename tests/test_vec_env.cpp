@@ -30,8 +30,8 @@ struct Trajectory {
 };
 
 Trajectory run(Device& b, int64_t n, Precision p, uint64_t seed, int steps,
-               const CartPoleParams& params = {}) {
-  VecEnv env(b, n, params, p);
+               const CartPoleParams& params = {}, AutoresetMode mode = AutoresetMode::kSameStep) {
+  VecEnv env(b, n, params, p, mode);
   env.reset(seed);
   Trajectory t;
   for (int s = 0; s < steps; ++s) {
@@ -328,6 +328,165 @@ TEST(VecEnv, BadInputIsRefusedWithClearErrors) {
   EXPECT_THROW(env.run_random(-1), Error);
 }
 
+// ---- autoreset modes ------------------------------------------------------------------------
+
+// The CPU's two passes (vectorised physics, then the ended envs) against env_step, the element
+// function the GPU runs per env, in every mode, over more than one chunk of envs.
+TEST(VecEnv, AutoresetModesStepAsTheElementFunction) {
+  auto b = cpu();
+  constexpr int64_t kN = 1100;
+  constexpr int kSteps = 300;
+  for (const AutoresetMode mode :
+       {AutoresetMode::kSameStep, AutoresetMode::kNextStep, AutoresetMode::kDisabled}) {
+    SCOPED_TRACE(to_string(mode));
+    CartPoleParams params;
+    params.max_episode_steps = 60;  // truncations too
+    VecEnv env(*b, kN, params, Precision::kF32, mode);
+    env.reset(8);
+    EnvState st = env.get_state();
+    std::vector<float> x(st.x.begin(), st.x.end()), xd(st.x_dot.begin(), st.x_dot.end()),
+        th(st.theta.begin(), st.theta.end()), thd(st.theta_dot.begin(), st.theta_dot.end());
+    std::vector<float> obs(4 * kN), reward(kN), final_obs(4 * kN), final_return(kN);
+    std::vector<int32_t> final_length(kN);
+    std::vector<uint8_t> term(kN), trunc(kN), pending(kN, 0);
+    const EnvArrays<float> a{x.data(),
+                             xd.data(),
+                             th.data(),
+                             thd.data(),
+                             st.length.data(),
+                             st.ret.data(),
+                             st.episode.data(),
+                             obs.data(),
+                             reward.data(),
+                             term.data(),
+                             trunc.data(),
+                             final_obs.data(),
+                             final_return.data(),
+                             final_length.data(),
+                             0,
+                             pending.data()};
+    const EnvConfig<float> c{Physics<float>::from(params),
+                             params.reward_mode,
+                             params.max_episode_steps,
+                             params.reset_bound,
+                             8,
+                             mode};
+    int64_t ends = 0;
+    for (int t = 0; t < kSteps; ++t) {
+      const auto actions = host_random_actions(kN, 8, static_cast<uint64_t>(t));
+      env.step_host(actions);
+      for (int64_t i = 0; i < kN; ++i) env_step(c, a, i, actions[i]);
+      const HostStep got = env.fetch();
+      ASSERT_TRUE(bitwise_equal(got.obs, obs)) << "step " << t;
+      ASSERT_TRUE(bitwise_equal(got.reward, reward)) << "step " << t;
+      ASSERT_TRUE(bitwise_equal(got.terminated, term)) << "step " << t;
+      ASSERT_TRUE(bitwise_equal(got.truncated, trunc)) << "step " << t;
+      for (int64_t i = 0; i < kN; ++i) {
+        if ((term[i] | trunc[i]) != 0) {
+          ++ends;
+          ASSERT_EQ(got.final_return[i], final_return[i]) << "step " << t << " env " << i;
+          ASSERT_EQ(got.final_length[i], final_length[i]) << "step " << t << " env " << i;
+          if (mode == AutoresetMode::kSameStep) {
+            ASSERT_EQ(std::memcmp(&got.final_obs[4 * i], &final_obs[4 * i], 16), 0);
+          }
+        }
+      }
+    }
+    EXPECT_GT(ends, 1000);
+    const EnvState end = env.get_state();
+    EXPECT_EQ(end.episode, st.episode);
+    EXPECT_EQ(end.length, st.length);
+    EXPECT_EQ(end.x, std::vector<double>(x.begin(), x.end()));
+  }
+}
+
+// One episode end in each mode, from a state that fails on the next step.
+TEST(VecEnv, AutoresetModesAtAnEpisodesEnd) {
+  auto b = cpu();
+  const auto at_edge = [](VecEnv& env) {
+    env.reset(5);
+    EnvState s = env.get_state();
+    s.theta = {0.2, 0.0};
+    s.theta_dot = {1.0, 0.0};
+    env.set_state(s);
+  };
+  VecEnv same(*b, 2, {}, Precision::kF64, AutoresetMode::kSameStep);
+  VecEnv next(*b, 2, {}, Precision::kF64, AutoresetMode::kNextStep);
+  VecEnv none(*b, 2, {}, Precision::kF64, AutoresetMode::kDisabled);
+  for (VecEnv* env : {&same, &next, &none}) at_edge(*env);
+  const std::vector<int32_t> push{1, 1};
+  same.step_host(push);
+  next.step_host(push);
+  none.step_host(push);
+  const HostStep s1 = same.fetch();
+  const HostStep n1 = next.fetch();
+  const HostStep d1 = none.fetch();
+  for (const HostStep* h : {&s1, &n1, &d1}) {
+    EXPECT_EQ(h->terminated[0], 1);
+    EXPECT_EQ(h->terminated[1], 0);
+    EXPECT_EQ(h->final_return[0], 1.0F);
+    EXPECT_EQ(h->final_length[0], 1);
+  }
+  // NEXT_STEP and DISABLED return the last observation; SAME_STEP keeps it in final_obs.
+  EXPECT_TRUE(std::equal(n1.obs.begin(), n1.obs.begin() + 4, s1.final_obs.begin()));
+  EXPECT_EQ(n1.obs, d1.obs);
+  EXPECT_NE(s1.obs, n1.obs);
+  same.step_host(push);
+  next.step_host(push);
+  none.step_host(push);
+  const HostStep n2 = next.fetch();
+  const HostStep d2 = none.fetch();
+  // NEXT_STEP begins the episode SAME_STEP began a step earlier: same draw, reward 0, no flags.
+  EXPECT_TRUE(std::equal(n2.obs.begin(), n2.obs.begin() + 4, s1.obs.begin()));
+  EXPECT_EQ(n2.reward[0], 0.0F);
+  EXPECT_EQ(n2.terminated[0] | n2.truncated[0], 0);
+  EXPECT_EQ(next.get_state().length[0], 0);
+  EXPECT_EQ(next.get_state().episode, same.get_state().episode);
+  EXPECT_EQ(next.get_state().length[1], 2);
+  // DISABLED steps on from the failed state.
+  EXPECT_EQ(d2.terminated[0], 1);
+  EXPECT_EQ(none.get_state().length[0], 2);
+  EXPECT_EQ(none.get_state().episode[0], 0U);
+  // set_state clears a pending NEXT_STEP reset: the next step is a physics step.
+  at_edge(next);
+  next.step_host(push);
+  at_edge(next);
+  next.step_host(push);
+  EXPECT_EQ(next.fetch().terminated[0], 1);
+  EXPECT_EQ(next.get_state().length[0], 1);
+}
+
+TEST(VecEnv, NextEpisodeRestartsTheMaskedEnvs) {
+  auto b = cpu();
+  VecEnv env(*b, 6, {}, Precision::kF64, AutoresetMode::kNextStep);
+  env.reset(3);
+  for (int t = 0; t < 20; ++t) env.step_host(host_random_actions(6, 3, t));
+  const EnvState before = env.get_state();
+  Buffer<uint8_t> mask(*b, 6);
+  mask.from_host(std::vector<uint8_t>{0, 1, 0, 0, 1, 0});
+  env.next_episode(mask.data());
+  const EnvState after = env.get_state();
+  const HostStep h = env.fetch();
+  VecEnv fresh(*b, 6, {}, Precision::kF64);
+  fresh.reset(3);
+  EnvState drawn = fresh.get_state();
+  for (int64_t i = 0; i < 6; ++i) {
+    const bool masked = i == 1 || i == 4;
+    EXPECT_EQ(after.episode[i], before.episode[i] + (masked ? 1U : 0U)) << i;
+    EXPECT_EQ(after.length[i], masked ? 0 : before.length[i]) << i;
+    if (!masked) {
+      EXPECT_EQ(after.x[i], before.x[i]) << i;
+    }
+    EXPECT_EQ(h.obs[4 * i + 2], static_cast<float>(after.theta[i])) << i;
+  }
+  // Without a mask every env begins its next episode: from the draws of episode 1.
+  fresh.next_episode();
+  for (int64_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(fresh.get_state().episode[i], 1U);
+    EXPECT_NE(fresh.get_state().x[i], drawn.x[i]);
+  }
+}
+
 // ---- CPU == GPU, bit for bit ------------------------------------------------------------------
 
 class CpuGpuParity : public ::testing::TestWithParam<Precision> {};
@@ -349,6 +508,33 @@ TEST_P(CpuGpuParity, SameSeedSameActionsBitIdentical) {
   EXPECT_EQ(ec.run_random(1000), eg.run_random(1000));
   EXPECT_EQ(ec.get_state().theta, eg.get_state().theta);
   EXPECT_TRUE(bitwise_equal(ec.fetch().obs, eg.fetch().obs));
+}
+
+TEST_P(CpuGpuParity, AutoresetModesBitIdentical) {
+  BP_DEVICE_OR_SKIP(gpu, "cuda");
+  auto host = cpu();
+  const Precision p = GetParam();
+  for (const AutoresetMode mode : {AutoresetMode::kNextStep, AutoresetMode::kDisabled}) {
+    const auto a = run(*host, 3000, p, 22, 200, {}, mode);
+    const auto g = run(*gpu, 3000, p, 22, 200, {}, mode);
+    for (int s = 0; s < 200; ++s) expect_same(a.outputs[s], g.outputs[s], s);
+    EXPECT_EQ(a.final_state.x, g.final_state.x);
+    EXPECT_EQ(a.final_state.episode, g.final_state.episode);
+  }
+  VecEnv ec(*host, 3000, {}, p, AutoresetMode::kNextStep);
+  VecEnv eg(*gpu, 3000, {}, p, AutoresetMode::kNextStep);
+  ec.reset(4);
+  eg.reset(4);
+  std::vector<uint8_t> mask(3000);
+  for (std::size_t i = 0; i < mask.size(); ++i) mask[i] = static_cast<uint8_t>(i % 3 == 0);
+  Buffer<uint8_t> mc(*host, mask.size());
+  Buffer<uint8_t> mg(*gpu, mask.size());
+  mc.from_host(mask);
+  mg.from_host(mask);
+  ec.next_episode(mc.data());
+  eg.next_episode(mg.data());
+  EXPECT_TRUE(bitwise_equal(ec.fetch().obs, eg.fetch().obs));
+  EXPECT_EQ(ec.get_state().episode, eg.get_state().episode);
 }
 
 TEST_P(CpuGpuParity, GpuInvalidActionIsReportedAtTheNextSync) {

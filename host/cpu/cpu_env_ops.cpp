@@ -37,6 +37,13 @@ void restart_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, 
   }
 }
 
+template <class Real>
+void next_episode_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
+                      const uint8_t* mask, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (n >= kParallelMinEnvs)
+  for (int64_t i = 0; i < n; ++i) env_next_episode(c, a, i, mask);
+}
+
 // The indices j < len with done[j] set, written branch-free (a data-dependent branch per env
 // mispredicts on every episode end); returns how many.
 int64_t compact_done(const uint8_t* done, int64_t len, int32_t* index) {
@@ -151,8 +158,25 @@ void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, con
     physics_pass<true>(c.physics, c.reward_mode, c.max_episode_steps, len, a.x + b, a.x_dot + b,
                        a.theta + b, a.theta_dot + b, a.length + b, a.ret + b, a.obs + 4 * o,
                        a.reward + o, a.terminated + o, a.truncated + o, actions + o, done);
-    const int64_t count = compact_done(done, len, ended);
-    for (int64_t e = 0; e < count; ++e) env_end_episode(c, a, b + ended[e]);
+    if (c.autoreset == AutoresetMode::kNextStep) {
+      // Envs whose last step ended an episode were stepped too (the vectorised pass does not
+      // branch per env); beginning their next episode now overwrites everything that wrote.
+      const uint8_t* pending = a.pending_reset + b;
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) done[j] = static_cast<uint8_t>(done[j] | pending[j]);
+      const int64_t count = compact_done(done, len, ended);
+      for (int64_t e = 0; e < count; ++e) {
+        const int64_t i = b + ended[e];
+        if (a.pending_reset[i] != 0) {
+          env_begin_pending(c, a, i);
+        } else {
+          env_end_episode(c, a, i);
+        }
+      }
+    } else {
+      const int64_t count = compact_done(done, len, ended);
+      for (int64_t e = 0; e < count; ++e) env_end_episode(c, a, b + ended[e]);
+    }
   }
 }
 
@@ -223,6 +247,14 @@ class CpuEnvOps final : public EnvOps {
   }
   void do_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) override {
     restart_all(c, a, n, threads_);
+  }
+  void do_next_episode(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                       const uint8_t* mask) override {
+    next_episode_all(c, a, n, mask, threads_);
+  }
+  void do_next_episode(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                       const uint8_t* mask) override {
+    next_episode_all(c, a, n, mask, threads_);
   }
   void do_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                const int32_t* actions) override {

@@ -66,7 +66,7 @@ void Device::copy_to_host(void* dst, const void* src, std::size_t bytes) {
   do_copy_to_host(dst, src, bytes);
 }
 
-void Device::copy_to_host(std::span<const HostCopy> copies) {
+void Device::copy_to_host(const std::vector<HostCopy>& copies) {
   if (copies.empty()) return;
   count_sync();
   for (std::size_t i = 0; i < copies.size(); ++i) {

@@ -41,6 +41,18 @@ std::string to_string(RewardMode v) {
 
 std::string to_string(Precision v) { return v == Precision::kF32 ? "f32" : "f64"; }
 
+std::string to_string(AutoresetMode v) {
+  switch (v) {
+    case AutoresetMode::kNextStep:
+      return "next_step";
+    case AutoresetMode::kDisabled:
+      return "disabled";
+    case AutoresetMode::kSameStep:
+    default:
+      return "same_step";
+  }
+}
+
 Integrator parse_integrator(const std::string& s) {
   if (s == "euler") return Integrator::kEuler;
   if (s == "semi-implicit") return Integrator::kSemiImplicit;
@@ -61,6 +73,15 @@ Precision parse_precision(const std::string& s) {
   if (s == "f64" || s == "float64") return Precision::kF64;
   BP_CHECK_ARG(false, "unknown precision '" << s << "' (expected f32 or f64)");
   return Precision::kF32;
+}
+
+AutoresetMode parse_autoreset_mode(const std::string& s) {
+  if (s == "same_step") return AutoresetMode::kSameStep;
+  if (s == "next_step") return AutoresetMode::kNextStep;
+  if (s == "disabled") return AutoresetMode::kDisabled;
+  BP_CHECK_ARG(false,
+               "unknown autoreset mode '" << s << "' (expected next_step, same_step or disabled)");
+  return AutoresetMode::kSameStep;
 }
 
 }  // namespace batchpole

@@ -30,6 +30,7 @@ struct VecEnv::Impl {
   Impl& operator=(const Impl&) = delete;
 
   virtual void reset() = 0;
+  virtual void next_episode(const uint8_t* mask) = 0;
   virtual void step(const int32_t* actions, const StepTargets& targets) = 0;
   virtual void restart() = 0;
   virtual uint64_t run_random(int32_t steps) = 0;
@@ -40,6 +41,7 @@ struct VecEnv::Impl {
   int64_t num_envs;
   CartPoleParams params;
   Precision precision = Precision::kF32;
+  AutoresetMode autoreset = AutoresetMode::kSameStep;
   uint64_t seed = 0;
   uint64_t steps = 0;
   // A population's agents (one agent: seeds = {seed}, no device copies).
@@ -52,6 +54,7 @@ struct VecEnv::Impl {
   Buffer<float> ret, obs, reward, final_obs, final_return;
   Buffer<uint32_t> episode;
   Buffer<uint8_t> terminated, truncated;
+  Buffer<uint8_t> pending_reset;  // NEXT_STEP only (empty otherwise)
   // Where the last step wrote its outputs (the buffers above, or a trainer's StepTargets).
   StepTargets current;
   void use_own_outputs() {
@@ -64,8 +67,9 @@ namespace {
 
 template <class Real>
 struct TypedImpl final : VecEnv::Impl {
-  TypedImpl(Device& b, int64_t n, const CartPoleParams& p) : Impl(b, n, p) {
+  TypedImpl(Device& b, int64_t n, const CartPoleParams& p, AutoresetMode mode) : Impl(b, n, p) {
     precision = sizeof(Real) == 4 ? Precision::kF32 : Precision::kF64;
+    autoreset = mode;
     const auto un = static_cast<std::size_t>(n);
     for (auto* s : {&x, &x_dot, &theta, &theta_dot}) *s = Buffer<Real>(b, un);
     length = Buffer<int32_t>(b, un);
@@ -84,12 +88,16 @@ struct TypedImpl final : VecEnv::Impl {
     for (auto* buf : {&terminated, &truncated}) buf->zero();
     final_length.zero();
     episode.zero();
+    if (autoreset == AutoresetMode::kNextStep) {
+      pending_reset = Buffer<uint8_t>(b, un);
+      pending_reset.zero();
+    }
     use_own_outputs();
   }
 
   EnvConfig<Real> config() const {
     EnvConfig<Real> c{Physics<Real>::from(params), params.reward_mode, params.max_episode_steps,
-                      params.reset_bound, seed};
+                      params.reset_bound, seed, autoreset};
     if (agents() > 1) {
       c.envs_per_agent = num_envs / agents();
       c.seeds = device_seeds.data();
@@ -99,16 +107,24 @@ struct TypedImpl final : VecEnv::Impl {
   }
   // The state and counters, with the outputs where `out` says.
   EnvArrays<Real> arrays(const StepTargets& out) {
-    return {x.data(),         x_dot.data(),     theta.data(),   theta_dot.data(), length.data(),
-            ret.data(),       episode.data(),   out.obs,        out.reward,       out.terminated,
-            out.truncated,    out.final_obs,    out.final_return, out.final_length,
-            out.agent_stride};
+    return {x.data(),         x_dot.data(),     theta.data(),        theta_dot.data(),
+            length.data(),    ret.data(),       episode.data(),      out.obs,
+            out.reward,       out.terminated,   out.truncated,       out.final_obs,
+            out.final_return, out.final_length, out.agent_stride,    pending_reset.data()};
   }
 
   void reset() override {
     episode.zero();
+    clear_pending();
     use_own_outputs();
     device->env().reset(config(), arrays(current), num_envs);
+  }
+  void next_episode(const uint8_t* mask) override {
+    use_own_outputs();
+    device->env().next_episode(config(), arrays(current), num_envs, mask);
+  }
+  void clear_pending() {
+    if (pending_reset.size() > 0) pending_reset.zero();
   }
   // The next episodes' first observations go where the current ones are.
   void restart() override { device->env().restart(config(), arrays(current), num_envs); }
@@ -183,6 +199,7 @@ struct TypedImpl final : VecEnv::Impl {
     Buffer<Real>* dst[4] = {&x, &x_dot, &theta, &theta_dot};
     for (int k = 0; k < 4; ++k) dst[k]->from_host(host[k]);
     use_own_outputs();
+    clear_pending();
     obs.from_host(host_obs);
     length.from_host(in.length);
     ret.from_host(in.ret);
@@ -200,15 +217,15 @@ std::size_t VecEnv::bytes_required(int64_t num_envs, Precision precision) {
   return static_cast<std::size_t>(num_envs) * per_env;
 }
 
-VecEnv::VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params,
-               Precision precision) {
+VecEnv::VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params, Precision precision,
+               AutoresetMode autoreset) {
   BP_CHECK_ARG(num_envs > 0, "the number of environments must be positive, got " << num_envs);
   BP_CHECK_ARG(num_envs <= kMaxEnvs, "at most " << kMaxEnvs << " environments, got " << num_envs);
   params.validate();
   if (precision == Precision::kF32) {
-    impl_ = std::make_unique<TypedImpl<float>>(device, num_envs, params);
+    impl_ = std::make_unique<TypedImpl<float>>(device, num_envs, params, autoreset);
   } else {
-    impl_ = std::make_unique<TypedImpl<double>>(device, num_envs, params);
+    impl_ = std::make_unique<TypedImpl<double>>(device, num_envs, params, autoreset);
   }
   reset(0);
 }
@@ -259,6 +276,11 @@ void VecEnv::set_active(std::span<const uint8_t> active) {
   if (agents() > 1) impl_->active.from_host(active.data(), active.size());
 }
 
+void VecEnv::next_episode(const uint8_t* device_mask) {
+  BP_CHECK_ARG(agents() == 1, "next_episode: one agent's envs only");
+  impl_->next_episode(device_mask);
+}
+
 void VecEnv::restart_episodes() { impl_->restart(); }
 
 void VecEnv::step(const int32_t* device_actions, const StepTargets& targets) {
@@ -290,6 +312,7 @@ uint64_t VecEnv::run_random(int32_t steps) {
 
 int64_t VecEnv::size() const { return impl_->num_envs; }
 Precision VecEnv::precision() const { return impl_->precision; }
+AutoresetMode VecEnv::autoreset() const { return impl_->autoreset; }
 const CartPoleParams& VecEnv::params() const { return impl_->params; }
 uint64_t VecEnv::seed() const { return impl_->seed; }
 uint64_t VecEnv::steps_taken() const { return impl_->steps; }

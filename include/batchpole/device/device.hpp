@@ -14,7 +14,6 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -109,7 +108,7 @@ class Device {
     const void* src;
     std::size_t bytes;
   };
-  void copy_to_host(std::span<const HostCopy> copies);
+  void copy_to_host(const std::vector<HostCopy>& copies);
   // Queued; the caller may reuse its (pageable) memory as soon as the call returns.
   void copy_from_host(void* dst, const void* src, std::size_t bytes);
   void copy_on_device(void* dst, const void* src, std::size_t bytes);

@@ -24,6 +24,14 @@ enum class RewardMode : uint8_t { kV1, kNotebook, kSuttonBarto };
 
 enum class Precision : uint8_t { kF32, kF64 };
 
+// What a vectorised environment does when an episode ends, as Gymnasium 1.x defines it.
+// kSameStep: the step that ends an episode already returns the next episode's first
+// observation (the ended one's last goes to final_obs); the trainers use this.
+// kNextStep: the step that ends an episode returns its last observation; the env's next step
+// begins the next episode instead of stepping (reward 0, both flags clear, the action ignored).
+// kDisabled: episodes never restart by themselves; the caller restarts them.
+enum class AutoresetMode : uint8_t { kSameStep, kNextStep, kDisabled };
+
 struct CartPoleParams {
   double gravity = 9.8;
   double masscart = 1.0;
@@ -51,9 +59,11 @@ inline double degrees_to_radians(double degrees) {
 std::string to_string(Integrator v);
 std::string to_string(RewardMode v);
 std::string to_string(Precision v);
+std::string to_string(AutoresetMode v);  // "same_step", "next_step", "disabled"
 Integrator parse_integrator(const std::string& s);
 RewardMode parse_reward_mode(const std::string& s);
 Precision parse_precision(const std::string& s);
+AutoresetMode parse_autoreset_mode(const std::string& s);  // the names to_string gives
 
 // The constants in the precision the physics runs in, derived as Gymnasium derives them.
 template <class Real>

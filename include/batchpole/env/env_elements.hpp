@@ -31,6 +31,9 @@ struct EnvArrays {
   // Rows between consecutive agents' blocks of outputs (a population's rollout is agent-major);
   // 0: the outputs are indexed by env, as the state is.
   int64_t out_stride = 0;
+  // kNextStep only (nullptr otherwise): 1 where the last step ended an episode, so that the
+  // next step begins the next one instead of stepping.
+  uint8_t* pending_reset = nullptr;
 };
 
 template <class Real>
@@ -40,6 +43,7 @@ struct EnvConfig {
   int32_t max_episode_steps;
   double reset_bound;
   uint64_t seed;
+  AutoresetMode autoreset = AutoresetMode::kSameStep;
   // A population (several agents in one batch): envs [k * envs_per_agent, (k + 1) *
   // envs_per_agent) are agent k's, their draws keyed by seeds[k] and the env's index within
   // the agent, so that agent k steps exactly as it would alone. envs_per_agent = 0: one agent
@@ -123,6 +127,22 @@ BP_HD void env_restart_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& 
   if (a.length[i] > 0) {
     a.episode[i] = a.episode[i] + 1;
     env_begin_episode(c, a, i);
+    if (a.pending_reset != nullptr) a.pending_reset[i] = 0;
+  }
+}
+
+// Envs where mask is set (every env without a mask) begin their next episode; the others keep
+// their episode. Every env's observation is written (it is the state, rounded to float), so
+// that obs holds the whole batch's. A Gymnasium reset without a seed, or with a reset mask.
+template <class Real>
+BP_HD void env_next_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
+                            const uint8_t* mask) {
+  if (mask == nullptr || mask[i] != 0) {
+    a.episode[i] = a.episode[i] + 1;
+    env_begin_episode(c, a, i);
+    if (a.pending_reset != nullptr) a.pending_reset[i] = 0;
+  } else {
+    store_obs(a.obs, i, load_state(a, i));
   }
 }
 
@@ -148,16 +168,48 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   return term || trunc;
 }
 
-// Same-step auto-reset (Gymnasium's SAME_STEP): keep the ended episode's last observation and
-// statistics, then begin the next episode so that obs already holds its first observation.
+// The step ended env i's episode: keep its return and length, then, by the autoreset mode,
+// SAME_STEP: keep the last observation and begin the next episode, so that obs already holds
+// its first observation; NEXT_STEP: mark the env, so that its next step begins the next
+// episode; DISABLED: nothing more (the env steps on until the caller restarts it).
 template <class Real>
 BP_HD void env_end_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
   const int64_t o = out_row(c, a, i);
-  for (int k = 0; k < 4; ++k) a.final_obs[4 * o + k] = a.obs[4 * o + k];
   a.final_return[o] = a.ret[i];
   a.final_length[o] = a.length[i];
+  if (c.autoreset == AutoresetMode::kSameStep) {
+    for (int k = 0; k < 4; ++k) a.final_obs[4 * o + k] = a.obs[4 * o + k];
+    a.episode[i] = a.episode[i] + 1;
+    env_begin_episode(c, a, i);
+  } else if (c.autoreset == AutoresetMode::kNextStep) {
+    a.pending_reset[i] = 1;
+  }
+}
+
+// NEXT_STEP, for an env whose last step ended its episode: this step begins the next episode
+// instead of stepping, and returns its first observation with reward 0 and both flags clear
+// (Gymnasium's NEXT_STEP). The episode counter advances here rather than at the end, so that
+// each episode starts from the same draw as in SAME_STEP.
+template <class Real>
+BP_HD void env_begin_pending(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
+  a.pending_reset[i] = 0;
   a.episode[i] = a.episode[i] + 1;
   env_begin_episode(c, a, i);
+  const int64_t o = out_row(c, a, i);
+  a.reward[o] = 0.0F;
+  a.terminated[o] = 0;
+  a.truncated[o] = 0;
+}
+
+// One step of env i in the config's autoreset mode (the GPU's per-env step; the CPU runs the
+// same in two passes, see cpu_env_ops.cpp).
+template <class Real>
+BP_HD void env_step(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i, int32_t action) {
+  if (c.autoreset == AutoresetMode::kNextStep && a.pending_reset[i] != 0) {
+    env_begin_pending(c, a, i);
+  } else if (env_step_physics(c, a, i, action)) {
+    env_end_episode(c, a, i);
+  }
 }
 
 // Counters of the fused random-action path, summed over envs by the caller.

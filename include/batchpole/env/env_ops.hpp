@@ -32,9 +32,17 @@ class EnvOps {
     device_->count_op();
     do_restart(c, a, n);
   }
-  // Actions must be 0 or 1. The CPU checks before stepping and throws; the GPU steps (treating
-  // anything but 1 as 0, as Gymnasium's `action == 1` does) and raises the error at the next
-  // synchronising call (Device::check_errors, copy_to_host).
+  // env_next_episode over envs [0, n); mask: n device-resident flags, or nullptr for all.
+  template <class Real>
+  void next_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
+                    const uint8_t* mask) {
+    if (n <= 0) return;
+    device_->count_op();
+    do_next_episode(c, a, n, mask);
+  }
+  // env_step over envs [0, n), in c.autoreset's mode. Actions must be 0 or 1. The CPU checks before
+  // stepping and throws; the GPU steps (treating anything but 1 as 0, as Gymnasium's `action == 1`
+  // does) and raises the error at the next synchronising call (Device::check_errors, copy_to_host).
   template <class Real>
   void step(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, const int32_t* actions) {
     if (n <= 0) return;
@@ -66,6 +74,10 @@ class EnvOps {
   virtual void do_reset(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) = 0;
   virtual void do_restart(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n) = 0;
   virtual void do_restart(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n) = 0;
+  virtual void do_next_episode(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                               const uint8_t* mask) = 0;
+  virtual void do_next_episode(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                               const uint8_t* mask) = 0;
   virtual void do_step(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                        const int32_t* actions) = 0;
   virtual void do_step(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,

@@ -1,4 +1,5 @@
-// N CartPole environments stepped together on one device, with same-step auto-reset.
+// N CartPole environments stepped together on one device, with Gymnasium's autoreset modes
+// (same-step, the trainers' and the default here; next-step; none).
 #pragma once
 
 #include <cstdint>
@@ -53,7 +54,7 @@ struct StepTargets {
 class VecEnv {
  public:
   VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params = {},
-         Precision precision = Precision::kF32);
+         Precision precision = Precision::kF32, AutoresetMode autoreset = AutoresetMode::kSameStep);
   VecEnv(const VecEnv&) = delete;
   VecEnv& operator=(const VecEnv&) = delete;
   VecEnv(VecEnv&&) noexcept;
@@ -74,6 +75,10 @@ class VecEnv {
   [[nodiscard]] const std::vector<uint64_t>& seeds() const;
   // Which agents' envs step (and restart): one flag per agent, all set after a reset.
   void set_active(std::span<const uint8_t> active);
+  // Envs where the mask is set (N device-resident flags; nullptr: every env) begin their next
+  // episode from the draw of its number, whatever their state; obs() then holds every env's
+  // observation (in the env's own buffer). Clears their pending NEXT_STEP resets.
+  void next_episode(const uint8_t* device_mask = nullptr);
   // Every env in the middle of an episode abandons it and begins the next (env_restart_episode);
   // envs at an episode's start are left as they are.
   void restart_episodes();
@@ -90,6 +95,7 @@ class VecEnv {
 
   [[nodiscard]] int64_t size() const;
   [[nodiscard]] Precision precision() const;
+  [[nodiscard]] AutoresetMode autoreset() const;
   [[nodiscard]] const CartPoleParams& params() const;
   [[nodiscard]] uint64_t seed() const;
   [[nodiscard]] uint64_t steps_taken() const;  // calls of step() plus run_random's steps
@@ -110,7 +116,8 @@ class VecEnv {
 
   [[nodiscard]] HostStep fetch() const;
   [[nodiscard]] EnvState get_state() const;
-  // Sets every env's state and counters (observations follow from the state). Lengths must be
+  // Sets every env's state and counters (observations follow from the state) and clears
+  // pending NEXT_STEP resets, so the next step starts from exactly this state. Lengths must be
   // in [0, max_episode_steps) and the episode counters are kept as given.
   void set_state(const EnvState& state);
   // set_state plus the seeds and step counter: continues exactly where get_state, seeds() and
