@@ -81,14 +81,15 @@ TEST(Devices, OperationsAndSynchronisationsAreCounted) {
 }
 
 // A CPU device that cuts batches as the GPU does (one shard, chunks of the GPU's size), so that
-// its counts are the GPU's.
-std::unique_ptr<Device> gpu_like_cpu() {
+// its counts are the GPU's; batch_agents: its populations' agents too.
+std::unique_ptr<Device> gpu_like_cpu(bool batch_agents = false) {
   DeviceOptions o;
   o.device = DeviceRequest::parse("cpu");
   o.threads = 1;
   auto plan = std::make_shared<DevicePlan>(make_device({DeviceRequest::parse("cpu")})->plan());
   plan->shards = 1;
   plan->chunk_rows = 262144;
+  plan->batch_agents = batch_agents;
   o.plan = plan;
   return make_device(o);
 }
@@ -147,15 +148,8 @@ TEST(Devices, SyncFreeUpdatesWaitOnceAndChangeNothing) {
 // Batched agents (the GPU's plan): a population's update makes as many operations whatever the
 // number of agents, for every algorithm.
 TEST(Devices, PopulationCountsDoNotGrowWithTheAgents) {
-  DeviceOptions o;
-  o.device = DeviceRequest::parse("cpu");
-  o.threads = 1;
-  auto plan = std::make_shared<DevicePlan>(make_device({DeviceRequest::parse("cpu")})->plan());
-  plan->shards = 1;
-  plan->chunk_rows = 262144;
-  plan->batch_agents = true;
-  o.plan = plan;
-  auto device = make_device(o);
+  auto device = gpu_like_cpu(true);
+  const DevicePlan* plan = &device->plan();
   for (const Algorithm a : {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kA2C,
                             Algorithm::kPpo}) {
     std::vector<OpCounts> counts;

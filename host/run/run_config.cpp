@@ -224,15 +224,7 @@ std::vector<SweepAxis> parse_sweep(const std::string& text) {
   return axes;
 }
 
-std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& plan) {
-  const auto it = keys.find("sweep");
-  const std::vector<SweepAxis> axes =
-      it != keys.end() ? parse_sweep(field_word(it->second)) : std::vector<SweepAxis>{};
-  for (const auto& a : axes) {
-    BP_CHECK_ARG(keys.count(a.key) == 0,
-                 "--sweep " << a.key << " and --" << a.key << " both set " << a.key
-                            << "; give it one way");
-  }
+std::vector<SweepPoint> sweep_points(const std::vector<SweepAxis>& axes) {
   std::vector<SweepPoint> points(1);
   for (const auto& a : axes) {
     std::vector<SweepPoint> next;
@@ -245,6 +237,19 @@ std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& pla
     }
     points = std::move(next);
   }
+  return points;
+}
+
+std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& plan) {
+  const auto it = keys.find("sweep");
+  const std::vector<SweepAxis> axes =
+      it != keys.end() ? parse_sweep(field_word(it->second)) : std::vector<SweepAxis>{};
+  for (const auto& a : axes) {
+    BP_CHECK_ARG(keys.count(a.key) == 0,
+                 "--sweep " << a.key << " and --" << a.key << " both set " << a.key
+                            << "; give it one way");
+  }
+  std::vector<SweepPoint> points = sweep_points(axes);
   for (auto& p : points) {
     RunKeys k = keys;
     for (const auto& [key, value] : p.values) k[key] = value;

@@ -182,20 +182,8 @@ RunResult run_training(Device& device, const RunConfig& run,
                                                                << "); leave out --sweep");
     sweep = saved_sweep;
     const auto groups = extra["groups"].get<std::size_t>();
-    const std::vector<SweepAxis> axes = parse_sweep(sweep);
     // The points again, their configurations from their checkpoints.
-    points.assign(1, SweepPoint{});
-    for (const auto& a : axes) {
-      std::vector<SweepPoint> next;
-      for (const auto& p : points) {
-        for (const auto& v : a.values) {
-          SweepPoint q = p;
-          q.values.emplace_back(a.key, v);
-          next.push_back(std::move(q));
-        }
-      }
-      points = std::move(next);
-    }
+    points = sweep_points(parse_sweep(sweep));
     BP_CHECK_ARG(points.size() == groups, "checkpoint " << paths.resume_from.string()
                                                         << " holds damaged run information");
     saved.assign(groups, nlohmann::json());

@@ -66,8 +66,10 @@ struct SweepAxis {
 // The axes of a sweep's text ("KEY=V1,V2;KEY=..."): training keys other than agents and seed,
 // each once, values checked by the key's field. Throws Error(kInvalidArgument).
 std::vector<SweepAxis> parse_sweep(const std::string& text);
-// The points of the keys' sweep (the cartesian product, the first key slowest), each resolved
-// as resolve_train_config with its values; one point without values when there is no sweep.
+// The points of a sweep's axes, the cartesian product with the first key slowest (their
+// configurations left to the caller); one point without values when there are no axes.
+std::vector<SweepPoint> sweep_points(const std::vector<SweepAxis>& axes);
+// The points of the keys' sweep, each resolved as resolve_train_config with its values.
 std::vector<SweepPoint> resolve_sweep(const RunKeys& keys, const DevicePlan& plan);
 
 // What the loop reports after each update (of every agent of a population: one report).
