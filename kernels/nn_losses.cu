@@ -7,6 +7,8 @@ namespace batchpole::cuda {
 
 namespace {
 
+// N: the row's room (nn_elements.hpp): 2 for CartPole's two actions (registers), else any.
+template <int32_t N>
 __global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= a.rows) return;
@@ -15,11 +17,11 @@ __global__ void policy_loss_grad_kernel(PolicyLossArgs a) {
   const bool valid = a.mask == nullptr || a.mask[k] != 0;
   float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
   if (a.old_log_prob != nullptr) {
-    clipped_policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[k],
+    clipped_policy_loss_row<N>(a.logits + i * a.num_actions, a.num_actions, a.actions[k],
                             a.weights[k], a.old_log_prob[k], a.clip, valid, coefs,
                             a.d_logits + i * a.num_actions, stats);
   } else {
-    policy_loss_row(a.logits + i * a.num_actions, a.num_actions, a.actions[k], a.weights[k],
+    policy_loss_row<N>(a.logits + i * a.num_actions, a.num_actions, a.actions[k], a.weights[k],
                     valid, coefs, a.d_logits + i * a.num_actions, stats);
   }
 }
@@ -43,7 +45,11 @@ __global__ void value_loss_grad_kernel(ValueLossArgs a) {
 
 void launch_policy_loss_grad(cudaStream_t stream, const PolicyLossArgs& args) {
   if (args.rows == 0) return;
-  launch(policy_loss_grad_kernel, grid_for(args.rows), kBlock, stream, args);
+  if (args.num_actions == 2) {
+    launch(policy_loss_grad_kernel<2>, grid_for(args.rows), kBlock, stream, args);
+  } else {
+    launch(policy_loss_grad_kernel<kMaxActions>, grid_for(args.rows), kBlock, stream, args);
+  }
 }
 
 void launch_value_loss_grad(cudaStream_t stream, const ValueLossArgs& args) {

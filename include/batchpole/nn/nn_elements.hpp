@@ -125,11 +125,22 @@ BP_HD float activation_backward_value(Activation a, float dy, float y) {
 // ---------------------------------------------------------------------------------------------
 // Categorical policy head over one row of n logits z.
 
+// The action count a row of room N works with: n itself for the general N, else N.
+template <int32_t N>
+BP_HD constexpr int32_t actions_of(int32_t n) {
+  return N < kMaxActions ? N : n;
+}
+
 // The row's softmax pieces: e[j] = exp(z[j] - max), sum = sum_j e[j], so that
 // pi(j) = e[j] / sum and log pi(j) = (z[j] - max) - log(sum). (Subtracting max first keeps
 // log pi accurate for large logits: max + log(sum) would round at the logits' magnitude.)
-struct SoftmaxRow {
-  float e[kMaxActions];
+//
+// N is the room for the row: kMaxActions holds any count up to it; a smaller N means exactly N
+// actions, so that loops have a fixed trip count and e[] stays in registers on the GPU (the
+// kernels instantiate N = 2, CartPole's). The arithmetic is the same either way.
+template <int32_t N = kMaxActions>
+struct SoftmaxRowT {
+  float e[N];
   float max;
   float sum;
   float log_sum;
@@ -139,13 +150,16 @@ struct SoftmaxRow {
   [[nodiscard]] BP_HD float prob(int32_t j) const { return e[j] / sum; }
   [[nodiscard]] BP_HD float entropy(const float* z, int32_t n) const {
     float h = 0.0f;
-    for (int32_t j = 0; j < n; ++j) h -= prob(j) * log_prob(z, j);
+    for (int32_t j = 0; j < actions_of<N>(n); ++j) h -= prob(j) * log_prob(z, j);
     return h;
   }
 };
+using SoftmaxRow = SoftmaxRowT<>;
 
-BP_HD SoftmaxRow softmax_row(const float* z, int32_t n) {
-  SoftmaxRow s{};
+template <int32_t N = kMaxActions>
+BP_HD SoftmaxRowT<N> softmax_row(const float* z, int32_t n) {
+  n = actions_of<N>(n);
+  SoftmaxRowT<N> s{};
   s.max = z[0];
   for (int32_t j = 1; j < n; ++j) s.max = z[j] > s.max ? z[j] : s.max;
   s.sum = 0.0f;
@@ -158,19 +172,23 @@ BP_HD SoftmaxRow softmax_row(const float* z, int32_t n) {
 }
 
 // NaN for an action outside [0, n).
+template <int32_t N = kMaxActions>
 BP_HD float categorical_log_prob(const float* z, int32_t n, int32_t action) {
   if (action < 0 || action >= n) return bit_cast_hd<float>(0x7FC00000U);
-  return softmax_row(z, n).log_prob(z, action);
+  return softmax_row<N>(z, n).log_prob(z, action);
 }
 
+template <int32_t N = kMaxActions>
 BP_HD float categorical_entropy(const float* z, int32_t n) {
-  return softmax_row(z, n).entropy(z, n);
+  return softmax_row<N>(z, n).entropy(z, n);
 }
 
 // Inverse-CDF sampling with u in [0, 1): the first j whose cumulative weight exceeds u * sum.
 // Comparing unnormalised weights avoids a division per action; the last action catches u * sum
 // rounding up to the total.
-BP_HD int32_t categorical_sample(const SoftmaxRow& s, int32_t n, float u) {
+template <int32_t N = kMaxActions>
+BP_HD int32_t categorical_sample(const SoftmaxRowT<N>& s, int32_t n, float u) {
+  n = actions_of<N>(n);
   const float target = u * s.sum;
   float cum = 0.0f;
   for (int32_t j = 0; j < n - 1; ++j) {
@@ -188,9 +206,11 @@ BP_HD float policy_uniform(uint64_t seed, uint32_t env, uint64_t step) {
 
 // Samples an action for one row and returns it; writes its log-probability and the row's
 // entropy where asked (nullptr: not wanted).
+template <int32_t N = kMaxActions>
 BP_HD int32_t policy_sample_row(const float* z, int32_t n, float u, float* log_prob,
                                 float* entropy) {
-  const SoftmaxRow s = softmax_row(z, n);
+  n = actions_of<N>(n);
+  const SoftmaxRowT<N> s = softmax_row<N>(z, n);
   const int32_t a = categorical_sample(s, n, u);
   if (log_prob != nullptr) *log_prob = s.log_prob(z, a);
   if (entropy != nullptr) *entropy = s.entropy(z, n);
@@ -208,13 +228,15 @@ struct PolicyLossCoefs {
   float entropy_coef;  // beta
 };
 
+template <int32_t N = kMaxActions>
 BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weight, bool valid,
                            const PolicyLossCoefs& c, float* dz, float* stats) {
+  n = actions_of<N>(n);
   // An action outside [0, n) makes the sample invalid rather than reading past the row (the CPU
   // refuses such actions before it gets here; the GPU cannot throw).
   valid = valid && action >= 0 && action < n;
   action = valid ? action : 0;
-  const SoftmaxRow s = softmax_row(z, n);
+  const SoftmaxRowT<N> s = softmax_row<N>(z, n);
   const float h = s.entropy(z, n);
   const float logp_a = s.log_prob(z, action);
   for (int32_t j = 0; j < n; ++j) {
@@ -238,12 +260,14 @@ BP_HD void policy_loss_row(const float* z, int32_t n, int32_t action, float weig
 // The gradient flows through r A unless the clipped term is the smaller one, where it is 0:
 //   dL/dz_j = -(A r [active] (1[j = a] - p_j) + beta dH/dz_j) / C,
 // which is policy_loss_row's with the weight A r [active]. stats: kStatColumnsClipped columns.
+template <int32_t N = kMaxActions>
 BP_HD void clipped_policy_loss_row(const float* z, int32_t n, int32_t action, float advantage,
                                    float old_log_prob, float clip, bool valid,
                                    const PolicyLossCoefs& c, float* dz, float* stats) {
+  n = actions_of<N>(n);
   valid = valid && action >= 0 && action < n;
   action = valid ? action : 0;
-  const SoftmaxRow s = softmax_row(z, n);
+  const SoftmaxRowT<N> s = softmax_row<N>(z, n);
   const float h = s.entropy(z, n);
   const float log_ratio = s.log_prob(z, action) - old_log_prob;
   const float ratio = portable_exp(log_ratio);
