@@ -96,20 +96,33 @@ run_bench_cli() {
   done
   "$bp" bench nn --device cuda --json >"$out/bench_nn.json" || rc=1
   echo "bench nn cuda: $(grep -E '"(samples_per_s|train_gflops|train_sgemm_gflops)"' "$out/bench_nn.json" | tr -d '\n ')"
-  for n in 65536 1048576; do
-    "$bp" bench train --device cuda --envs "$n" --json >"$out/train_$n.json" || rc=1
-    echo "bench train cuda $n envs: $(tr -d '\n ' <"$out/train_$n.json" |
+  # Training throughput: A2C and PPO at 64K and 1M envs, and populations of 32-env agents.
+  local algo agents
+  for algo in a2c ppo; do
+    for n in 65536 1048576; do
+      "$bp" bench train --device cuda --algo "$algo" --envs "$n" --json \
+        >"$out/train_${algo}_$n.json" || rc=1
+      echo "bench train cuda $algo $n envs: $(tr -d '\n ' <"$out/train_${algo}_$n.json" |
+        grep -o '"\(env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\)":[0-9.e+-]*' | tr '\n' ' ')"
+    done
+  done
+  for agents in 1 64 1024 4096; do
+    "$bp" bench train --device cuda --agents "$agents" --envs 32 --updates 10 --json \
+      >"$out/train_agents_$agents.json" || rc=1
+    echo "bench train cuda $agents agents x 32 envs: $(tr -d '\n ' <"$out/train_agents_$agents.json" |
       grep -o '"\(env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\)":[0-9.e+-]*' | tr '\n' ' ')"
   done
   return $rc
 }
+# A timed training run to solve: run_train NAME DEVICE SECONDS [train flags...].
 run_train() {
-  local dev=$1 secs=$2
-  rm -rf "$out/train_$dev"
-  "$bundle/bin/batchpole" train --device "$dev" --out "$out/train_$dev" --seconds "$secs" -q
+  local name=$1 dev=$2 secs=$3
+  shift 3
+  rm -rf "$out/train_$name"
+  "$bundle/bin/batchpole" train --device "$dev" --out "$out/train_$name" --seconds "$secs" -q "$@"
   local rc=$?
-  tr -d '\n ' <"$out/train_$dev/summary.json" |
-    grep -o '"\(solved\|env_steps_to_solve\|wall_s_to_solve\|env_steps_per_s\)":[0-9a-z.e+-]*' | tr '\n' ' '
+  tr -d '\n ' <"$out/train_$name/summary.json" |
+    grep -o '"\(solved\|env_steps_to_solve\|wall_s_to_solve\|updates_to_solve\|env_steps_per_s\|agents\|median\)":[0-9a-z.e+-]*' | tr '\n' ' '
   echo
   return $rc
 }
@@ -168,10 +181,12 @@ run() {
   TAIL_LINES=40 step bench 80 run_bench
   TAIL_LINES=40 step bench_cli 100 run_bench_cli
   if [ "$quick" = 1 ]; then
-    step train_cuda 30 run_train cuda 20
+    step train_cuda 30 run_train cuda cuda 20
   else
-    step train_cuda 55 run_train cuda 45
-    step train_cpu 30 run_train cpu 20
+    step train_cuda 55 run_train cuda cuda 45
+    step train_cpu 30 run_train cpu cpu 20
+    step train_ppo_1m 60 run_train ppo_1m cuda 45 --algo ppo --envs 1048576
+    step train_agents 90 run_train agents cuda 75 --agents 1024 --envs 32 --checkpoint-every 0
   fi
   step compare 60 run_compare
   echo "== summary: commit $(cat "$bundle/commit")"

@@ -41,12 +41,14 @@ void TrainConfig::apply_ppo_recipe(const std::vector<std::string>& keep) {
     return std::find(keep.begin(), keep.end(), key) != keep.end();
   };
   // About 4096 rows per update at small batches (the rollout shortens as envs grow, down to 8
-  // steps), 4 minibatches; measured in EXPERIMENTS.md ("Massive batch").
+  // steps), 8 minibatches, and a learning rate of 1e-3 below 256 envs, 3e-3 from there on:
+  // the best of lr {1e-3, 3e-3} x minibatches {4, 8} at 32, 256 and 4096 envs (EXPERIMENTS.md,
+  // "Massive batch").
   if (!kept("n_steps")) {
     n_steps = static_cast<int32_t>(std::clamp<int64_t>(4096 / std::max<int64_t>(envs, 1), 8, 128));
   }
-  if (!kept("minibatches")) minibatches = 4;
-  if (!kept("lr")) lr = 1e-3F;
+  if (!kept("minibatches")) minibatches = 8;
+  if (!kept("lr")) lr = envs >= 256 ? 3e-3F : 1e-3F;
 }
 
 TrainConfig TrainConfig::notebook(Algorithm a) {
