@@ -16,6 +16,8 @@ Subcommands:
   summary     a Markdown table of summary.json over seeds (median and min..max): solved,
               env_steps_to_solve, wall_s_to_solve, final_mean_return; optionally the first
               env steps / seconds at which mean_return crossed a lower threshold.
+  depth       env steps per environment to solve against the batch size (log-log), median and
+              min..max over seeds, and its Markdown table: does a larger batch pay?
 
 Populations: a run directory of `batchpole train --agents K` holds K agents (seeds) in one
 metrics.csv (columns `agent`, `seed`) and one summary.json (`agents`); each agent counts as one
@@ -61,6 +63,7 @@ import sys
 
 from plot_bench import COMPARE_COLUMNS, cmd_compare, cmd_throughput
 from plot_common import InputError, parse_run_spec
+from plot_depth import cmd_depth
 from plot_population import parse_where
 from plot_runs import cmd_curves, cmd_summary
 
@@ -169,6 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "reached this value")
     s.add_argument("--out", help="also write the table to this file")
     s.set_defaults(func=cmd_summary)
+
+    d = sub.add_parser("depth", formatter_class=fmt,
+                       help="env steps per environment to solve against the batch size",
+                       description="For every --run (runs of several batch sizes, each a "
+                                   "population of seeds or several runs): env_steps_to_solve / "
+                                   "envs per agent, the median and min..max at each batch size, "
+                                   "as a Markdown table and (with --out) a log-log figure.")
+    d.add_argument("--run", action="append", type=parse_run_spec, required=True,
+                   metavar="LABEL=GLOB", help="run directories of one method, any batch sizes")
+    d.add_argument("--out", help="PNG to write")
+    d.add_argument("--title", help="figure title")
+    d.add_argument("--dpi", type=int, default=90)
+    d.set_defaults(func=cmd_depth)
     return p
 
 

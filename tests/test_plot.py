@@ -312,3 +312,31 @@ def test_where_errors(runs: Path) -> None:
     res = plot("summary", "--run", f"sw={runs}/sw", "--where", "lr=0.5")
     assert res.returncode == 2
     assert "--run sw: no agent matches --where lr=0.5" in res.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# depth
+# --------------------------------------------------------------------------------------------
+
+def test_depth_table_and_figure(tmp_path: Path) -> None:
+    # PPO-like runs at 32 and 4096 envs (populations of 3), one seed unsolved at 4096.
+    for envs, solves in ((32, [3200, 6400, 4800]), (4096, [409600 * 5, None, 409600 * 6])):
+        d = tmp_path / f"ppo-{envs}"
+        d.mkdir()
+        agents = [{"agent": k, "seed": k, "config": {}, "solved": s is not None,
+                   "env_steps_to_solve": s, "wall_s_to_solve": 1.0 if s else None,
+                   "final_mean_return": 480.0} for k, s in enumerate(solves)]
+        (d / "summary.json").write_text(json.dumps(
+            {"agents": agents, "population": {}, "config": {"envs": envs},
+             "env_steps_per_s": 1.0}))
+    res = plot("depth", "--run", f"PPO={tmp_path}/ppo-*", "--out", str(tmp_path / "d.png"))
+    if res.returncode == 2 and "matplotlib" in res.stderr:
+        pytest.skip("matplotlib is not installed")
+    assert res.returncode == 0, res.stderr
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:3]): line
+            for line in res.stdout.splitlines()[2:]}
+    assert "150 (100..200)" in rows[("PPO", "32", "3/3")]
+    assert "550 (500..600)" in rows[("PPO", "4096", "2/3")]
+    assert (tmp_path / "d.png").stat().st_size > 1000
+    bad = plot("depth", "--run", f"X={tmp_path}/nothing-*")
+    assert bad.returncode == 2 and "matches nothing" in bad.stderr
