@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "batchpole/core/checked.hpp"
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/env/env_ops.hpp"
 
@@ -174,7 +175,7 @@ struct TypedImpl final : VecEnv::Impl {
 std::size_t VecEnv::bytes_required(int64_t num_envs, Precision precision) {
   const std::size_t per_env =
       precision == Precision::kF32 ? bytes_per_env<float>() : bytes_per_env<double>();
-  return static_cast<std::size_t>(num_envs) * per_env;
+  return checked_mul(checked_size(num_envs), per_env);
 }
 
 VecEnv::VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params,

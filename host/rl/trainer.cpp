@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "batchpole/core/checked.hpp"
 #include "learner.hpp"
 #include "rollout.hpp"
 
@@ -51,8 +52,8 @@ std::size_t Trainer::record_bytes(const TrainConfig& c, const DevicePlan& plan) 
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   const std::size_t bytes =
-      static_cast<std::size_t>(spec.steps * c.envs) *
-      PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values);
+      checked_mul(checked_size(spec.steps), checked_size(c.envs),
+                  PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values));
   return bytes <= plan.record_budget ? bytes : 0;
 }
 
@@ -60,12 +61,15 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   const DevicePlan& plan = device.plan();
-  const auto rows = static_cast<std::size_t>(spec.steps * c.envs);
+  const std::size_t rows = checked_mul(checked_size(spec.steps), checked_size(c.envs));
   const MemoryReport m = PolicyValueModel::memory_required(
       learner->model_config(), c.chunk_rows > 0 ? c.chunk_rows : plan.chunk_rows, device.threads(),
       plan.shards);
-  return VecEnv::bytes_required(c.envs, c.precision) + rows * Rollout::bytes_per_row(spec) +
-         static_cast<std::size_t>(c.envs) * 8 + m.total() + record_bytes(c, plan);
+  // Saturating arithmetic: a rollout of 2^31 environments x 2^31 steps must not wrap to a size
+  // that fits.
+  return checked_add(VecEnv::bytes_required(c.envs, c.precision),
+                     checked_mul(rows, Rollout::bytes_per_row(spec)),
+                     checked_mul(checked_size(c.envs), 8), m.total(), record_bytes(c, plan));
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
@@ -75,7 +79,7 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
   const std::size_t have = device.available_memory();
   BP_REQUIRE(need <= have, kOutOfMemory,
              "training " << to_string(config_.algorithm) << " on " << config_.envs
-                         << " environments needs about " << need << " bytes on "
+                         << " environments needs about " << bytes_text(need) << " on "
                          << device.description() << ", but only " << have
                          << " bytes are available (fewer --envs or a shorter rollout"
                          << (record > 0 ? ", or --no-reuse-activations to save " +
