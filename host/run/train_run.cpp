@@ -28,16 +28,49 @@ struct RunPaths {
   fs::path resume_from;  // read from ("" when not resuming)
 };
 
+// The directory of the run being resumed ("." for a bare file name).
+fs::path resume_dir(const RunPaths& p) {
+  const fs::path dir = p.resume_from.parent_path();
+  return dir.empty() ? fs::path(".") : dir;
+}
+
+// Whether the run writes into the directory it resumes from (rather than into another --out,
+// which must then not hold a run of its own).
+bool in_place(const RunPaths& p) {
+  std::error_code ec;
+  return fs::equivalent(p.out, resume_dir(p), ec) && !ec;
+}
+
+// The caller's JSON of a checkpoint (wall time, when it was solved), checked: the checksum
+// vouches for the bytes, not for who wrote them.
+void read_extra(const std::string& text, const fs::path& from, double& wall_offset,
+                nlohmann::json& solved_at) {
+  const auto extra = nlohmann::json::parse(text, nullptr, false);
+  const auto number = [](const nlohmann::json& j) {
+    return j.is_number() && std::isfinite(j.get<double>()) && j.get<double>() >= 0;
+  };
+  const bool ok =
+      extra.is_object() && (!extra.contains("wall_s") || number(extra["wall_s"])) &&
+      (!extra.contains("solved") ||
+       (extra["solved"].is_object() && number(extra["solved"].value("update", nlohmann::json())) &&
+        number(extra["solved"].value("env_steps", nlohmann::json())) &&
+        number(extra["solved"].value("wall_s", nlohmann::json()))));
+  BP_CHECK_ARG(ok, "checkpoint " << from.string() << " holds damaged run information: " << text);
+  wall_offset = extra.value("wall_s", 0.0);
+  if (extra.contains("solved")) solved_at = extra["solved"];
+}
+
 RunPaths run_paths(const RunConfig& run, const TrainConfig& train) {
   RunPaths p;
   if (!run.resume.empty()) {
     p.resume_from = run.resume;
-    if (fs::is_directory(p.resume_from)) p.resume_from /= "checkpoint.bin";
+    std::error_code ec;
+    if (fs::is_directory(p.resume_from, ec)) p.resume_from /= "checkpoint.bin";
   }
   if (!run.out.empty()) {
     p.out = run.out;
   } else if (!p.resume_from.empty()) {
-    p.out = p.resume_from.parent_path();
+    p.out = resume_dir(p);
   } else {
     const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     char stamp[32];
@@ -79,32 +112,45 @@ RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& 
   TrainConfig config = requested;
   std::string extra_text = "{}";
   if (resuming) {
-    BP_CHECK_ARG(fs::exists(paths.resume_from),
-                 "--resume: no checkpoint at " << paths.resume_from.string());
+    if (!fs::exists(paths.resume_from)) {
+      // A run killed before its first checkpoint leaves its metrics and nothing to continue.
+      const bool started = fs::exists(resume_dir(paths) / "metrics.csv");
+      BP_CHECK_ARG(false, "--resume: no checkpoint at "
+                              << paths.resume_from.string()
+                              << (started ? "; the run there stopped before its first checkpoint "
+                                            "and cannot be continued. Train afresh with --out " +
+                                                resume_dir(paths).string() +
+                                                " (without --resume), which takes the directory "
+                                                "over"
+                                          : std::string()));
+    }
     config = Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
     BP_CHECK_ARG(!train_keys_given || config_to_json(requested) == config_to_json(config),
                  "--resume continues the checkpoint's configuration; leave out the training "
                  "flags or give the same values. The checkpoint has:\n"
                      << config_to_json(config));
   }
-  notice(prepare_run_dir(paths.out, resuming));
-
-  Trainer trainer(device, config);
   double wall_offset = 0;
   nlohmann::json solved_at;
-  if (resuming) {
-    trainer.restore_checkpoint(paths.resume_from.string());
-    const auto extra = nlohmann::json::parse(extra_text, nullptr, false);
-    BP_CHECK_ARG(extra.is_object(),
-                 "checkpoint " << paths.resume_from.string() << " holds damaged run information");
-    wall_offset = extra.value("wall_s", 0.0);
-    if (extra.contains("solved")) solved_at = extra["solved"];
-  }
+  if (resuming) read_extra(extra_text, paths.resume_from, wall_offset, solved_at);
+  // Resuming into another directory starts a run there: one that holds a run is refused.
+  notice(prepare_run_dir(paths.out, resuming && in_place(paths)));
+
+  Trainer trainer(device, config);
+  if (resuming) trainer.restore_checkpoint(paths.resume_from.string());
   const fs::path metrics_path = paths.out / "metrics.csv";
+  int64_t rows_kept = 0;
   std::ofstream metrics = resuming
-                              ? continue_metrics(paths.resume_from.parent_path() / "metrics.csv",
-                                                 metrics_path, trainer.updates(), metrics_header())
+                              ? continue_metrics(resume_dir(paths) / "metrics.csv", metrics_path,
+                                                 trainer.updates(), metrics_header(), &rows_kept)
                               : std::ofstream(metrics_path, std::ios::trunc);
+  if (resuming && rows_kept < trainer.updates()) {
+    notice(
+        fmt::format("{} held {} of the {} updates before the checkpoint; {} continues with "
+                    "update {}",
+                    (resume_dir(paths) / "metrics.csv").string(), rows_kept, trainer.updates(),
+                    metrics_path.string(), trainer.updates() + 1));
+  }
   if (!resuming) metrics << metrics_header() << '\n';
   BP_CHECK_ARG(metrics.good(), "cannot write " << metrics_path.string());
 
