@@ -162,6 +162,15 @@ FieldValue FieldSpec::parse(const std::string& text) const {
     BP_CHECK_ARG(false, flag() << " must be " << describe_range() << ", got '" << text << "'");
     return {};
   };
+  // The field's check, with the message naming the flag as it was given.
+  const auto checked = [&](const FieldValue& v) -> FieldValue {
+    try {
+      check(v);
+    } catch (const Error&) {
+      return bad();
+    }
+    return v;
+  };
   const char* begin = text.c_str();
   char* end = nullptr;
   errno = 0;
@@ -186,15 +195,13 @@ FieldValue FieldSpec::parse(const std::string& text) const {
         if (text.empty() || errno != 0 || *end != '\0') return bad();
         v = d;
       }
-      check(v);
-      return v;
+      return checked(v);
     }
     case FieldKind::kFloat:
     case FieldKind::kDouble: {
       const double d = std::strtod(begin, &end);
       if (text.empty() || *end != '\0' || (errno != 0 && !std::isfinite(d))) return bad();
-      FieldValue v = d;
-      check(v);
+      const FieldValue v = checked(d);
       if (kind == FieldKind::kFloat) return static_cast<float>(d);
       return v;
     }
@@ -205,9 +212,7 @@ FieldValue FieldSpec::parse(const std::string& text) const {
     }
     case FieldKind::kChoice:
     case FieldKind::kText: {
-      FieldValue v = text;
-      check(v);
-      return v;
+      return checked(text);
     }
   }
   return bad();
