@@ -39,6 +39,14 @@ def envelope(payload):
     return head + payload + struct.pack("<Q", fnv1a(head + payload))
 
 
+def write(path, data, mode="wb", **kwargs):
+    """A new file each time: ext4 flushes a truncated and rewritten file when it is closed."""
+    if os.path.exists(path):
+        os.remove(path)
+    with open(path, mode, **kwargs) as f:
+        f.write(data)
+
+
 def run(args, what, want=2, memory_mib=MEMORY_LIMIT_MIB):
     """Runs batchpole with args; checks exit status, message, time and peak memory."""
     global cases
@@ -156,7 +164,7 @@ def checkpoints(bp):
         d = os.path.join(work, "damaged")
         os.makedirs(d, exist_ok=True)
         path = os.path.join(d, "checkpoint.bin")
-        open(path, "wb").write(data)
+        write(path, data)
         for f in ("metrics.csv", "summary.json"):
             if os.path.exists(os.path.join(d, f)):
                 os.remove(os.path.join(d, f))
@@ -168,14 +176,14 @@ def checkpoints(bp):
             failures.append(f"resume, {what}: wrote a summary")
 
     # Files no checkpoint reader should read to the end, or into memory: refused at once, or
-    # after a pass through a fixed buffer (the 1 GiB file, sparse: no disk used).
+    # after a pass through a fixed buffer (the 512 MiB file, sparse: no disk used).
     sparse = os.path.join(work, "sparse.bin")
-    size = 1 << 30
+    size = 512 << 20
     with open(sparse, "wb") as f:
         f.write(MAGIC + struct.pack("<IQ", 1, size - 28))
         f.truncate(size)
     for what, path in (("/dev/zero", "/dev/zero"), ("/dev/urandom", "/dev/urandom"),
-                       ("a directory", work), ("a 1 GiB file with a valid header", sparse)):
+                       ("a directory", work), ("a 512 MiB file with a valid header", sparse)):
         r = run([bp, "eval", "--checkpoint", path], f"eval {what}", memory_mib=256)
         if r is not None:
             print(f"  eval {what}: refused in {r[1]:.2f} s, {r[2]:.0f} MiB at peak")
@@ -209,8 +217,7 @@ def configs(bp):
     bad.append(json.dumps({**base, "algo": "reinforce", "max_episode_steps": 0}))
     cfg = os.path.join(work, "cfg.json")
     for i, text in enumerate(bad):
-        with open(cfg, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
+        write(cfg, text, "w", encoding="utf-8", errors="surrogateescape")
         r = run([bp, "train", "--device", "cpu", "--config", cfg, "--out",
                  os.path.join(work, f"cfgrun{i}"), "-q"], f"--config {text[:80]}")
         if os.path.exists(os.path.join(work, f"cfgrun{i}", "metrics.csv")):
@@ -235,6 +242,10 @@ def configs(bp):
         ["eval", "--checkpoint", work], ["eval", "--checkpoint", os.path.join(work, "none.bin")],
         ["eval", "--checkpoint", "/dev/null"], ["eval", "--threads", "2000", "--checkpoint", "x"],
         ["eval", "--episodes", "0", "--checkpoint", "x"],
+        ["eval", "--seed", "-1", "--checkpoint", "x"], ["bench", "env", "--seed", "1.5"],
+        ["bench", "env", "--seed", "-1"], ["bench", "env", "--repeats", "0x10"],
+        ["compare", "--envs", "0"], ["compare", "--steps", "4294967297"],
+        ["compare", "--threads", "1025"], ["compare", "--seed", "-1"],
     ]
     for f in flags:
         shutil.rmtree(os.path.join(work, "flagrun"), ignore_errors=True)

@@ -191,6 +191,9 @@ class CheckpointFuzz : public ::testing::Test {
 
   std::string write(const Bytes& b) {
     const std::string p = (dir_ / "damaged.bin").string();
+    // A new file each time: ext4 flushes a file that was truncated and rewritten when it is
+    // closed (auto_da_alloc), which made thousands of cases wait on the disk.
+    fs::remove(p);
     std::ofstream(p, std::ios::binary | std::ios::trunc)
         .write(b.data(), static_cast<std::streamsize>(b.size()));
     return p;
