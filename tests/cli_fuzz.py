@@ -222,8 +222,16 @@ def configs(bp):
                  os.path.join(work, f"cfgrun{i}"), "-q"], f"--config {text[:80]}")
         if os.path.exists(os.path.join(work, f"cfgrun{i}", "metrics.csv")):
             failures.append(f"--config {text[:80]}: a refused run wrote metrics")
-    r = run([bp, "train", "--device", "cpu", "--config", cfg.replace("cfg.json", ""), "-q"],
-            "--config a directory")
+    # Files that are not configurations: refused before they are read.
+    big = os.path.join(work, "big.json")
+    write(big, "{" + " " * (2 << 20) + "}", "w")
+    fifo = os.path.join(work, "fifo.json")
+    os.mkfifo(fifo)
+    for what, path in (("a directory", work), ("/dev/zero", "/dev/zero"),
+                       ("/dev/urandom", "/dev/urandom"), ("a FIFO", fifo), ("2 MiB", big),
+                       ("no file", os.path.join(work, "none.json"))):
+        run([bp, "train", "--device", "cpu", "--config", path, "--out",
+             os.path.join(work, "cfgrun"), "-q"], f"--config {what}", memory_mib=256)
     # The same through flags, and flags the other commands take.
     flags = [
         ["train", "--updates", "-1"], ["train", "--envs", "32.9"], ["train", "--envs", "0x20"],

@@ -112,9 +112,10 @@ RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& 
   TrainConfig config = requested;
   std::string extra_text = "{}";
   if (resuming) {
-    if (!fs::exists(paths.resume_from)) {
+    std::error_code ec;
+    if (!fs::exists(paths.resume_from, ec)) {
       // A run killed before its first checkpoint leaves its metrics and nothing to continue.
-      const bool started = fs::exists(resume_dir(paths) / "metrics.csv");
+      const bool started = fs::exists(resume_dir(paths) / "metrics.csv", ec);
       BP_CHECK_ARG(false, "--resume: no checkpoint at "
                               << paths.resume_from.string()
                               << (started ? "; the run there stopped before its first checkpoint "
