@@ -176,15 +176,15 @@ def checkpoints(bp):
             failures.append(f"resume, {what}: wrote a summary")
 
     # Files no checkpoint reader should read to the end, or into memory: refused at once, or
-    # after a pass through a fixed buffer (the 512 MiB file, sparse: no disk used).
+    # after a pass through a fixed buffer (the 256 MiB file, sparse: no disk used).
     sparse = os.path.join(work, "sparse.bin")
-    size = 512 << 20
+    size = 256 << 20
     with open(sparse, "wb") as f:
         f.write(MAGIC + struct.pack("<IQ", 1, size - 28))
         f.truncate(size)
     for what, path in (("/dev/zero", "/dev/zero"), ("/dev/urandom", "/dev/urandom"),
-                       ("a directory", work), ("a 512 MiB file with a valid header", sparse)):
-        r = run([bp, "eval", "--checkpoint", path], f"eval {what}", memory_mib=256)
+                       ("a directory", work), ("a 256 MiB file with a valid header", sparse)):
+        r = run([bp, "eval", "--checkpoint", path], f"eval {what}", memory_mib=128)
         if r is not None:
             print(f"  eval {what}: refused in {r[1]:.2f} s, {r[2]:.0f} MiB at peak")
     os.remove(sparse)

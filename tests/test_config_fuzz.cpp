@@ -316,7 +316,7 @@ TEST(ConfigFuzz, RandomlyDamagedConfigurations) {
       ++accepted;
       EXPECT_NO_THROW(train.validate()) << s;
     }
-    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0)
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0)
         << s;
     if (HasFailure()) break;
   }
