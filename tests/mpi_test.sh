@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# train --distributed under mpirun against one process (README, "Past one machine"): the same
-# metrics.csv (every column but the clock's: wall_s, steps_per_s) and the same summary.json
+# train --distributed under mpirun against one process (README, "Past one machine"): populations
+# split over ranks, and one agent data-parallel against --parts R; the same metrics.csv (every column but the clock's: wall_s, steps_per_s) and the same summary.json
 # (wall times aside), bit for bit; bad use refused with exit 2; a rank that fails ends the job
 # rather than leaving the others waiting. Usage: mpi_test.sh BATCHPOLE MPIRUN.
 bp=$1
@@ -79,14 +79,35 @@ expect_code 0 "2 ranks, to the target" -- mpi 2 "${common[@]}" --agents 3 --upda
 same_metrics "$work/t1" "$work/t2" "2 ranks, to the target"
 same_summary "$work/t1" "$work/t2" "2 ranks, to the target"
 
+# Data-parallel: one agent, its envs cut into one part per rank, against one process with
+# --parts R: metrics, summary and the checkpoint's contents the same; resumed under the same R.
+expect_code 0 "one process, --parts 2" -- "$bp" train --device cpu --threads 1 -q --envs 24 --updates 30 --seed 3 --parts 2 --out "$work/dp1"
+expect_code 0 "2 ranks, one agent" -- mpi 2 train --device cpu --threads 1 -q --envs 24 --updates 20 --seed 3 --out "$work/dp2" --distributed
+expect_code 0 "2 ranks resume" -- mpi 2 train --device cpu --threads 1 -q --resume "$work/dp2" --updates 30 --distributed
+same_metrics "$work/dp1" "$work/dp2" "2 ranks data-parallel, resumed"
+same_summary "$work/dp1" "$work/dp2" "2 ranks data-parallel, resumed"
+expect_code 0 "one process, --parts 3" -- "$bp" train --device cpu --threads 1 -q --envs 24 --updates 25 --seed 4 --parts 3 --out "$work/dp3a"
+expect_code 0 "3 ranks, one agent" -- mpi 3 train --device cpu --threads 1 -q --envs 24 --updates 25 --seed 4 --out "$work/dp3b" --distributed
+same_metrics "$work/dp3a" "$work/dp3b" "3 ranks data-parallel"
+same_summary "$work/dp3a" "$work/dp3b" "3 ranks data-parallel"
+# The distributed checkpoint continues in one process exactly as the one-process one does.
+expect_code 0 "resume 3 ranks' checkpoint in one process" -- "$bp" train --device cpu --threads 1 -q --resume "$work/dp3b" --updates 30
+expect_code 0 "resume one process's checkpoint" -- "$bp" train --device cpu --threads 1 -q --resume "$work/dp3a" --updates 30
+same_metrics "$work/dp3a" "$work/dp3b" "3 ranks' checkpoint resumed"
+
 # Bad use, exit 2.
 expect_code 2 "--distributed without mpirun" -- "$bp" "${common[@]}" --agents 2 --updates 1 --out "$work/bad1" --distributed
 expect_grep "mpirun" "$work/err.txt" "says to start it with mpirun"
 expect_code 2 "more ranks than agents" -- mpi 3 "${common[@]}" --agents 2 --updates 1 --out "$work/bad2" --distributed
 expect_grep "agents >= 3" "$work/err.txt" "says how many agents"
-expect_code 2 "one agent (data-parallel)" -- mpi 2 "${common[@]}" --updates 1 --out "$work/bad3" --distributed
-expect_grep "data-parallel" "$work/err.txt" "says data-parallel is refused"
-expect_code 2 "--resume --distributed" -- mpi 2 "${common[@]}" --resume "$work/two" --updates 9 --distributed
+expect_code 2 "data-parallel PPO" -- mpi 2 "${common[@]}" --algo ppo --updates 1 --out "$work/bad3" --distributed
+expect_grep "A2C with n-step" "$work/err.txt" "says what data-parallel training covers"
+expect_code 2 "envs not cut into the ranks" -- mpi 3 "${common[@]}" --updates 1 --out "$work/bad4" --distributed
+expect_grep "multiple of parts" "$work/err.txt" "says the envs must divide"
+expect_code 2 "--parts other than the ranks" -- mpi 2 "${common[@]}" --parts 4 --updates 1 --out "$work/bad5" --distributed
+expect_code 2 "resume under other ranks" -- mpi 3 train --device cpu --threads 1 -q --resume "$work/dp2" --updates 40 --distributed
+expect_grep "mpirun -np" "$work/err.txt" "says to resume with its parts"
+expect_code 2 "--resume --distributed of a population" -- mpi 2 "${common[@]}" --resume "$work/two" --updates 9 --distributed
 # A rank that fails (rank 0 finds a run in --out) ends the job: exit 2, no hang.
 expect_code 2 "a failing rank ends the job" -- mpi 2 "${common[@]}" --agents 2 --updates 1 --out "$work/two" --distributed
 expect_grep "rank 0 of 2" "$work/err.txt" "names the failing rank"

@@ -110,8 +110,11 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
                    const ConstMatrix f = features(w, x, record ? &to : nullptr);
                    const float* logits = w.policy->forward(f, record ? &po : nullptr);
                    const auto agent = static_cast<std::size_t>(k);
+                   // Data-parallel parts draw by the global env index.
+                   const int64_t first_env =
+                       options_.global_envs ? options_.first_env + k * obs.rows : 0;
                    const SampleKey key{seeds_[agent], steps_[agent] + step,
-                                       static_cast<uint32_t>(begin)};
+                                       static_cast<uint32_t>(first_env + begin)};
                    ops_->sample_actions(logits, rows, config_.num_actions, key, actions + at,
                                         log_prob != nullptr ? log_prob + at : nullptr, nullptr);
                    if (values != nullptr) {
@@ -142,7 +145,8 @@ void PolicyValueModel::act_batched(const ConstMatrix& obs, uint64_t step, int32_
     const float* logits = w.policy->forward(f, nullptr, heads);
     SampleKey key;
     key.step = step;
-    key.first_env = static_cast<uint32_t>(begin);
+    key.first_env = static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
+    key.agent_envs = options_.global_envs ? static_cast<uint32_t>(obs.rows) : 0;
     key.seeds = seeds_device_.data();
     key.steps = steps_device_.data();
     ops_->sample_actions(logits, agents_ * rows, config_.num_actions, key, actions + begin,

@@ -217,21 +217,35 @@ RunResult run_training(Device& device, const RunConfig& run,
   const bool resuming = !paths.resume_from.empty();
   int64_t total_agents = 0;
   for (const SweepPoint& p : requested) total_agents += p.config.agents;
+  // One agent over the ranks is data-parallel: rank r holds part r of its envs
+  // (rl/data_parallel.hpp), every rank the same agent.
+  const bool data_parallel = comm != nullptr && total_agents == 1;
   if (comm != nullptr) {
-    BP_CHECK_ARG(!resuming, "--distributed does not resume in this version; resume a run "
-                            "without --distributed, or train afresh");
-    BP_CHECK_ARG(total_agents > 1,
-                 "--distributed trains a population (--agents K, K >= the ranks) over the "
-                 "ranks; data-parallel training of one agent is not in this version");
-    BP_CHECK_ARG(total_agents >= ranks, "--distributed: " << total_agents << " agents over "
-                                                           << ranks << " ranks leaves a rank "
-                                                           << "without one; give --agents >= "
-                                                           << ranks);
-    // Each rank checkpoints its own agents.
-    paths.checkpoint = paths.out / fmt::format("checkpoint.rank{}.bin", rank);
+    BP_CHECK_ARG(!resuming || data_parallel,
+                 "--distributed resumes data-parallel runs (one agent) only in this version; "
+                 "resume a population without --distributed, or train afresh");
+    BP_CHECK_ARG(data_parallel || total_agents >= ranks,
+                 "--distributed: " << total_agents << " agents over " << ranks
+                                   << " ranks leaves a rank without one; give --agents >= "
+                                   << ranks << " (or one agent, trained data-parallel)");
+    const int32_t parts = requested.front().config.parts;
+    BP_CHECK_ARG(!data_parallel || parts == 1 || parts == ranks,
+                 "--distributed: --parts " << parts << " under " << ranks
+                                           << " ranks; each rank holds one part (leave "
+                                              "--parts out, or give "
+                                           << ranks << ")");
+    BP_CHECK_ARG(data_parallel || parts == 1,
+                 "--distributed: a population's agents are split over the ranks; --parts is "
+                 "for one agent");
+    // Each rank checkpoints its own agents; data-parallel ranks write one checkpoint together.
+    if (!data_parallel) paths.checkpoint = paths.out / fmt::format("checkpoint.rank{}.bin", rank);
   }
 
   std::vector<SweepPoint> points = requested;
+  if (data_parallel && !resuming) {  // (resumed: the checkpoint's parts, checked below)
+    points.front().config.parts = ranks;
+    points.front().config.validate();  // what data-parallel training covers, refused by name
+  }
   std::string sweep = run.sweep;
   std::vector<nlohmann::json> saved(points.size());  // each group's checkpoint information
   double wall_offset = 0;
@@ -252,6 +266,12 @@ RunResult run_training(Device& device, const RunConfig& run,
     std::string extra_text;
     const TrainConfig first =
         Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
+    // Data-parallel ranks each take their part of the one checkpoint: the same parts.
+    BP_CHECK_ARG(comm == nullptr || (first.agents == 1 && first.parts == ranks),
+                 "--resume --distributed: checkpoint " << paths.resume_from.string() << " is of "
+                     << (first.agents > 1 ? std::to_string(first.agents) + " agents"
+                                          : std::to_string(first.parts) + " parts")
+                     << "; resume a data-parallel run under mpirun -np <its parts>");
     const nlohmann::json extra = read_extra(extra_text, paths.resume_from, first.agents);
     const std::string saved_sweep = extra["sweep"].get<std::string>();
     BP_CHECK_ARG(run.sweep.empty() || run.sweep == saved_sweep,
@@ -289,8 +309,8 @@ RunResult run_training(Device& device, const RunConfig& run,
   // run has its checkpoint's points).
   total_agents = 0;
   for (const SweepPoint& p : points) total_agents += p.config.agents;
-  const int64_t agent_lo = total_agents * rank / ranks;
-  const int64_t agent_hi = total_agents * (rank + 1) / ranks;
+  const int64_t agent_lo = data_parallel ? 0 : total_agents * rank / ranks;
+  const int64_t agent_hi = data_parallel ? 1 : total_agents * (rank + 1) / ranks;
   // This rank's groups: the points' agents within [agent_lo, agent_hi), a point cut by a rank's
   // boundary trains the agents on each side there, agent k keeping seed + k.
   std::vector<Group> groups;
@@ -308,7 +328,14 @@ RunResult run_training(Device& device, const RunConfig& run,
     gr.point.config.agents = hi - lo;
     gr.point.config.seed += static_cast<uint64_t>(lo - first);
     for (const auto& [key, value] : gr.point.values) gr.values.push_back(to_string(value));
-    gr.trainer = std::make_unique<Trainer>(device, gr.point.config);
+    DataParallel dp;
+    if (data_parallel && ranks > 1) {
+      dp.first_part = rank;
+      dp.local_parts = 1;
+      dp.gather = [comm](const std::string& bytes) { return comm->allgather(bytes); };
+      dp.writes_checkpoints = writer;
+    }
+    gr.trainer = std::make_unique<Trainer>(device, gr.point.config, dp);
     gr.agents.resize(static_cast<std::size_t>(gr.point.config.agents));
     gr.first_agent = lo;
     gr.checkpoint = group_checkpoint(paths.checkpoint, g);
@@ -492,13 +519,15 @@ RunResult run_training(Device& device, const RunConfig& run,
       interrupted = nonfinite = false;
       for (std::size_t r = 0; r < all.size(); ++r) {
         const nlohmann::json j = nlohmann::json::parse(all[r]);
+        interrupted = interrupted || j["interrupted"].get<bool>();
+        // Data-parallel ranks train one agent and write the same rows: rank 0's count.
+        if (data_parallel && r > 0) continue;
         rows += j["rows"].get<std::string>();
         active += j["active"].get<int64_t>();
         solved += j["solved"].get<int64_t>();
         return_sum += j["return_sum"].get<double>();
         with_returns += j["with"].get<int64_t>();
         run_steps_now += j["steps"].get<int64_t>();
-        interrupted = interrupted || j["interrupted"].get<bool>();
         nonfinite = nonfinite || j["nonfinite"].get<bool>();
         if (r == 0) out_of_time = j["out_of_time"].get<bool>();
       }
@@ -579,7 +608,7 @@ RunResult run_training(Device& device, const RunConfig& run,
   for (const Group& g : groups) updates = std::max(updates, g.trainer->updates());
   int64_t end_steps = total_steps();
   int64_t first_steps = start_steps;
-  if (comm != nullptr) {
+  if (comm != nullptr && !data_parallel) {
     const nlohmann::json mine = {
         {"entries", entries}, {"updates", updates}, {"steps", end_steps}, {"start", start_steps}};
     entries = nlohmann::json::array();

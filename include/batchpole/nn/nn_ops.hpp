@@ -29,6 +29,9 @@ struct SampleKey {
   uint32_t first_env = 0;
   const uint64_t* seeds = nullptr;  // agents > 1: per agent
   const uint64_t* steps = nullptr;  // agents > 1: per agent
+  // Data-parallel parts as agents (> 0: each part's envs): agent k's row draws as the batch's
+  // env first_env + k * agent_envs + local, so that the key is the global env index.
+  uint32_t agent_envs = 0;
 };
 
 // The uniform behind row i's action in a sampling call laid out as `out`.
@@ -38,7 +41,8 @@ BP_HD float sample_uniform(const SampleKey& key, const AgentRows& out, int64_t i
   }
   const int64_t k = out.agent(i);
   const auto local = static_cast<uint32_t>(i - k * out.rows);
-  return policy_uniform(key.seeds[k], key.first_env + local, key.steps[k] + key.step);
+  const uint32_t env = key.first_env + static_cast<uint32_t>(k) * key.agent_envs + local;
+  return policy_uniform(key.seeds[k], env, key.steps[k] + key.step);
 }
 
 // A population's Adam step: `agents` segments of n parameters, `stride` floats apart in params

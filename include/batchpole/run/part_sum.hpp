@@ -1,4 +1,5 @@
-// Sums in part order: the combination rule of data-parallel training (issue 16). A batch cut
+// Sums in part order over ranks: the combination rule of data-parallel training (issue 16;
+// sum_parts and the rule: batchpole/rl/data_parallel.hpp). A batch cut
 // into P parts (contiguous ranges of the global env indices) has per-part gradients and batch
 // statistics; the whole batch's are their sum, taken left to right in part order,
 // ((part 0 + part 1) + part 2) + ..., whether the parts live in one process or one per rank.
@@ -12,19 +13,11 @@
 #include <span>
 #include <vector>
 
-#include "batchpole/rl/rl_elements.hpp"
+#include "batchpole/rl/data_parallel.hpp"  // sum_parts
 
 namespace batchpole {
 
 class Comm;
-
-// parts: P blocks of n floats, part after part. Returns the n sums, each a left fold over the
-// parts in order (one part: the part itself, bit for bit).
-std::vector<float> sum_parts(std::span<const float> parts, int64_t n);
-// The same for the batch statistics (moments of advantage normalisation and of the value fit,
-// episode tallies), each a left fold with the type's own add().
-Moments sum_parts(std::span<const Moments> parts);
-EpisodeTally sum_parts(std::span<const EpisodeTally> parts);
 
 // Over the ranks of comm: every rank gives its parts (the same number of n floats each; rank r
 // holds parts [r * m, (r + 1) * m)); every rank gets the sum of all of them in part order: one
