@@ -95,13 +95,24 @@ expect_code 0 "resume 3 ranks' checkpoint in one process" -- "$bp" train --devic
 expect_code 0 "resume one process's checkpoint" -- "$bp" train --device cpu --threads 1 -q --resume "$work/dp3a" --updates 30
 same_metrics "$work/dp3a" "$work/dp3b" "3 ranks' checkpoint resumed"
 
+# Every algorithm: PPO (its epochs stopped early by the target KL: the ranks agree), REINFORCE
+# and baseline (whole episodes: each rank's part collects until its own envs have ended one).
+for algo in "ppo --target-kl 0.004" reinforce baseline "a2c --n-steps 0"; do
+  name=${algo%% *}$(echo "$algo" | grep -c n-steps)
+  # shellcheck disable=SC2086
+  expect_code 0 "one process, --parts 2, $algo" -- "$bp" train --device cpu --threads 1 -q --envs 12 --updates 4 --seed 6 --algo $algo --parts 2 --out "$work/dpa-$name"
+  # shellcheck disable=SC2086
+  expect_code 0 "2 ranks, $algo" -- mpi 2 train --device cpu --threads 1 -q --envs 12 --updates 4 --seed 6 --algo $algo --out "$work/dpb-$name" --distributed
+  same_metrics "$work/dpa-$name" "$work/dpb-$name" "2 ranks data-parallel $algo"
+  same_summary "$work/dpa-$name" "$work/dpb-$name" "2 ranks data-parallel $algo"
+done
+
 # Bad use, exit 2.
 expect_code 2 "--distributed without mpirun" -- "$bp" "${common[@]}" --agents 2 --updates 1 --out "$work/bad1" --distributed
 expect_grep "mpirun" "$work/err.txt" "says to start it with mpirun"
 expect_code 2 "more ranks than agents" -- mpi 3 "${common[@]}" --agents 2 --updates 1 --out "$work/bad2" --distributed
 expect_grep "agents >= 3" "$work/err.txt" "says how many agents"
-expect_code 2 "data-parallel PPO" -- mpi 2 "${common[@]}" --algo ppo --updates 1 --out "$work/bad3" --distributed
-expect_grep "A2C with n-step" "$work/err.txt" "says what data-parallel training covers"
+expect_code 2 "--parts with a population" -- mpi 2 "${common[@]}" --agents 2 --parts 2 --updates 1 --out "$work/bad3" --distributed
 expect_code 2 "envs not cut into the ranks" -- mpi 3 "${common[@]}" --updates 1 --out "$work/bad4" --distributed
 expect_grep "multiple of parts" "$work/err.txt" "says the envs must divide"
 expect_code 2 "--parts other than the ranks" -- mpi 2 "${common[@]}" --parts 4 --updates 1 --out "$work/bad5" --distributed

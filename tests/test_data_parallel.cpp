@@ -38,7 +38,7 @@ std::unique_ptr<Device> cpu(int threads) {
 TrainConfig a2c() {
   TrainConfig c;
   c.algorithm = Algorithm::kA2C;
-  c.envs = 48;  // cut into 1, 2, 3 or 4 parts
+  c.envs = 48;  // cut into 1, 2, 3 or 4 parts (whole episodes: 12)
   c.n_steps = 8;
   c.seed = 21;
   return c;
@@ -133,50 +133,82 @@ class Exchange {
   std::barrier<> barrier_;
 };
 
-TEST(DataParallel, PartsInSeparateTrainersEqualOneTrainerBitForBit) {
-  constexpr int kUpdates = 12;
-  for (const int32_t p : {2, 3}) {
-    TrainConfig c = a2c();
-    c.parts = p;
-    auto device = cpu(1);
-    Trainer whole(*device, c);
-    const std::vector<std::string> want = run(whole, kUpdates);
-    const fs::path dir = scratch("data_parallel");
-    whole.save_checkpoint((dir / "whole.bin").string());
+struct Case {
+  std::string name;
+  TrainConfig config;
+  int updates;
+};
 
-    Exchange exchange(p);
-    std::vector<std::vector<std::string>> got(static_cast<std::size_t>(p));
-    std::vector<std::vector<float>> params(static_cast<std::size_t>(p));
-    std::vector<std::thread> ranks;
-    for (int r = 0; r < p; ++r) {
-      ranks.emplace_back([&, r] {
-        auto own = cpu(1);
-        DataParallel dp;
-        dp.first_part = r;
-        dp.local_parts = 1;
-        dp.gather = [&exchange, r](const std::string& b) { return exchange.gather(r, b); };
-        dp.writes_checkpoints = r == 0;
-        Trainer t(*own, c, dp);
-        got[static_cast<std::size_t>(r)] = run(t, kUpdates);
-        params[static_cast<std::size_t>(r)] = t.model().get_parameters();
-        t.save_checkpoint((dir / "ranks.bin").string());
-      });
-    }
-    for (std::thread& t : ranks) t.join();
-    for (int r = 0; r < p; ++r) {
-      EXPECT_EQ(got[static_cast<std::size_t>(r)], want) << p << " parts, rank " << r;
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  TrainConfig c = a2c();
+  out.push_back({"a2c", c, 12});
+  c.n_steps = 0;  // whole episodes: the parts' rollouts end at different steps
+  c.envs = 12;
+  out.push_back({"a2c_whole_episodes", c, 4});
+  c.algorithm = Algorithm::kReinforce;
+  c.lr = 3e-3F;
+  out.push_back({"reinforce", c, 4});
+  c.algorithm = Algorithm::kBaseline;
+  out.push_back({"baseline", c, 4});
+  c = a2c();
+  c.algorithm = Algorithm::kPpo;
+  c.gae_lambda = 0.95F;
+  c.n_steps = 16;
+  c.minibatches = 4;
+  c.epochs = 4;
+  c.target_kl = 0.004F;  // stops the epochs early: the parts must agree on when
+  c.lr_anneal_steps = 20000;
+  out.push_back({"ppo", c, 5});
+  return out;
+}
+
+TEST(DataParallel, PartsInSeparateTrainersEqualOneTrainerBitForBit) {
+  for (const Case& tc : cases()) {
+    for (const int32_t p : {2, 3}) {
+      TrainConfig c = tc.config;
+      c.parts = p;
+      auto device = cpu(1);
+      Trainer whole(*device, c);
+      const std::vector<std::string> want = run(whole, tc.updates);
+      const fs::path dir = scratch("data_parallel");
+      whole.save_checkpoint((dir / "whole.bin").string());
+
+      Exchange exchange(p);
+      std::vector<std::vector<std::string>> got(static_cast<std::size_t>(p));
+      std::vector<std::vector<float>> params(static_cast<std::size_t>(p));
+      std::vector<std::thread> ranks;
+      for (int r = 0; r < p; ++r) {
+        ranks.emplace_back([&, r] {
+          auto own = cpu(1);
+          DataParallel dp;
+          dp.first_part = r;
+          dp.local_parts = 1;
+          dp.gather = [&exchange, r](const std::string& b) { return exchange.gather(r, b); };
+          dp.writes_checkpoints = r == 0;
+          Trainer t(*own, c, dp);
+          got[static_cast<std::size_t>(r)] = run(t, tc.updates);
+          params[static_cast<std::size_t>(r)] = t.model().get_parameters();
+          t.save_checkpoint((dir / "ranks.bin").string());
+        });
+      }
+      for (std::thread& t : ranks) t.join();
       const std::vector<float> all = whole.model().get_parameters();
-      EXPECT_EQ(params[static_cast<std::size_t>(r)],
-                std::vector<float>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(
-                                                                  params[0].size())));
+      for (int r = 0; r < p; ++r) {
+        EXPECT_EQ(got[static_cast<std::size_t>(r)], want) << tc.name << ", " << p << " parts, rank " << r;
+        EXPECT_EQ(params[static_cast<std::size_t>(r)],
+                  std::vector<float>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(
+                                                                    params[0].size())))
+            << tc.name;
+      }
+      // One checkpoint, whoever held the parts: a trainer of every part resumes it exactly.
+      Trainer resumed(*device, c);
+      resumed.restore_checkpoint((dir / "ranks.bin").string());
+      Trainer reference(*device, c);
+      reference.restore_checkpoint((dir / "whole.bin").string());
+      EXPECT_EQ(run(resumed, 2), run(reference, 2)) << tc.name << ", " << p << " parts";
+      fs::remove_all(dir);
     }
-    // One checkpoint, whoever held the parts: a trainer of every part resumes it exactly.
-    Trainer resumed(*device, c);
-    resumed.restore_checkpoint((dir / "ranks.bin").string());
-    Trainer reference(*device, c);
-    reference.restore_checkpoint((dir / "whole.bin").string());
-    EXPECT_EQ(run(resumed, 3), run(reference, 3)) << p << " parts";
-    fs::remove_all(dir);
   }
 }
 
@@ -202,17 +234,13 @@ TEST(DataParallel, RefusesWhatIsNotCutIntoParts) {
   c.parts = 5;  // 48 envs
   EXPECT_THROW(c.validate(), Error);
   c.parts = 2;
-  c.agents = 2;
+  c.agents = 2;  // a population is split by agents, not parts
   EXPECT_THROW(c.validate(), Error);
   c.agents = 1;
-  c.n_steps = 0;  // whole episodes
+  c.algorithm = Algorithm::kPpo;
+  c.minibatches = 8 * 24 + 1;  // more minibatches than a part's rows
   EXPECT_THROW(c.validate(), Error);
-  c.n_steps = 8;
-  for (const Algorithm a : {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kPpo}) {
-    c.algorithm = a;
-    EXPECT_THROW(c.validate(), Error) << to_string(a);
-  }
-  c.algorithm = Algorithm::kA2C;
+  c.minibatches = 4;
   EXPECT_NO_THROW(c.validate());
 }
 

@@ -109,6 +109,8 @@ class Ppo final : public Learner {
         rl.gather_minibatch(g);
         if (c_.normalize) {
           rl.moments(mb.advantages.data(), nullptr, n, mb.moments.data(), agents, n);
+          // Data-parallel parts: minibatch m is every part's minibatch m together.
+          combine_part_moments(ctx, mb.moments.data());
           rl.normalize(mb.advantages.data(), nullptr, n, mb.moments.data(), kNormalizeEps, agents,
                        n);
         }
@@ -123,9 +125,10 @@ class Ppo final : public Learner {
           view.old_values = mb.values.data();
           view.value_clip = c_.clip;
         }
-        view.count = static_cast<float>(n);
+        view.count = static_cast<float>(ctx.parts != nullptr ? n * ctx.config.parts : n);
         view.agent_stride = agents > 1 ? n : 0;
         ctx.model.accumulate_gradients(view, loss, GradientMode::kOverwrite);
+        combine_part_gradients(ctx);
         ctx.model.step();
       }
       for (int64_t k = 0; k < agents; ++k) {

@@ -145,8 +145,13 @@ void combine_part_gradients(const LearnContext& ctx) {
 }
 
 float part_loss_count(const LearnContext& ctx) {
-  // Exact: TrainConfig::validate keeps a parted rollout below 2^24 rows.
-  return ctx.parts != nullptr ? static_cast<float>(ctx.steps * ctx.config.envs) : 0.0F;
+  if (ctx.parts == nullptr) return 0.0F;
+  // Whole episodes: the valid samples of every part (their first episodes' steps); n steps:
+  // every row. (A float, as the count the device makes for one batch.)
+  if (ctx.mask != nullptr) {
+    return static_cast<float>(sum_parts(all_parts<EpisodeTally>(*ctx.parts, ctx.tally)).length_sum);
+  }
+  return static_cast<float>(ctx.steps * ctx.config.envs);
 }
 
 LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs) {

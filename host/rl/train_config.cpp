@@ -88,21 +88,15 @@ void TrainConfig::validate() const {
   const bool episodic =
       algorithm == Algorithm::kReinforce || algorithm == Algorithm::kBaseline || n_steps == 0;
   if (parts > 1) {
-    BP_CHECK_ARG(algorithm == Algorithm::kA2C && !episodic,
-                 "parts: data-parallel training covers A2C with n-step rollouts (n_steps >= 1) in "
-                 "this version; "
-                     << to_string(algorithm) << (episodic ? " with whole episodes" : "")
-                     << " is not cut into parts");
+    BP_CHECK_ARG(algorithm != Algorithm::kPpo || minibatches <= envs / parts * n_steps,
+                 "parts: " << minibatches << " minibatches of a part's rollout of only "
+                           << envs / parts * n_steps << " rows");
     BP_CHECK_ARG(agents == 1, "parts: data-parallel training is of one agent, not of a "
                               "population of "
                                   << agents);
     BP_CHECK_ARG(envs % parts == 0, "parts: " << envs << " envs do not cut into " << parts
                                               << " equal parts (envs must be a multiple of "
                                                  "parts)");
-    BP_CHECK_ARG(envs * n_steps < (int64_t{1} << 24),
-                 "parts: a rollout of " << envs * n_steps
-                                        << " rows; data-parallel training divides by the row "
-                                           "count as a float, exact below 2^24");
   }
   BP_CHECK_ARG(!episodic || env.max_episode_steps > 0,
                "whole-episode rollouts (" << to_string(algorithm)
@@ -185,7 +179,7 @@ std::vector<F> make_fields() {
                       1, 65535, &TrainConfig::agents));
   t.push_back(integer("parts",
                       "Data-parallel: the envs cut into this many parts, their gradients summed "
-                      "in part order (train --distributed: one part per rank); A2C, n-step",
+                      "in part order (train --distributed: one part per rank)",
                       1, 65535, &TrainConfig::parts));
   t.push_back(integer("n_steps", "A2C rollout length; 0 = whole episodes (the notebook's variant)",
                       0, 1'000'000, &TrainConfig::n_steps));

@@ -35,17 +35,23 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   std::vector<uint64_t> act_steps(uhere, a.act_steps);
   const std::vector<uint8_t> active(uhere, 1);
   const std::vector<int64_t> steps = r.collect(*env_, *model_, act_steps, active, reuse_);
-  a.act_steps = act_steps.front();
-  const int64_t t = steps.front();  // n-step rollouts: every part the same
+  // Whole episodes: each part collects until its own envs have ended one (as a population's
+  // agent does), so the parts' rollouts may differ in length.
+  const int64_t t = *std::max_element(steps.begin(), steps.end());
   const int64_t stride = r.agent_stride();
+  const uint8_t* mask = r.spec.whole_episodes ? r.mask.data() : nullptr;
+  if (mask != nullptr) {
+    rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t, r.envs, r.mask.data(), here,
+                          stride);
+  }
   rl.episode_tally({r.terminated.data(), r.truncated.data(), r.final_return.data(),
-                    r.final_length.data(), nullptr},
+                    r.final_length.data(), mask},
                    t * r.envs, r.tally.data(), here, stride);
   std::vector<EpisodeTally> tally(uhere);
   device_->copy_to_host(tally.data(), r.tally.data(), tally.size() * sizeof(EpisodeTally));
 
   const LearnReport report = learner_->learn(LearnContext{
-      *device_, config_, *env_, *model_, r, t, nullptr, std::span<const EpisodeTally>(tally),
+      *device_, config_, *env_, *model_, r, t, mask, std::span<const EpisodeTally>(tally),
       reuse_, updates_, steps, active, here > 1 ? seeds_.data() : nullptr, &parts_});
   std::vector<float> slots;
   std::vector<Moments> fit(report.fit ? 2 * uhere : 0);
@@ -63,10 +69,15 @@ std::vector<UpdateRecord> Trainer::update_parts() {
     targets = sum_parts(all_parts<Moments>(parts_, std::span<const Moments>(fit).first(uhere)));
     residuals = sum_parts(all_parts<Moments>(parts_, std::span<const Moments>(fit).last(uhere)));
   }
+  // The parts' steps; the agent's sampling counter advances by the longest part's, so that
+  // every part draws from the same step on (their env indices keep the draws apart).
+  const std::vector<int64_t> part_steps = all_parts<int64_t>(parts_, steps);
+  const int64_t rollout_steps = *std::max_element(part_steps.begin(), part_steps.end());
+  a.act_steps += static_cast<uint64_t>(rollout_steps);
   ++updates_;
   const OpCounts after = device_->counts();
 
-  a.env_steps += t * config_.envs;
+  for (const int64_t s : part_steps) a.env_steps += s * r.envs;
   ++a.updates;
   a.episodes += static_cast<int64_t>(ended.episodes);
   a.recent.add(ended);
@@ -75,7 +86,7 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   rec.update = a.updates;
   rec.env_steps = a.env_steps;
   rec.episodes = a.episodes;
-  rec.rollout_steps = t;
+  rec.rollout_steps = rollout_steps;
   rec.recent = a.recent.total();
   rec.loss = st;
   const double per_sample = st.divisor / std::max(st.valid_samples, 1.0);

@@ -27,7 +27,7 @@ struct TrainConfig {
   // Data-parallel training (one agent): the envs cut into `parts` contiguous parts of the
   // global env indices, each part's gradient and batch statistics computed on its own and
   // summed in part order (batchpole/rl/data_parallel.hpp); one process holds every part, or
-  // each rank of `train --distributed` one. 1: the batch as one.
+  // each rank of `train --distributed` one. 1: the batch as one. envs must be a multiple.
   int32_t parts = 1;
   int32_t n_steps = 5;     // A2C: rollout length; 0 = whole episodes (the notebook's variant)
   float lr = 2e-3F;        // the policy's (or the actor-critic's) learning rate
