@@ -137,9 +137,9 @@ void add_train_command(CLI::App& app) {
       ->expected(1);
   cmd->add_option("--config", flags->config_file, "JSON file with the same keys (flags win)");
   cmd->add_flag("--distributed", flags->distributed,
-                "Under mpirun -np R: the --agents K agents (K >= R) split over the R ranks, "
-                "each training a contiguous range; rank 0 writes metrics.csv and summary.json, "
-                "identical to one process's (needs a build with MPI)");
+                "Under mpirun -np R: the --agents K agents (K >= R) split over the R ranks, or "
+                "one agent's envs (data-parallel: the same run as --parts R); rank 0 writes "
+                "metrics.csv and summary.json, identical to one process's (needs MPI)");
   cmd->callback([flags, cmd] {
     const int code = run_train_command(*flags, *cmd);
     if (code != 0) throw CLI::RuntimeError(code);

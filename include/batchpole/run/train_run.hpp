@@ -116,8 +116,11 @@ struct RunResult {
 // r-th (agent k keeps seed + k, so each trains exactly as in one process). The ranks update in
 // lockstep; after every round rank 0 gathers the rounds' metrics rows in rank order (the order
 // one process writes them) and writes metrics.csv, and at the end summary.json. Each rank
-// checkpoints its own agents (checkpoint.rankR.bin). Needs at least R agents; refuses --resume
-// and a single agent (data-parallel training is not in this version).
+// checkpoints its own agents (checkpoint.rankR.bin). Needs at least R agents; refuses --resume.
+// One agent is trained data-parallel instead (rl/data_parallel.hpp): parts = R, rank r holding
+// part r; every rank computes the same records, rank 0 writes metrics.csv, summary.json and the
+// one checkpoint (every rank's envs gathered into it), all as one process with --parts R
+// writes them; it resumes under the same R.
 RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& train,
                        bool train_keys_given, const RunCallbacks& callbacks = {});
 RunResult run_training(Device& device, const RunConfig& run, const std::vector<SweepPoint>& points,
