@@ -80,15 +80,20 @@ class Ppo final : public Learner {
     LearnReport report = report_of(ctx, true, 0);
     // Agents still taking epochs (the target KL stops each on its own).
     std::vector<uint8_t> going(ctx.active.begin(), ctx.active.end());
+    // Data-parallel parts each shuffle their own rows by (seed, part); a process of one part
+    // keys its one shuffle so (more parts: ctx.seeds holds each part's seed).
+    const uint64_t seed = ctx.parts != nullptr && agents == 1
+                              ? part_shuffle_seed(c_.seed, ctx.parts->first_part)
+                              : c_.seed;
     for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) {
       const ShuffleKey key =
-          make_shuffle_key(c_.seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
+          make_shuffle_key(seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
                            static_cast<uint64_t>(rows));
       for (int64_t first = 0; first < rows; first += per_batch) {
         const int64_t n = std::min(per_batch, rows - first);
         MinibatchArgs g;
         g.key = key;
-        g.seed = c_.seed;
+        g.seed = seed;
         g.agents = agents;
         g.agent_stride = ctx.stride();
         g.seeds = ctx.seeds;

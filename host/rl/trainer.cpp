@@ -142,8 +142,15 @@ Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_pa
   const RolloutSpec spec = learner_->rollout_spec();
   rollout_ = std::make_unique<Rollout>(device, spec, envs, model_agents);
   if (model_agents > 1) {
-    seeds_ = Buffer<uint64_t>(device, seeds.size());
-    seeds_.from_host(seeds);
+    // PPO's shuffles: each agent's seed, or each data-parallel part's own shuffle seed.
+    std::vector<uint64_t> shuffle = seeds;
+    if (config_.parts > 1) {
+      for (std::size_t k = 0; k < shuffle.size(); ++k) {
+        shuffle[k] = part_shuffle_seed(config_.seed, parts_.first_part + static_cast<int64_t>(k));
+      }
+    }
+    seeds_ = Buffer<uint64_t>(device, shuffle.size());
+    seeds_.from_host(shuffle);
   }
   reuse_ = record > 0;
   if (reuse_) model_->reserve_record(spec.steps * envs, spec.values);

@@ -34,6 +34,12 @@ struct DataParallel {
   bool writes_checkpoints = true;  // of the processes, the one that writes them (rank 0)
 };
 
+// The seed PPO shuffles part p's rows with: each part its own order, keyed by (seed, part) (and
+// the update and epoch, as one batch's shuffle is).
+inline uint64_t part_shuffle_seed(uint64_t seed, int64_t part) {
+  return seed ^ (static_cast<uint64_t>(part) + 1) * 0x9E3779B97F4A7C15ULL;
+}
+
 // parts: P blocks of n floats, part after part. Returns the n sums, each a left fold over the
 // parts in order (one part: the part itself, bit for bit).
 std::vector<float> sum_parts(std::span<const float> parts, int64_t n);
