@@ -123,5 +123,23 @@ expect_code 2 "--resume --distributed of a population" -- mpi 2 "${common[@]}" -
 expect_code 2 "a failing rank ends the job" -- mpi 2 "${common[@]}" --agents 2 --updates 1 --out "$work/two" --distributed
 expect_grep "rank 0 of 2" "$work/err.txt" "names the failing rank"
 
+# A rank that dies (killed) ends the job: mpirun reports it and stops the others, no hang.
+( mpi 2 train --device cpu --threads 1 -q --envs 64 --updates 1000000 --target-return 1e9 \
+    --out "$work/killed" --distributed >"$work/kill.txt" 2>&1
+  echo $? >"$work/kill.rc" ) &
+job=$!
+for _ in $(seq 100); do
+  [ -s "$work/killed/metrics.csv" ] && [ "$(wc -l <"$work/killed/metrics.csv")" -gt 3 ] && break
+  sleep 0.1
+done
+rank=$(pgrep -f -- "^$bp train .*--out $work/killed" | head -1)
+[ -n "$rank" ] && kill -9 "$rank"
+wait "$job"
+if [ -n "$rank" ] && [ "$(cat "$work/kill.rc")" != 0 ] && grep -q "signal 9" "$work/kill.txt"; then
+  pass=$((pass + 1))
+else
+  failures=$((failures + 1)); echo "FAIL: a killed rank: exit $(cat "$work/kill.rc" 2>/dev/null), pid '$rank'"; head -5 "$work/kill.txt"
+fi
+
 echo "$pass passed, $failures failed"
 [ "$failures" = 0 ]
