@@ -50,6 +50,7 @@ std::vector<T> all_parts(const DataParallel& dp, std::span<const T> mine) {
 template std::vector<float> all_parts(const DataParallel&, std::span<const float>);
 template std::vector<Moments> all_parts(const DataParallel&, std::span<const Moments>);
 template std::vector<EpisodeTally> all_parts(const DataParallel&, std::span<const EpisodeTally>);
+template std::vector<PartReport> all_parts(const DataParallel&, std::span<const PartReport>);
 template std::vector<int64_t> all_parts(const DataParallel&, std::span<const int64_t>);
 template std::vector<double> all_parts(const DataParallel&, std::span<const double>);
 template std::vector<int32_t> all_parts(const DataParallel&, std::span<const int32_t>);

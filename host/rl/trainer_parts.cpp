@@ -61,23 +61,36 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   // Every part holds the summed loss sums and took the same step: part 0's statistics are the
   // agent's.
   const UpdateStats st = model_->agent_stats_from(slots).front();
-  // The batch's episodes and value fit: every part's, in part order.
-  const EpisodeTally ended = sum_parts(all_parts<EpisodeTally>(parts_, tally));
+  // The batch's episodes, value fit and rollout length: every part's, in part order.
+  std::vector<PartReport> mine(uhere);
+  for (std::size_t k = 0; k < uhere; ++k) {
+    mine[k].tally = tally[k];
+    if (report.fit) {
+      mine[k].targets = fit[k];
+      mine[k].residuals = fit[uhere + k];
+    }
+    mine[k].steps = steps[k];
+  }
+  const std::vector<PartReport> parts = all_parts<PartReport>(parts_, mine);
+  EpisodeTally ended;
   Moments targets;
   Moments residuals;
-  if (report.fit) {
-    targets = sum_parts(all_parts<Moments>(parts_, std::span<const Moments>(fit).first(uhere)));
-    residuals = sum_parts(all_parts<Moments>(parts_, std::span<const Moments>(fit).last(uhere)));
+  int64_t rollout_steps = 0;
+  int64_t part_steps = 0;
+  for (const PartReport& p : parts) {
+    ended = add(ended, p.tally);
+    targets = add(targets, p.targets);
+    residuals = add(residuals, p.residuals);
+    rollout_steps = std::max(rollout_steps, p.steps);
+    part_steps += p.steps;
   }
-  // The parts' steps; the agent's sampling counter advances by the longest part's, so that
-  // every part draws from the same step on (their env indices keep the draws apart).
-  const std::vector<int64_t> part_steps = all_parts<int64_t>(parts_, steps);
-  const int64_t rollout_steps = *std::max_element(part_steps.begin(), part_steps.end());
+  // The agent's sampling counter advances by the longest part's steps, so that every part
+  // draws from the same step on (their env indices keep the draws apart).
   a.act_steps += static_cast<uint64_t>(rollout_steps);
   ++updates_;
   const OpCounts after = device_->counts();
 
-  for (const int64_t s : part_steps) a.env_steps += s * r.envs;
+  a.env_steps += part_steps * r.envs;
   ++a.updates;
   a.episodes += static_cast<int64_t>(ended.episodes);
   a.recent.add(ended);

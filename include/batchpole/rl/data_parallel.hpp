@@ -34,6 +34,13 @@ struct DataParallel {
   bool writes_checkpoints = true;  // of the processes, the one that writes them (rank 0)
 };
 
+// What a part reports at the end of an update, gathered at once (one collective, not four).
+struct PartReport {
+  EpisodeTally tally;          // the episodes that ended in its rollout
+  Moments targets, residuals;  // its value fit (zeros without a critic)
+  int64_t steps = 0;           // its rollout's length
+};
+
 // The seed PPO shuffles part p's rows with: each part its own order, keyed by (seed, part) (and
 // the update and epoch, as one batch's shuffle is).
 inline uint64_t part_shuffle_seed(uint64_t seed, int64_t part) {
