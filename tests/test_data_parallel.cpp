@@ -116,6 +116,35 @@ TEST(DataParallel, PartsFollowTheSameBatch) {
   }
 }
 
+TEST(DataParallel, BatchedPartsDrawByTheGlobalEnvIndex) {
+  // The GPU's plan runs the parts as batched agents (one sampling call over all of them): their
+  // draws must be keyed by the global env index too, so the first rollout is the one batch's
+  // (the batched passes round differently, within float tolerance, hence the loose losses).
+  DeviceOptions o;
+  o.device = DeviceRequest::parse("cpu");
+  o.threads = 1;
+  auto plan = std::make_shared<DevicePlan>(make_device(o)->plan());
+  plan->batch_agents = true;
+  plan->shards = 1;
+  o.plan = plan;
+  auto batched = make_device(o);
+  auto plain = cpu(1);
+  TrainConfig c = a2c();
+  c.n_steps = 40;  // long enough for episodes to end in the first rollout
+  Trainer one(*plain, c);
+  c.parts = 4;
+  Trainer parts(*batched, c);
+  ASSERT_TRUE(parts.model().batched());
+  const UpdateRecord a = one.update();
+  const UpdateRecord b = parts.update();
+  ASSERT_GT(a.episodes, 10);
+  EXPECT_EQ(b.episodes, a.episodes);
+  EXPECT_EQ(b.recent.return_sum, a.recent.return_sum);
+  EXPECT_EQ(b.recent.length_sum, a.recent.length_sum);
+  EXPECT_NEAR(b.loss.policy_loss, a.loss.policy_loss, 1e-4);
+  EXPECT_NEAR(b.value_loss, a.value_loss, 1e-3);
+}
+
 // A gather between threads, as MPI's allgather is between ranks.
 class Exchange {
  public:
