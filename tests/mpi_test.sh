@@ -107,6 +107,10 @@ for algo in "ppo --target-kl 0.004" reinforce baseline "a2c --n-steps 0"; do
   same_summary "$work/dpa-$name" "$work/dpb-$name" "2 ranks data-parallel $algo"
 done
 
+expect_code 0 "one process, PPO --parts 3" -- "$bp" train --device cpu --threads 1 -q --envs 12 --updates 4 --seed 7 --algo ppo --parts 3 --out "$work/dpa-ppo3"
+expect_code 0 "3 ranks, PPO" -- mpi 3 train --device cpu --threads 1 -q --envs 12 --updates 4 --seed 7 --algo ppo --out "$work/dpb-ppo3" --distributed
+same_metrics "$work/dpa-ppo3" "$work/dpb-ppo3" "3 ranks data-parallel PPO"
+
 # Bad use, exit 2.
 expect_code 2 "--distributed without mpirun" -- "$bp" "${common[@]}" --agents 2 --updates 1 --out "$work/bad1" --distributed
 expect_grep "mpirun" "$work/err.txt" "says to start it with mpirun"
