@@ -89,14 +89,14 @@ BP_HD void env_restart_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& 
   }
 }
 
-// Physics, reward, flags and the observation of the step. Returns whether the episode ended;
-// the caller then calls env_end_episode (the CPU does so in a second, scalar pass so that this
-// pass vectorises).
+// Physics under `force`, reward, flags and the observation of the step. Returns whether the
+// episode ended; the caller then calls env_end_episode (the CPU does so in a second, scalar pass
+// so that this pass vectorises).
 template <class Real>
-BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
-                            int32_t action) {
+BP_HD bool env_step_physics_force(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
+                                  Real force) {
   CartState<Real> s = load_state(a, i);
-  const bool term = cartpole_physics_step(c.physics, action == 1, s);
+  const bool term = cartpole_physics_step_force(c.physics, force, s);
   const int32_t len = a.length[i] + 1;
   const bool trunc = truncates(c.max_episode_steps, len);
   const float r = cartpole_reward(c.reward_mode, term);
@@ -108,6 +108,20 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   a.length[i] = len;
   a.ret[i] = a.ret[i] + r;
   return term || trunc;
+}
+
+// env_step_physics_force with the discrete action's force (action 1 pushes right).
+template <class Real>
+BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
+                            int32_t action) {
+  return env_step_physics_force(c, a, i, cartpole_discrete_force(c.physics, action == 1));
+}
+
+// env_step_physics_force with the continuous action's force (cartpole_continuous_force).
+template <class Real>
+BP_HD bool env_step_physics_continuous(const EnvConfig<Real>& c, const EnvArrays<Real>& a,
+                                       int64_t i, float action) {
+  return env_step_physics_force(c, a, i, cartpole_continuous_force(c.physics, action));
 }
 
 // Same-step auto-reset (Gymnasium's SAME_STEP): keep the ended episode's last observation and
