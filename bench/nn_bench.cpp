@@ -40,6 +40,14 @@ class NullNnOps final : public NnOps {
   void do_softmax(const float*, int64_t, int32_t, float*) override {}
   void do_policy_loss_grad(const PolicyLossArgs&) override {}
   void do_value_loss_grad(const ValueLossArgs&) override {}
+  void do_sample_gaussian(const float*, int64_t, int32_t, const SampleKey&, float*, float*,
+                          float*) override {}
+  void do_gaussian_log_prob_entropy(const float*, int64_t, int32_t, const float*, float*,
+                                    float*) override {}
+  void do_gaussian_loss_grad(const GaussianLossArgs&) override {}
+  void do_epsilon_greedy(const float*, int64_t, int32_t, const SampleKey&, float,
+                         int32_t*) override {}
+  void do_q_loss_grad(const QLossArgs&) override {}
   void do_count_nonzero(const uint8_t*, int64_t, float*) override {}
   void do_adam_step(float*, const float*, float*, float*, int64_t, const AdamScalars&, const float*,
                     float) override {}

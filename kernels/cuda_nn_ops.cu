@@ -56,6 +56,24 @@ class CudaNnOps final : public NnOps {
   void do_value_loss_grad(const ValueLossArgs& args) override {
     cuda::launch_value_loss_grad(stream_, args);
   }
+  void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                          float* actions, float* log_prob, float* entropy) override {
+    cuda::launch_sample_gaussian(stream_, head, rows, action_dim, key, actions, log_prob, entropy);
+  }
+  void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                    const float* actions, float* log_prob,
+                                    float* entropy) override {
+    cuda::launch_gaussian_log_prob_entropy(stream_, head, rows, action_dim, actions, log_prob,
+                                           entropy);
+  }
+  void do_gaussian_loss_grad(const GaussianLossArgs& args) override {
+    cuda::launch_gaussian_loss_grad(stream_, args);
+  }
+  void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                         float epsilon, int32_t* actions) override {
+    cuda::launch_epsilon_greedy(stream_, q, rows, num_actions, key, epsilon, actions);
+  }
+  void do_q_loss_grad(const QLossArgs& args) override { cuda::launch_q_loss_grad(stream_, args); }
   void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) override {
     cuda::launch_count_nonzero(stream_, mask, n, out, scratch_);
   }

@@ -33,6 +33,20 @@ void launch_softmax(cudaStream_t stream, const float* logits, int64_t rows, int3
 void launch_policy_loss_grad(cudaStream_t stream, const PolicyLossArgs& args);
 void launch_value_loss_grad(cudaStream_t stream, const ValueLossArgs& args);
 
+// nn_gaussian_head.cu
+void launch_sample_gaussian(cudaStream_t stream, const float* head, int64_t rows,
+                            int32_t action_dim, SampleKey key, float* actions, float* log_prob,
+                            float* entropy);
+void launch_gaussian_log_prob_entropy(cudaStream_t stream, const float* head, int64_t rows,
+                                      int32_t action_dim, const float* actions, float* log_prob,
+                                      float* entropy);
+void launch_gaussian_loss_grad(cudaStream_t stream, const GaussianLossArgs& args);
+
+// nn_q_head.cu
+void launch_epsilon_greedy(cudaStream_t stream, const float* q, int64_t rows, int32_t num_actions,
+                           SampleKey key, float epsilon, int32_t* actions);
+void launch_q_loss_grad(cudaStream_t stream, const QLossArgs& args);
+
 // nn_count.cu: `scratch` is one device word the launcher zeroes and uses.
 void launch_count_nonzero(cudaStream_t stream, const uint8_t* mask, int64_t n, float* out,
                           unsigned long long* scratch);

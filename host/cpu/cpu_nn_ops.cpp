@@ -127,6 +127,62 @@ class CpuNnOps final : public NnOps {
     }
   }
 
+  void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                          float* actions, float* log_prob, float* entropy) override {
+    const int32_t d = action_dim;
+    for (int64_t i = 0; i < rows; ++i) {
+      gaussian_sample_row(head + i * 2 * d, d, key.seed, key.first_env + static_cast<uint32_t>(i),
+                          key.step, actions + i * d, log_prob != nullptr ? log_prob + i : nullptr,
+                          entropy != nullptr ? entropy + i : nullptr);
+    }
+  }
+
+  void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                    const float* actions, float* log_prob,
+                                    float* entropy) override {
+    const int32_t d = action_dim;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* z = head + i * 2 * d;
+      if (log_prob != nullptr) log_prob[i] = gaussian_log_prob(z, d, actions + i * d);
+      if (entropy != nullptr) entropy[i] = gaussian_entropy(z, d);
+    }
+  }
+
+  void do_gaussian_loss_grad(const GaussianLossArgs& a) override {
+    const PolicyLossCoefs coefs{1.0f / *a.count, a.entropy_coef};
+    const int32_t d = a.action_dim;
+    for (int64_t i = 0; i < a.rows; ++i) {
+      float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
+      if (a.old_log_prob != nullptr) {
+        clipped_gaussian_policy_loss_row(a.head + i * 2 * d, d, a.actions + i * d, a.weights[i],
+                                         a.old_log_prob[i], a.clip, row_valid(a.mask, i), coefs,
+                                         a.d_head + i * 2 * d, stats);
+      } else {
+        gaussian_policy_loss_row(a.head + i * 2 * d, d, a.actions + i * d, a.weights[i],
+                                 row_valid(a.mask, i), coefs, a.d_head + i * 2 * d, stats);
+      }
+    }
+  }
+
+  void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                         float epsilon, int32_t* actions) override {
+    for (int64_t i = 0; i < rows; ++i) {
+      actions[i] = epsilon_greedy_row(q + i * num_actions, num_actions, epsilon, key.seed,
+                                      key.first_env + static_cast<uint32_t>(i), key.step);
+    }
+  }
+
+  void do_q_loss_grad(const QLossArgs& a) override {
+    check_actions("q_loss_grad", a.actions, a.mask, a.rows, a.num_actions);
+    const float inv_count = 1.0f / *a.count;
+    const int32_t na = a.num_actions;
+    for (int64_t i = 0; i < a.rows; ++i) {
+      q_loss_row(a.q + i * na, na, a.actions[i], a.targets[i], a.huber_delta, row_valid(a.mask, i),
+                 inv_count, a.d_q + i * na,
+                 a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr);
+    }
+  }
+
   void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) override {
     int64_t count = 0;
 #pragma omp simd reduction(+ : count)

@@ -37,6 +37,21 @@ class CpuRlOps final : public RlOps {
     for (int64_t j = 0; j < a.rows; ++j) gather_minibatch_row(a, j);
   }
 
+  void do_replay_store(const ReplayStoreArgs& a) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
+    for (int64_t k = 0; k < a.rows; ++k) replay_store_row(a, k);
+  }
+
+  void do_replay_sample(const ReplaySampleArgs& a) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
+    for (int64_t j = 0; j < a.rows; ++j) replay_sample_row(a, j);
+  }
+
+  void do_td_targets(const TdTargetArgs& a) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
+    for (int64_t j = 0; j < a.rows; ++j) td_target_row(a, j);
+  }
+
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                              int64_t envs, uint8_t* mask) override {
 #pragma omp parallel for schedule(static) num_threads(threads_) if (envs * steps >= kParallelMin)

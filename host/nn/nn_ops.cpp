@@ -18,6 +18,12 @@ void check_not_null(const char* op, const char* name, const void* p) {
   BP_CHECK_ARG(p != nullptr, op << ": " << name << " is a null pointer");
 }
 
+void check_action_dim(const char* op, int32_t action_dim) {
+  BP_CHECK_ARG(
+      action_dim >= 1 && action_dim <= kMaxActionDims,
+      op << ": " << action_dim << " action dimensions, supported are 1 to " << kMaxActionDims);
+}
+
 }  // namespace
 
 void NnOps::fill(float* x, int64_t n, float value) {
@@ -119,6 +125,80 @@ void NnOps::value_loss_grad(const ValueLossArgs& a) {
                op << ": the value clip range must be positive, got " << a.clip);
   device_->count_op();
   do_value_loss_grad(a);
+}
+
+void NnOps::sample_gaussian(const float* head, int64_t rows, int32_t action_dim,
+                            const SampleKey& key, float* actions, float* log_prob, float* entropy) {
+  const char* op = "sample_gaussian";
+  check_rows(op, rows);
+  check_action_dim(op, action_dim);
+  if (rows == 0) return;
+  check_not_null(op, "head", head);
+  check_not_null(op, "actions", actions);
+  device_->count_op();
+  do_sample_gaussian(head, rows, action_dim, key, actions, log_prob, entropy);
+}
+
+void NnOps::gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                      const float* actions, float* log_prob, float* entropy) {
+  const char* op = "gaussian_log_prob_entropy";
+  check_rows(op, rows);
+  check_action_dim(op, action_dim);
+  if (rows == 0) return;
+  check_not_null(op, "head", head);
+  if (log_prob != nullptr) check_not_null(op, "actions", actions);
+  device_->count_op();
+  do_gaussian_log_prob_entropy(head, rows, action_dim, actions, log_prob, entropy);
+}
+
+void NnOps::gaussian_loss_grad(const GaussianLossArgs& a) {
+  const char* op = "gaussian_loss_grad";
+  check_rows(op, a.rows);
+  check_action_dim(op, a.action_dim);
+  if (a.rows == 0) return;
+  check_not_null(op, "head", a.head);
+  check_not_null(op, "actions", a.actions);
+  check_not_null(op, "weights", a.weights);
+  check_not_null(op, "count", a.count);
+  check_not_null(op, "d_head", a.d_head);
+  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
+               op << ": the clip range must be in (0, 1), got " << a.clip);
+  device_->count_op();
+  do_gaussian_loss_grad(a);
+}
+
+void NnOps::epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                           float epsilon, int32_t* actions) {
+  const char* op = "epsilon_greedy";
+  check_rows(op, rows);
+  check_actions(op, num_actions);
+  if (rows == 0) return;
+  check_not_null(op, "q", q);
+  check_not_null(op, "actions", actions);
+  BP_CHECK_ARG(epsilon >= 0.0f && epsilon <= 1.0f,
+               op << ": epsilon must be in [0, 1], got " << epsilon);
+  device_->count_op();
+  do_epsilon_greedy(q, rows, num_actions, key, epsilon, actions);
+}
+
+void NnOps::q_loss_grad(const QLossArgs& a) {
+  const char* op = "q_loss_grad";
+  check_rows(op, a.rows);
+  check_actions(op, a.num_actions);
+  if (a.rows == 0) return;
+  check_not_null(op, "q", a.q);
+  check_not_null(op, "actions", a.actions);
+  check_not_null(op, "targets", a.targets);
+  check_not_null(op, "count", a.count);
+  check_not_null(op, "d_q", a.d_q);
+  BP_CHECK_ARG(a.stat_columns >= kStatColumns,
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.huber_delta > 0.0f,
+               op << ": the Huber delta must be positive, got " << a.huber_delta);
+  device_->count_op();
+  do_q_loss_grad(a);
 }
 
 void NnOps::count_nonzero(const uint8_t* mask, int64_t n, float* out) {

@@ -45,6 +45,39 @@ struct PolicyLossArgs {
   int32_t stat_columns = kStatColumns;
 };
 
+// The Gaussian head's loss (policy_loss_grad's twin for continuous actions): rows of 2 d head
+// outputs (means, then log-stds), float actions.
+struct GaussianLossArgs {
+  const float* head = nullptr;  // rows x 2 action_dim
+  int64_t rows = 0;
+  int32_t action_dim = 1;
+  const float* actions = nullptr;  // rows x action_dim
+  const float* weights = nullptr;  // rows: returns or advantages
+  const uint8_t* mask = nullptr;   // rows, nonzero = valid; nullptr: all valid
+  const float* count = nullptr;    // device scalar C
+  float entropy_coef = 0.0f;
+  const float* old_log_prob = nullptr;  // PPO: the acting policy's; nullptr: policy gradient
+  float clip = 0.2f;
+  float* d_head = nullptr;  // rows x 2 action_dim, overwritten
+  float* stats = nullptr;   // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
+};
+
+// DQN's loss: the Huber loss of Q(s, a) against fixed targets (q_loss_row).
+struct QLossArgs {
+  const float* q = nullptr;  // rows x num_actions
+  int64_t rows = 0;
+  int32_t num_actions = 0;
+  const int32_t* actions = nullptr;  // rows
+  const float* targets = nullptr;    // rows
+  const uint8_t* mask = nullptr;     // rows or nullptr
+  const float* count = nullptr;      // device scalar C
+  float huber_delta = 1.0f;
+  float* d_q = nullptr;    // rows x num_actions, overwritten
+  float* stats = nullptr;  // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
+};
+
 struct ValueLossArgs {
   const float* values = nullptr;   // rows
   const float* targets = nullptr;  // rows
@@ -85,6 +118,19 @@ class NnOps {
   // rows x num_actions probabilities.
   void softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs);
   void policy_loss_grad(const PolicyLossArgs& args);
+  // The Gaussian head: a[i] = mu + sigma * eps with eps from policy_normal(key.seed, first_env +
+  // i, step, k), rows x action_dim; log_prob and entropy (rows each) where not null.
+  void sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                       float* actions, float* log_prob, float* entropy);
+  // log pi(actions[i]) and/or the entropy of each row of the Gaussian head.
+  void gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                 const float* actions, float* log_prob, float* entropy);
+  void gaussian_loss_grad(const GaussianLossArgs& args);
+  // DQN: epsilon-greedy actions on rows of Q-values (epsilon_greedy_row, drawn from
+  // (key.seed, kExplore, key.first_env + i, key.step)).
+  void epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                      float epsilon, int32_t* actions);
+  void q_loss_grad(const QLossArgs& args);
   void value_loss_grad(const ValueLossArgs& args);
   // *out = number of nonzero bytes in mask[0, n), as a float (exact up to 2^24), in device
   // memory.
@@ -111,6 +157,16 @@ class NnOps {
   virtual void do_softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs) = 0;
   virtual void do_policy_loss_grad(const PolicyLossArgs& args) = 0;
   virtual void do_value_loss_grad(const ValueLossArgs& args) = 0;
+  virtual void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim,
+                                  const SampleKey& key, float* actions, float* log_prob,
+                                  float* entropy) = 0;
+  virtual void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                            const float* actions, float* log_prob,
+                                            float* entropy) = 0;
+  virtual void do_gaussian_loss_grad(const GaussianLossArgs& args) = 0;
+  virtual void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions,
+                                 const SampleKey& key, float epsilon, int32_t* actions) = 0;
+  virtual void do_q_loss_grad(const QLossArgs& args) = 0;
   // n may be 0 here (the count is then 0).
   virtual void do_count_nonzero(const uint8_t* mask, int64_t n, float* out) = 0;
   virtual void do_adam_step(float* params, const float* grads, float* m, float* v, int64_t n,

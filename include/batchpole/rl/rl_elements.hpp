@@ -9,6 +9,8 @@
 #include <cstdint>
 
 #include "batchpole/core/common.hpp"
+#include "batchpole/core/random.hpp"
+#include "batchpole/nn/nn_elements.hpp"
 
 namespace batchpole {
 
@@ -143,8 +145,12 @@ struct MinibatchArgs {
   int64_t first = 0;  // position in the shuffled order
   int64_t rows = 0;   // B
   int32_t obs_dim = 4;
-  const float* obs = nullptr;  // rollout rows x obs_dim, and the others rollout rows
-  const int32_t* actions = nullptr;
+  const float* obs = nullptr;        // rollout rows x obs_dim, and the others rollout rows
+  const int32_t* actions = nullptr;  // discrete actions, or nullptr
+  // Continuous actions (rollout rows x action_dim), or nullptr.
+  const float* continuous_actions = nullptr;
+  int32_t action_dim = 1;
+  float* out_continuous_actions = nullptr;  // B x action_dim
   const float* log_prob = nullptr;
   const float* advantages = nullptr;
   const float* returns = nullptr;
@@ -160,11 +166,121 @@ struct MinibatchArgs {
 BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t j) {
   const auto src = static_cast<int64_t>(shuffle_index(a.key, static_cast<uint64_t>(a.first + j)));
   for (int32_t d = 0; d < a.obs_dim; ++d) a.out_obs[j * a.obs_dim + d] = a.obs[src * a.obs_dim + d];
-  a.out_actions[j] = a.actions[src];
+  if (a.actions != nullptr) a.out_actions[j] = a.actions[src];
+  if (a.continuous_actions != nullptr) {
+    for (int32_t k = 0; k < a.action_dim; ++k) {
+      a.out_continuous_actions[j * a.action_dim + k] = a.continuous_actions[src * a.action_dim + k];
+    }
+  }
   a.out_log_prob[j] = a.log_prob[src];
   a.out_advantages[j] = a.advantages[src];
   a.out_returns[j] = a.returns[src];
   a.out_values[j] = a.values[src];
+}
+
+// ---------------------------------------------------------------------------------------------
+// DQN: the replay buffer (fixed capacity, circular, structure of arrays on the device) and the
+// TD targets.
+
+struct ReplayArrays {
+  float* obs = nullptr;  // capacity x obs_dim
+  int32_t* actions = nullptr;
+  float* rewards = nullptr;
+  uint8_t* terminated = nullptr;  // 1: no bootstrap (the episode is over, not just cut)
+  float* next_obs = nullptr;      // capacity x obs_dim: the observation the action led to
+  int64_t capacity = 0;
+  int32_t obs_dim = 4;
+};
+
+// Rows [0, rows) of a T x N rollout into the slots (position + k) % capacity, k the row. The
+// next observation of row k is row k + N of the rollout's observations, unless the episode ended
+// at row k: with same-step auto-reset that row already holds the next episode's first
+// observation, and the ended episode's last one is final_obs (so a truncated transition still
+// bootstraps from where it stopped). rows <= capacity (no two rows share a slot).
+struct ReplayStoreArgs {
+  ReplayArrays replay;
+  int64_t position = 0;        // the slot of row 0, in [0, capacity)
+  int64_t rows = 0;            // T x N
+  int64_t envs = 0;            // N
+  const float* obs = nullptr;  // (rows + N) x obs_dim
+  const int32_t* actions = nullptr;
+  const float* rewards = nullptr;
+  const uint8_t* terminated = nullptr;
+  const uint8_t* truncated = nullptr;
+  const float* final_obs = nullptr;  // rows x obs_dim, valid where an episode ended
+};
+
+BP_HD void replay_store_row(const ReplayStoreArgs& a, int64_t k) {
+  const ReplayArrays& r = a.replay;
+  const int64_t slot = (a.position + k) % r.capacity;
+  const bool ended = (a.terminated[k] | a.truncated[k]) != 0;
+  const float* next = ended ? a.final_obs + k * r.obs_dim : a.obs + (k + a.envs) * r.obs_dim;
+  for (int32_t d = 0; d < r.obs_dim; ++d) {
+    r.obs[slot * r.obs_dim + d] = a.obs[k * r.obs_dim + d];
+    r.next_obs[slot * r.obs_dim + d] = next[d];
+  }
+  r.actions[slot] = a.actions[k];
+  r.rewards[slot] = a.rewards[k];
+  r.terminated[slot] = a.terminated[k];
+}
+
+// A minibatch drawn uniformly, with replacement, from slots [0, size): row j is slot
+// replay_index(seed, draw, j, size), a pure function of (seed, minibatch number, row), so the
+// same on every device and thread count.
+struct ReplaySampleArgs {
+  ReplayArrays replay;  // read
+  int64_t size = 0;     // filled slots, 1 <= size <= capacity
+  uint64_t seed = 0;
+  uint64_t draw = 0;     // the minibatch's number
+  int64_t rows = 0;      // B
+  float* obs = nullptr;  // B x obs_dim, and the others B
+  int32_t* actions = nullptr;
+  float* rewards = nullptr;
+  uint8_t* terminated = nullptr;
+  float* next_obs = nullptr;
+};
+
+// 64 random bits modulo size: the bias, at most size / 2^64, is far below anything measurable.
+BP_HD int64_t replay_index(uint64_t seed, uint64_t draw, int64_t j, int64_t size) {
+  const auto r = philox_draw(seed, Stream::kReplay, static_cast<uint32_t>(j), draw);
+  const uint64_t bits = (static_cast<uint64_t>(r[0]) << 32U) | r[1];
+  return static_cast<int64_t>(bits % static_cast<uint64_t>(size));
+}
+
+BP_HD void replay_sample_row(const ReplaySampleArgs& a, int64_t j) {
+  const ReplayArrays& r = a.replay;
+  const int64_t slot = replay_index(a.seed, a.draw, j, a.size);
+  for (int32_t d = 0; d < r.obs_dim; ++d) {
+    a.obs[j * r.obs_dim + d] = r.obs[slot * r.obs_dim + d];
+    a.next_obs[j * r.obs_dim + d] = r.next_obs[slot * r.obs_dim + d];
+  }
+  a.actions[j] = r.actions[slot];
+  a.rewards[j] = r.rewards[slot];
+  a.terminated[j] = r.terminated[slot];
+}
+
+// The TD target of a sampled transition: y = r where it terminated, else
+// y = r + gamma Q_target(s', a*) with a* = argmax Q_target(s', .) (DQN) or, given the online
+// network's Q-values of s', a* = argmax Q_online(s', .) (double DQN, van Hasselt et al. 2016).
+// A truncated transition is not terminated: it bootstraps from its stored final observation.
+struct TdTargetArgs {
+  const float* rewards = nullptr;        // B
+  const uint8_t* terminated = nullptr;   // B
+  const float* next_q_target = nullptr;  // B x num_actions
+  const float* next_q_online = nullptr;  // B x num_actions, or nullptr (plain DQN)
+  int32_t num_actions = 2;
+  float gamma = 0.99f;
+  int64_t rows = 0;
+  float* targets = nullptr;  // B, written
+};
+
+BP_HD void td_target_row(const TdTargetArgs& a, int64_t j) {
+  const int32_t n = a.num_actions;
+  const float* target_q = a.next_q_target + j * n;
+  const int32_t best =
+      argmax_row(a.next_q_online != nullptr ? a.next_q_online + j * n : target_q, n);
+  const float bootstrap = a.gamma * target_q[best];
+  a.targets[j] = a.terminated[j] != 0 ? a.rewards[j] : a.rewards[j] + bootstrap;
 }
 
 // mask[t, i] = 1 up to and including the step that ends env i's first episode of the rollout,
