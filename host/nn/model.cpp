@@ -23,7 +23,7 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   MemoryReport r;
   const auto p = static_cast<std::size_t>(config.parameter_count());
   r.parameters = (2 * p + kStatSlots) * sizeof(float);
-  const std::size_t groups = config.has_trunk() ? 1 : 2;
+  const std::size_t groups = config.has_trunk() || !config.has_value() ? 1 : 2;
   r.optimizer = (2 * p + groups) * sizeof(float);
   r.workspace = static_cast<std::size_t>(workers) * Workspace::bytes(config, chunk_rows) +
                 ShardedRunner::bytes(shards, static_cast<int64_t>(p) + kStatColumnsClipped);
@@ -69,8 +69,10 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     }
     ws->policy = std::make_unique<Mlp>(device, blas, *ops_, config_.policy_config(), chunk,
                                        prm + policy_offset_, grd + policy_offset_);
-    ws->value = std::make_unique<Mlp>(device, blas, *ops_, config_.value_config(), chunk,
-                                      prm + value_offset_, grd + value_offset_);
+    if (config_.has_value()) {
+      ws->value = std::make_unique<Mlp>(device, blas, *ops_, config_.value_config(), chunk,
+                                        prm + value_offset_, grd + value_offset_);
+    }
     ws->scratch = Buffer<float>(device, static_cast<std::size_t>(sl.total));
     ws->scratch.zero();
     float* base = ws->scratch.data();
@@ -91,8 +93,20 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     net->init(options.seed, block);
     block += 2U * static_cast<uint32_t>(net->config().layers());
   }
+  if (config_.gaussian()) {
+    // The log-std units start at log_std_init; with a learned vector their weights are 0 and
+    // stay there (zero_pinned_gradients), so the log-std is their bias alone.
+    const Mlp& policy = *first.policy;
+    const int32_t last = policy.config().layers() - 1;
+    const int64_t d = config_.num_actions;
+    const int64_t in = policy.config().sizes[static_cast<std::size_t>(last)];
+    float* prm = params_.data() + policy_offset_;
+    ops_->fill(prm + policy.bias_offset(last) + d, d, config_.log_std_init);
+    if (!config_.state_dependent_std)
+      ops_->fill(prm + policy.weight_offset(last) + d * in, d * in, 0.0f);
+  }
 
-  if (config_.has_trunk()) {
+  if (config_.has_trunk() || !config_.has_value()) {
     adam_.push_back(std::make_unique<Adam>(device, blas, *ops_, parameter_count_, options.adam));
   } else {
     adam_.push_back(std::make_unique<Adam>(device, blas, *ops_, value_offset_, options.adam));

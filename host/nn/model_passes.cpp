@@ -37,24 +37,26 @@ ConstMatrix PolicyValueModel::features(Workspace& w, const ConstMatrix& x,
   return {w.trunk->forward(x, into), x.rows, w.trunk->config().outputs()};
 }
 
-void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
-                           float* values, int64_t record_row) {
-  check_obs("act", obs);
-  BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
+template <class Sample>
+void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, float* values,
+                                  int64_t record_row, Sample sample) {
+  check_obs(call, obs);
   BP_CHECK_ARG(obs.rows <= (int64_t{1} << 32),
-               "act: " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
+               call << ": " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
+  BP_CHECK_ARG(values == nullptr || config_.has_value(),
+               call << ": values asked for, but the model has no value network");
   ActivationRecord& rec = *record_;
   const bool record = record_row >= 0;
   if (record) {
     BP_CHECK_ARG(record_row == 0 || record_row == rec.rows,
-                 "act: a recording continues at row " << rec.rows << ", not at row " << record_row
-                                                      << " (or starts at 0)");
+                 call << ": a recording continues at row " << rec.rows << ", not at row "
+                      << record_row << " (or starts at 0)");
     BP_CHECK_ARG(record_row + obs.rows <= rec.capacity(),
-                 "act: rows [" << record_row << ", " << record_row + obs.rows
-                               << ") exceed the recording's room for " << rec.capacity()
-                               << " rows (reserve_record)");
+                 call << ": rows [" << record_row << ", " << record_row + obs.rows
+                      << ") exceed the recording's room for " << rec.capacity()
+                      << " rows (reserve_record)");
     BP_CHECK_ARG(record_row == 0 || rec.version == params_version_,
-                 "act: the parameters changed during a recording; start again at row 0");
+                 call << ": the parameters changed during a recording; start again at row 0");
     rec.version = params_version_;
     rec.values = (record_row == 0 || rec.values) && values != nullptr && rec.has_values();
     rec.rows = record_row;  // until this call has finished
@@ -70,10 +72,8 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
       if (record_values) vo = rec.at(kValue, record_row + begin);
     }
     const ConstMatrix f = features(w, x, record ? &to : nullptr);
-    const float* logits = w.policy->forward(f, record ? &po : nullptr);
-    const SampleKey key{options_.seed, step, static_cast<uint32_t>(begin)};
-    ops_->sample_actions(logits, x.rows, config_.num_actions, key, actions + begin,
-                         log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
+    const float* head = w.policy->forward(f, record ? &po : nullptr);
+    sample(head, x.rows, begin, SampleKey{options_.seed, 0, static_cast<uint32_t>(begin)});
     if (values != nullptr) {
       const float* v = w.value->forward(f, record_values ? &vo : nullptr);
       device_->copy_on_device(values + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
@@ -82,9 +82,46 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
   if (record) rec.rows = record_row + obs.rows;
 }
 
+void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
+                           float* values, int64_t record_row) {
+  BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
+  BP_CHECK_ARG(!config_.gaussian(), "act: the Gaussian head takes act_continuous");
+  act_chunks("act", obs, values, record_row,
+             [&](const float* logits, int64_t rows, int64_t begin, SampleKey key) {
+               key.step = step;
+               ops_->sample_actions(logits, rows, config_.num_actions, key, actions + begin,
+                                    log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
+             });
+}
+
+void PolicyValueModel::act_continuous(const ConstMatrix& obs, uint64_t step, float* actions,
+                                      float* log_prob, float* values, int64_t record_row) {
+  BP_CHECK_ARG(actions != nullptr, "act_continuous: actions is a null pointer");
+  BP_CHECK_ARG(config_.gaussian(), "act_continuous: the model's head is categorical (act)");
+  const int64_t d = config_.num_actions;
+  act_chunks("act_continuous", obs, values, record_row,
+             [&](const float* head, int64_t rows, int64_t begin, SampleKey key) {
+               key.step = step;
+               ops_->sample_gaussian(head, rows, config_.num_actions, key, actions + begin * d,
+                                     log_prob != nullptr ? log_prob + begin : nullptr, nullptr);
+             });
+}
+
+void PolicyValueModel::act_epsilon_greedy(const ConstMatrix& obs, uint64_t step, float epsilon,
+                                          int32_t* actions) {
+  BP_CHECK_ARG(actions != nullptr, "act_epsilon_greedy: actions is a null pointer");
+  BP_CHECK_ARG(!config_.gaussian(), "act_epsilon_greedy: the Gaussian head has no greedy action");
+  act_chunks("act_epsilon_greedy", obs, nullptr, -1,
+             [&](const float* q, int64_t rows, int64_t begin, SampleKey key) {
+               key.step = step;
+               ops_->epsilon_greedy(q, rows, config_.num_actions, key, epsilon, actions + begin);
+             });
+}
+
 void PolicyValueModel::values(const ConstMatrix& obs, float* out) {
   check_obs("values", obs);
   BP_CHECK_ARG(out != nullptr, "values: out is a null pointer");
+  BP_CHECK_ARG(config_.has_value(), "values: the model has no value network");
   for_each_chunk(obs, [&](Workspace& w, int64_t, const ConstMatrix& x, int64_t begin, bool) {
     const float* v = w.value->forward(features(w, x));
     device_->copy_on_device(out + begin, v, static_cast<std::size_t>(x.rows) * sizeof(float));
@@ -94,7 +131,7 @@ void PolicyValueModel::values(const ConstMatrix& obs, float* out) {
 void PolicyValueModel::logits(const ConstMatrix& obs, float* out) {
   check_obs("logits", obs);
   BP_CHECK_ARG(out != nullptr, "logits: out is a null pointer");
-  const int64_t na = config_.num_actions;
+  const int64_t na = config_.policy_outputs();
   for_each_chunk(obs, [&](Workspace& w, int64_t, const ConstMatrix& x, int64_t begin, bool) {
     const float* z = w.policy->forward(features(w, x));
     device_->copy_on_device(out + begin * na, z,
@@ -105,6 +142,7 @@ void PolicyValueModel::logits(const ConstMatrix& obs, float* out) {
 void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
   check_obs("probabilities", obs);
   BP_CHECK_ARG(out != nullptr, "probabilities: out is a null pointer");
+  BP_CHECK_ARG(!config_.gaussian(), "probabilities: the Gaussian head has densities, not these");
   const int64_t na = config_.num_actions;
   for_each_chunk(obs, [&](Workspace& w, int64_t, const ConstMatrix& x, int64_t begin, bool) {
     const float* z = w.policy->forward(features(w, x));
@@ -115,9 +153,26 @@ void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
 void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const LossConfig& loss,
                                             GradientMode mode) {
   check_obs("accumulate_gradients", batch.obs);
-  BP_CHECK_ARG(batch.actions != nullptr && batch.weights != nullptr,
-               "accumulate_gradients: the rollout needs actions and weights (samples = "
-                   << batch.obs.rows << ")");
+  const bool q_loss = batch.q_targets != nullptr;
+  const bool gaussian = config_.gaussian();
+  if (q_loss) {
+    BP_CHECK_ARG(batch.actions != nullptr && !gaussian,
+                 "accumulate_gradients: the Q loss needs discrete actions (samples = "
+                     << batch.obs.rows << ")");
+    BP_CHECK_ARG(batch.value_targets == nullptr && batch.old_log_prob == nullptr,
+                 "accumulate_gradients: the Q loss takes no value targets and no clipping");
+  } else if (gaussian) {
+    BP_CHECK_ARG(batch.continuous_actions != nullptr && batch.weights != nullptr,
+                 "accumulate_gradients: the Gaussian head needs continuous actions and weights "
+                 "(samples = "
+                     << batch.obs.rows << ")");
+  } else {
+    BP_CHECK_ARG(batch.actions != nullptr && batch.weights != nullptr,
+                 "accumulate_gradients: the rollout needs actions and weights (samples = "
+                     << batch.obs.rows << ")");
+  }
+  BP_CHECK_ARG(batch.value_targets == nullptr || config_.has_value(),
+               "accumulate_gradients: value targets given, but the model has no value network");
   ActivationRecord& record = *record_;
   const bool rec = batch.recorded;
   if (rec) {
@@ -173,23 +228,58 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
         !rec ? features(w, x)
              : (w.trunk ? ConstMatrix{to.layers.back(), x.rows, w.trunk->config().outputs()} : x);
 
-    PolicyLossArgs pa;
-    pa.logits = rec ? po.layers.back() : w.policy->forward(f);
-    pa.rows = x.rows;
-    pa.num_actions = config_.num_actions;
-    pa.actions = batch.actions + begin;
-    pa.weights = batch.weights + begin;
-    pa.mask = mask;
-    pa.count = divisor;
-    pa.entropy_coef = loss.entropy_coef;
-    pa.d_logits = w.d_logits;
-    pa.stats = w.sample_stats;
-    pa.stat_columns = stat_columns;
-    if (clipped) {
-      pa.old_log_prob = batch.old_log_prob + begin;
-      pa.clip = batch.clip;
+    const float* head = rec ? po.layers.back() : w.policy->forward(f);
+    if (q_loss) {
+      QLossArgs qa;
+      qa.q = head;
+      qa.rows = x.rows;
+      qa.num_actions = config_.num_actions;
+      qa.actions = batch.actions + begin;
+      qa.targets = batch.q_targets + begin;
+      qa.mask = mask;
+      qa.count = divisor;
+      qa.huber_delta = batch.huber_delta;
+      qa.d_q = w.d_logits;
+      qa.stats = w.sample_stats;
+      qa.stat_columns = stat_columns;
+      ops_->q_loss_grad(qa);
+    } else if (gaussian) {
+      GaussianLossArgs ga;
+      ga.head = head;
+      ga.rows = x.rows;
+      ga.action_dim = config_.num_actions;
+      ga.actions = batch.continuous_actions + begin * config_.num_actions;
+      ga.weights = batch.weights + begin;
+      ga.mask = mask;
+      ga.count = divisor;
+      ga.entropy_coef = loss.entropy_coef;
+      ga.d_head = w.d_logits;
+      ga.stats = w.sample_stats;
+      ga.stat_columns = stat_columns;
+      if (clipped) {
+        ga.old_log_prob = batch.old_log_prob + begin;
+        ga.clip = batch.clip;
+      }
+      ops_->gaussian_loss_grad(ga);
+    } else {
+      PolicyLossArgs pa;
+      pa.logits = head;
+      pa.rows = x.rows;
+      pa.num_actions = config_.num_actions;
+      pa.actions = batch.actions + begin;
+      pa.weights = batch.weights + begin;
+      pa.mask = mask;
+      pa.count = divisor;
+      pa.entropy_coef = loss.entropy_coef;
+      pa.d_logits = w.d_logits;
+      pa.stats = w.sample_stats;
+      pa.stat_columns = stat_columns;
+      if (clipped) {
+        pa.old_log_prob = batch.old_log_prob + begin;
+        pa.clip = batch.clip;
+      }
+      ops_->policy_loss_grad(pa);
     }
-    ops_->policy_loss_grad(pa);
     w.policy->backward(f, w.d_logits, m, w.d_features, GradientMode::kOverwrite,
                        rec ? &po : nullptr);
 
@@ -225,6 +315,15 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   });
   // Shard 0 + shard 1 + ... in this order, whichever worker computed which.
   runner_.sum_shards(batch.obs.rows, acc_.data(), mode);
+  if (gaussian && !config_.state_dependent_std) zero_pinned_gradients(acc_.data());
+}
+
+void PolicyValueModel::zero_pinned_gradients(float* grads) {
+  const Mlp& policy = *workspaces_.front()->policy;
+  const int32_t last = policy.config().layers() - 1;
+  const int64_t d = config_.num_actions;
+  const int64_t in = policy.config().sizes[static_cast<std::size_t>(last)];
+  ops_->fill(grads + policy_offset_ + policy.weight_offset(last) + d * in, d * in, 0.0f);
 }
 
 void PolicyValueModel::step() {

@@ -75,6 +75,13 @@ struct RolloutView {
   float clip = 0.2f;
   const float* old_values = nullptr;  // samples, or nullptr
   float value_clip = 0.2f;
+  // The Gaussian head: the actions taken (samples x num_actions floats) instead of `actions`.
+  const float* continuous_actions = nullptr;
+  // DQN (kQNetwork): the TD targets, fixed; the loss is then the Huber loss (delta huber_delta)
+  // of Q(s, a) against them, summed over the valid samples and divided by C, instead of the
+  // policy gradient (weights unused; its statistic is the value loss).
+  const float* q_targets = nullptr;
+  float huber_delta = 1.0f;
 };
 
 // Scalars of the last update, read back once per update (stats()). Sums are over the valid
@@ -131,8 +138,15 @@ class PolicyValueModel {
   // A recording starts at row 0 and continues where the last act() ended.
   void act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob = nullptr,
            float* values = nullptr, int64_t record_row = -1);
+  // The Gaussian head: actions (n x num_actions floats) a = mu + sigma * eps, eps drawn from
+  // policy_normal(seed, i, step, k); otherwise as act().
+  void act_continuous(const ConstMatrix& obs, uint64_t step, float* actions,
+                      float* log_prob = nullptr, float* values = nullptr, int64_t record_row = -1);
+  // Epsilon-greedy on the policy network's outputs (kQNetwork: the Q-values), drawn from
+  // (seed, kExplore, i, step).
+  void act_epsilon_greedy(const ConstMatrix& obs, uint64_t step, float epsilon, int32_t* actions);
   void values(const ConstMatrix& obs, float* out);         // n
-  void logits(const ConstMatrix& obs, float* out);         // n x num_actions
+  void logits(const ConstMatrix& obs, float* out);         // n x config().policy_outputs()
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
 
   // ---- recording what acting computed, so that learning skips a forward pass ----
@@ -193,6 +207,14 @@ class PolicyValueModel {
   struct Workspace;  // one worker's networks (shared parameters, own activations) and scratch
 
   void check_obs(const char* call, const ConstMatrix& obs) const;
+  // act() and act_continuous(): the passes, with `sample` turning a chunk's policy outputs into
+  // actions.
+  template <class Sample>
+  void act_chunks(const char* call, const ConstMatrix& obs, float* values, int64_t record_row,
+                  Sample sample);
+  // The Gaussian head with a learned log-std vector: zero the gradients of the weights that are
+  // held at zero (the log-std units' inputs) in `grads`.
+  void zero_pinned_gradients(float* grads);
   // Runs body(workspace, shard, chunk, first_row, first_chunk_of_shard) over every chunk of obs.
   template <class Body>
   void for_each_chunk(const ConstMatrix& obs, Body body);
