@@ -5,7 +5,9 @@
 //
 // The payload holds, in order: the configuration (JSON text), the caller's extra JSON, the
 // parameters, each optimiser's step count and moments, the environments' seed, step counter
-// and full state, the trainer's counters and its recent-episode window. Integers and floats are
+// and full state, the trainer's counters and its recent-episode window, and, for a learner with
+// state of its own (DQN: its target network and replay buffer), that state as one byte vector
+// at the end (absent for the others, so their files are as before). Integers and floats are
 // little-endian, as on every machine this runs on (x86-64, and the GPU hosts).
 #include <unistd.h>
 
@@ -88,6 +90,7 @@ class Reader {
     const auto v = vec<char>();
     return {v.begin(), v.end()};
   }
+  [[nodiscard]] bool at_end() const { return pos_ == n_; }
 
  private:
   void need(std::size_t k) const {
@@ -170,6 +173,8 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& extra_
   w.pod<int64_t>(episodes_);
   w.pod<uint64_t>(act_steps_);
   w.vec(std::vector<EpisodeTally>(recent_.entries().begin(), recent_.entries().end()));
+  const std::vector<unsigned char> own_state = learner_state();
+  if (!own_state.empty()) w.vec(own_state);
 
   Writer file;
   file.raw(kMagic, sizeof(kMagic));
@@ -236,6 +241,11 @@ void Trainer::restore_checkpoint(const std::string& path) {
   const auto episodes = r.pod<int64_t>();
   const auto act_steps = r.pod<uint64_t>();
   const auto recent = r.vec<EpisodeTally>();
+  const std::vector<unsigned char> own_state =
+      r.at_end() ? std::vector<unsigned char>{} : r.vec<unsigned char>();
+  BP_CHECK_ARG(r.at_end(), "checkpoint " << path << " has trailing bytes");
+  // The learner checks its state before it takes it; the trainer changes nothing until then.
+  restore_learner_state(own_state);
 
   // Everything read and checked: only now change the trainer.
   model_->set_parameters(params);

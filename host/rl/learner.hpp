@@ -4,8 +4,10 @@
 // them (collecting, counting episodes, statistics, checkpoints) is Trainer's.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
@@ -44,6 +46,19 @@ class Learner {
   // Computes the loss of the rollout and takes its optimiser steps. Does not synchronise (PPO
   // with a target KL reads it back once per epoch).
   virtual LearnReport learn(const LearnContext& ctx) = 0;
+
+  // ---- learners with state of their own (DQN: a target network and a replay buffer) ----
+  // Device memory that state takes for `envs` environments (Trainer::bytes_required).
+  [[nodiscard]] virtual std::size_t bytes_required(const Device& /*device*/,
+                                                   int64_t /*envs*/) const {
+    return 0;
+  }
+  // Called once the trainer has built the model, before the first update: make that state.
+  virtual void attach(Device& /*device*/, PolicyValueModel& /*model*/, int64_t /*envs*/) {}
+  // That state as bytes for a checkpoint (empty: none), and back. restore_state checks all it
+  // reads before it changes anything and throws Error(kInvalidArgument) on a mismatch.
+  [[nodiscard]] virtual std::vector<unsigned char> save_state() const { return {}; }
+  virtual void restore_state(const std::vector<unsigned char>& bytes);
 };
 
 std::unique_ptr<Learner> make_learner(const TrainConfig& config);
@@ -51,8 +66,15 @@ std::unique_ptr<Learner> make_reinforce(const TrainConfig& config);
 std::unique_ptr<Learner> make_baseline(const TrainConfig& config);
 std::unique_ptr<Learner> make_a2c(const TrainConfig& config);
 std::unique_ptr<Learner> make_ppo(const TrainConfig& config);
+std::unique_ptr<Learner> make_dqn(const TrainConfig& config);
 
 // ---- pieces the learners share (host/rl/returns.cpp) ----
+
+// The policy-gradient learners' network with the configuration's action head: `config` as it
+// is for discrete actions, with the Gaussian head over CartPole's one force for continuous ones.
+ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c);
+// The rollout's actions into the view: `actions`, or `continuous_actions` for continuous ones.
+void set_actions(RolloutView& view, Rollout& rollout);
 
 // Discounted returns of the rollout into rollout.returns; last_value and truncation_value as
 // ReturnsArgs (nullptr: 0).

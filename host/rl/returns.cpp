@@ -5,6 +5,25 @@
 
 namespace batchpole {
 
+void Learner::restore_state(const std::vector<unsigned char>& bytes) {
+  BP_CHECK_ARG(bytes.empty(), "the checkpoint holds " << bytes.size()
+                                                      << " bytes of learner state that this "
+                                                         "algorithm does not have");
+}
+
+ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c) {
+  if (c.actions == ActionSpace::kDiscrete) return config;
+  return config.gaussian(1, c.state_dependent_std, c.log_std_init);
+}
+
+void set_actions(RolloutView& view, Rollout& rollout) {
+  if (rollout.spec.continuous) {
+    view.continuous_actions = rollout.continuous_actions.data();
+  } else {
+    view.actions = rollout.actions.data();
+  }
+}
+
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value) {
   Rollout& r = ctx.rollout;

@@ -12,7 +12,7 @@ constexpr int64_t kDoneCheckEvery = 16;
 
 std::size_t Rollout::bytes_per_row(const RolloutSpec& spec) {
   std::size_t b = 4 * sizeof(float)                   // obs
-                  + sizeof(int32_t)                   // actions
+                  + sizeof(int32_t)                   // actions (or continuous actions)
                   + 3 * sizeof(float)                 // rewards, returns, weights
                   + 2                                 // terminated, truncated
                   + sizeof(float) + sizeof(int32_t);  // final return and length
@@ -27,7 +27,11 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n) : device(&d), spec(
   const auto rows = static_cast<std::size_t>(spec.steps * envs);
   const auto un = static_cast<std::size_t>(envs);
   obs = Buffer<float>(d, 4 * (rows + un));
-  actions = Buffer<int32_t>(d, rows);
+  if (spec.continuous) {
+    continuous_actions = Buffer<float>(d, rows);
+  } else {
+    actions = Buffer<int32_t>(d, rows);
+  }
   rewards = Buffer<float>(d, rows);
   returns = Buffer<float>(d, rows);
   weights = Buffer<float>(d, rows);
@@ -57,7 +61,8 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n) : device(&d), spec(
   tally = Buffer<EpisodeTally>(d, 1);
 }
 
-int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_step, bool record) {
+int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_step, bool record,
+                         int64_t env_steps) {
   const int64_t n = envs;
   if (spec.whole_episodes) {
     env.restart_episodes();
@@ -71,9 +76,18 @@ int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_ste
   while (t < spec.steps) {
     const int64_t row = t * n;
     float* obs_t = obs.data() + 4 * row;
-    model.act(ConstMatrix{obs_t, n, 4}, act_step++, actions.data() + row,
-              spec.log_probs ? log_prob.data() + row : nullptr,
-              spec.values ? values.data() + row : nullptr, record ? row : -1);
+    const ConstMatrix o{obs_t, n, 4};
+    float* lp = spec.log_probs ? log_prob.data() + row : nullptr;
+    float* v = spec.values ? values.data() + row : nullptr;
+    if (spec.continuous) {
+      model.act_continuous(o, act_step++, continuous_actions.data() + row, lp, v,
+                           record ? row : -1);
+    } else if (spec.epsilon_greedy) {
+      model.act_epsilon_greedy(o, act_step++, spec.epsilon.at(env_steps + t * n),
+                               actions.data() + row);
+    } else {
+      model.act(o, act_step++, actions.data() + row, lp, v, record ? row : -1);
+    }
     StepTargets out;
     out.obs = obs_t + 4 * n;
     out.reward = rewards.data() + row;
@@ -82,7 +96,11 @@ int64_t Rollout::collect(VecEnv& env, PolicyValueModel& model, uint64_t& act_ste
     out.final_obs = spec.bootstrap ? final_obs.data() + 4 * row : nullptr;
     out.final_return = final_return.data() + row;
     out.final_length = final_length.data() + row;
-    env.step(actions.data() + row, out);
+    if (spec.continuous) {
+      env.step_continuous(continuous_actions.data() + row, out);
+    } else {
+      env.step(actions.data() + row, out);
+    }
     ++t;
     if (spec.whole_episodes) {
       device->rl().mark_ended(ended.data(), terminated.data() + row, truncated.data() + row, n,

@@ -43,6 +43,8 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
       return make_baseline(config);
     case Algorithm::kPpo:
       return make_ppo(config);
+    case Algorithm::kDqn:
+      return make_dqn(config);
     case Algorithm::kA2C:
     default:
       return make_a2c(config);
@@ -69,7 +71,8 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
       learner->model_config(), c.chunk_rows > 0 ? c.chunk_rows : plan.chunk_rows, device.threads(),
       plan.shards);
   return VecEnv::bytes_required(c.envs, c.precision) + rows * Rollout::bytes_per_row(spec) +
-         static_cast<std::size_t>(c.envs) * 8 + m.total() + record_bytes(c, plan);
+         static_cast<std::size_t>(c.envs) * 8 + m.total() + record_bytes(c, plan) +
+         learner->bytes_required(device, c.envs);
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
@@ -91,6 +94,7 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
   env_->reset(config_.seed);
   model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(),
                                               learner_->model_options());
+  learner_->attach(device, *model_, config_.envs);
   const RolloutSpec spec = learner_->rollout_spec();
   rollout_ = std::make_unique<Rollout>(device, spec, config_.envs);
   reuse_ = record > 0;
@@ -98,6 +102,12 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
 }
 
 Trainer::~Trainer() = default;
+
+std::vector<unsigned char> Trainer::learner_state() const { return learner_->save_state(); }
+
+void Trainer::restore_learner_state(const std::vector<unsigned char>& bytes) {
+  learner_->restore_state(bytes);
+}
 
 UpdateRecord Trainer::update() {
   const OpCounts before = device_->counts();
@@ -113,7 +123,7 @@ UpdateRecord Trainer::update() {
       model_->optimizer(1).set_lr(static_cast<double>(config_.value_lr) * scale);
     }
   }
-  const int64_t steps = r.collect(*env_, *model_, act_steps_, reuse_);
+  const int64_t steps = r.collect(*env_, *model_, act_steps_, reuse_, env_steps_);
   env_steps_ += steps * r.envs;
   const int64_t rows = steps * r.envs;
   const uint8_t* mask = r.spec.whole_episodes ? r.mask.data() : nullptr;

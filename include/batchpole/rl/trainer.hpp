@@ -109,6 +109,10 @@ class Trainer {
   static std::vector<float> read_checkpoint_parameters(const std::string& path);
 
  private:
+  // The learner's own state for checkpoints (Learner::save_state, restore_state).
+  [[nodiscard]] std::vector<unsigned char> learner_state() const;
+  void restore_learner_state(const std::vector<unsigned char>& bytes);
+
   Device* device_;
   TrainConfig config_;
   std::unique_ptr<Learner> learner_;
