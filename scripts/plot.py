@@ -16,6 +16,10 @@ Subcommands:
   summary     a Markdown table of summary.json over seeds (median and min..max): solved,
               env_steps_to_solve, wall_s_to_solve, final_mean_return; optionally the first
               env steps / seconds at which mean_return crossed a lower threshold.
+  stability   a Markdown table of how learning curves hold up over seeds (runs to a fixed
+              budget): the steps to first reach a target mean return, the share of the steps
+              after it spent at or above it, the lowest mean return after it, the mean return
+              over the last part of the run and its spread over seeds.
 
 Smoothing in `curves`: every run's `mean_length` is already the mean over its most recent
 finished episodes (at least 100). Updates are not comparable across algorithms (one REINFORCE
@@ -640,6 +644,60 @@ def cmd_summary(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# stability
+# --------------------------------------------------------------------------------------------
+
+def stability_of(cols: dict[str, list[float]], target: float, tail: float) -> dict[str, Any]:
+    """One run's learning curve (metrics.csv mean_return against env_steps), judged on steps:
+    where it first reached `target`, the share of the steps after that spent at or above it,
+    the lowest mean return after it, and the mean over the last `tail` of the run's steps."""
+    steps = cols["env_steps"]
+    ret = cols["mean_return"]
+    total = steps[-1]
+    first = next((i for i, r in enumerate(ret) if math.isfinite(r) and r >= target), None)
+    out: dict[str, Any] = {"first": steps[first] if first is not None else None,
+                           "held": None, "lowest_after": None}
+    if first is not None and first + 1 < len(steps):
+        span = steps[-1] - steps[first]
+        above = sum(steps[i + 1] - steps[i] for i in range(first, len(steps) - 1)
+                    if ret[i] >= target)
+        out["held"] = above / span if span > 0 else 1.0
+        out["lowest_after"] = min(ret[first:])
+    tail_start = total * (1 - tail)
+    tail_rows = [r for s, r in zip(steps, ret) if s >= tail_start and math.isfinite(r)]
+    out["final"] = sum(tail_rows) / len(tail_rows) if tail_rows else math.nan
+    return out
+
+
+def cmd_stability(args) -> int:
+    head = ["run", "seeds", f"reached {args.target:g}", "env steps to reach it",
+            "share of the steps after it at or above it", "lowest mean return after it",
+            f"mean return, last {args.tail:.0%} of the steps", "std over seeds of that"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1))
+             + "|"]
+    for label, pattern in args.run:
+        dirs = expand_runs(label, pattern, "metrics.csv")
+        per = [stability_of(read_csv(d / "metrics.csv", ["env_steps", "mean_return"]),
+                            args.target, args.tail) for d in dirs]
+        reached = [p for p in per if p["first"] is not None]
+        finals = [p["final"] for p in per]
+        sd = statistics.pstdev(finals) if len(finals) > 1 else 0.0
+        held = [p["held"] for p in reached if p["held"] is not None]
+        lowest = [p["lowest_after"] for p in reached if p["lowest_after"] is not None]
+        row = [label, str(len(per)), f"{len(reached)}/{len(per)}",
+               _median_range([p["first"] for p in per]),
+               (_median_range([100 * h for h in held]) + " %") if held else "-",
+               _median_range(lowest) if lowest else "-", _median_range(finals), fmt_num(sd)]
+        lines.append("| " + " | ".join(row) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------
 
@@ -739,6 +797,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "reached this value")
     s.add_argument("--out", help="also write the table to this file")
     s.set_defaults(func=cmd_summary)
+
+    st = sub.add_parser("stability", formatter_class=fmt,
+                        help="Markdown table of how learning curves hold up over seeds",
+                        description="One row per --run, from metrics.csv (runs to a fixed budget, "
+                                    "e.g. --target-return 1e9 so that none stops early): seeds "
+                                    "whose mean_return reached --target, the env steps to reach "
+                                    "it, the share of the steps after it at or above it, the "
+                                    "lowest mean_return after it, the mean of mean_return over "
+                                    "the last --tail of the steps and its std over seeds; "
+                                    "median (min..max) over seeds.")
+    st.add_argument("--run", action="append", type=parse_run_spec, required=True,
+                    metavar="LABEL=GLOB", help="as in curves")
+    st.add_argument("--target", type=float, default=475.0, help="mean return to reach")
+    st.add_argument("--tail", type=float, default=0.1,
+                    help="share of the steps at the end whose mean return is reported")
+    st.add_argument("--out", help="also write the table to this file")
+    st.set_defaults(func=cmd_stability)
     return p
 
 

@@ -75,17 +75,19 @@ struct TrainConfig {
   // target network follows every target_update gradient steps: a copy (tau 1) or
   // tau * online + (1 - tau) * target. Epsilon falls linearly from epsilon_start to
   // epsilon_end over epsilon_decay_steps env steps.
-  int64_t buffer_size = 100'000;
+  // The defaults are CleanRL's for CartPole, batched (TrainConfig::defaults sets the rest), but
+  // for the Huber threshold: delta 1 made Q diverge in every seed (EXPERIMENTS.md).
+  int64_t buffer_size = 10'000;
   int32_t batch_size = 128;
   int64_t learning_starts = 10'000;
-  int32_t gradient_steps = 1;
-  int64_t target_update = 500;
+  int32_t gradient_steps = 8;
+  int64_t target_update = 50;
   float tau = 1.0F;
   float epsilon_start = 1.0F;
   float epsilon_end = 0.05F;
   int64_t epsilon_decay_steps = 250'000;
   bool double_dqn = true;
-  float huber_delta = 1.0F;
+  float huber_delta = 100.0F;
 
   // The defaults of an algorithm on a device: its learning rate (the notebook's 1e-3 for
   // REINFORCE and baseline), the plan's batch size, and PPO's large-batch recipe for it.
