@@ -600,7 +600,7 @@ INSTANTIATE_TEST_SUITE_P(Devices, GaussianModelTest, ::testing::ValuesIn(test::d
 TrainConfig continuous(Algorithm a) {
   TrainConfig c = TrainConfig::defaults(a, DevicePlan{});
   c.actions = ActionSpace::kContinuous;
-  c.envs = 16;
+  c.envs = 8;
   c.n_steps = a == Algorithm::kReinforce ? 0 : 8;
   c.seed = 3;
   if (a == Algorithm::kPpo) c.apply_ppo_recipe({"n_steps"});
@@ -619,13 +619,13 @@ TEST_P(ContinuousTrainerTest, EveryPolicyGradientAlgorithmTrainsAndResumesExactl
        {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kA2C, Algorithm::kPpo}) {
     SCOPED_TRACE(to_string(a));
     TrainConfig c = continuous(a);
-    if (a == Algorithm::kReinforce || a == Algorithm::kBaseline) c.env.max_episode_steps = 60;
+    if (a == Algorithm::kReinforce || a == Algorithm::kBaseline) c.env.max_episode_steps = 40;
     Trainer t(*device, c);
-    for (int u = 0; u < 3; ++u) ASSERT_TRUE(t.update().finite);
+    for (int u = 0; u < 2; ++u) ASSERT_TRUE(t.update().finite);
     const auto path = (dir / (to_string(a) + ".bin")).string();
     t.save_checkpoint(path);
     std::vector<double> straight;
-    for (int u = 0; u < 3; ++u) {
+    for (int u = 0; u < 2; ++u) {
       const UpdateRecord r = t.update();
       ASSERT_TRUE(r.finite);
       straight.push_back(r.loss.policy_loss);
@@ -635,7 +635,7 @@ TEST_P(ContinuousTrainerTest, EveryPolicyGradientAlgorithmTrainsAndResumesExactl
     Trainer resumed(*device, c);
     resumed.restore_checkpoint(path);
     std::vector<double> again;
-    for (int u = 0; u < 3; ++u) {
+    for (int u = 0; u < 2; ++u) {
       const UpdateRecord r = resumed.update();
       again.push_back(r.loss.policy_loss);
       again.push_back(r.loss.entropy);
