@@ -499,7 +499,7 @@ TEST_P(GaussianModelTest, LossGradientMatchesFloat64AndTheLogStdVectorTakesNoInp
       SCOPED_TRACE(std::string(arch == Architecture::kSeparate ? "separate" : "actor-critic") +
                    (state_std ? ", state-dependent log-std" : ", learned log-std"));
       const int32_t d = 2;
-      const ModelConfig config = test::small(arch).gaussian(d, state_std, -0.4f);
+      const ModelConfig config = test::small(arch).with_gaussian_head(d, state_std, -0.4f);
       ModelOptions o;
       o.seed = 4;
       o.chunk_rows = 5;
@@ -564,7 +564,7 @@ TEST_P(GaussianModelTest, LossGradientMatchesFloat64AndTheLogStdVectorTakesNoInp
 // Acting samples the Gaussian of the network's outputs, as the element function does.
 TEST_P(GaussianModelTest, ActContinuousSamplesTheHead) {
   BP_DEVICE_OR_SKIP(device, GetParam());
-  const ModelConfig config = ModelConfig::actor_critic(4, 2, 8).gaussian(1, false, -0.5f);
+  const ModelConfig config = ModelConfig::actor_critic(4, 2, 8).with_gaussian_head(1, false, -0.5f);
   ModelOptions o;
   o.seed = 6;
   PolicyValueModel model(*device, config, o);

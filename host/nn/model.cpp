@@ -102,8 +102,9 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     const int64_t in = policy.config().sizes[static_cast<std::size_t>(last)];
     float* prm = params_.data() + policy_offset_;
     ops_->fill(prm + policy.bias_offset(last) + d, d, config_.log_std_init);
-    if (!config_.state_dependent_std)
+    if (!config_.state_dependent_std) {
       ops_->fill(prm + policy.weight_offset(last) + d * in, d * in, 0.0f);
+    }
   }
 
   if (config_.has_trunk() || !config_.has_value()) {

@@ -44,7 +44,7 @@ ModelConfig ModelConfig::q_network(int32_t obs_dim, int32_t num_actions, int32_t
   return c;
 }
 
-ModelConfig ModelConfig::gaussian(int32_t action_dim, bool state_std, float log_std0) const {
+ModelConfig ModelConfig::with_gaussian_head(int32_t action_dim, bool state_std, float log_std0) const {
   ModelConfig c = *this;
   c.head = PolicyHead::kGaussian;
   c.num_actions = action_dim;

@@ -13,7 +13,7 @@ void Learner::restore_state(const std::vector<unsigned char>& bytes) {
 
 ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c) {
   if (c.actions == ActionSpace::kDiscrete) return config;
-  return config.gaussian(1, c.state_dependent_std, c.log_std_init);
+  return config.with_gaussian_head(1, c.state_dependent_std, c.log_std_init);
 }
 
 void set_actions(RolloutView& view, Rollout& rollout) {

@@ -45,7 +45,8 @@ struct ModelConfig {
   // DQN's Q-network: obs-h-h-actions.
   static ModelConfig q_network(int32_t obs_dim = 4, int32_t num_actions = 2, int32_t hidden = 64);
   // This configuration with the Gaussian head over `action_dim` dimensions.
-  [[nodiscard]] ModelConfig gaussian(int32_t action_dim, bool state_std, float log_std0) const;
+  [[nodiscard]] ModelConfig with_gaussian_head(int32_t action_dim, bool state_std,
+                                               float log_std0) const;
 
   void validate() const;  // throws Error(kInvalidArgument)
   [[nodiscard]] bool has_trunk() const { return architecture == Architecture::kActorCritic; }
