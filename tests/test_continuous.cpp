@@ -651,7 +651,7 @@ INSTANTIATE_TEST_SUITE_P(Devices, ContinuousTrainerTest, ::testing::ValuesIn(tes
 // PPO with the Gaussian head learns continuous CartPole on the CPU: a mean return of 475 within
 // a CI-sized budget (EXPERIMENTS.md has the full runs).
 TEST(ContinuousTrainer, PpoLearnsContinuousCartPoleOnTheCpu) {
-  auto cpu = test::device_or_skip("cpu");
+  auto cpu = test::device_or_skip("cpu", 1);  // ctest runs other tests beside this one
   TrainConfig c = TrainConfig::defaults(Algorithm::kPpo, cpu->plan());
   c.actions = ActionSpace::kContinuous;
   c.seed = 1;
