@@ -5,8 +5,10 @@
 //
 // The payload holds, in order: the configuration (JSON text), the caller's extra JSON, the
 // parameters (every agent's), each optimiser's step count and moments (per agent), the
-// environments' seeds (one per agent), step counter and full state, and per agent the
-// trainer's counters, its active flag and its recent-episode window. Integers and floats are
+// environments' seeds (one per agent), step counter and full state, per agent the trainer's
+// counters, its active flag and its recent-episode window, and, for a learner with state of its
+// own (DQN: its target network and replay buffer), that state as one byte vector per agent at
+// the end (absent for the others). Integers and floats are
 // little-endian, as on every machine this runs on (x86-64, and the GPU hosts).
 #include <unistd.h>
 
@@ -89,6 +91,7 @@ class Reader {
     const auto v = vec<char>();
     return {v.begin(), v.end()};
   }
+  [[nodiscard]] bool at_end() const { return pos_ == n_; }
 
  private:
   void need(std::size_t k) const {
@@ -177,6 +180,7 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& extra_
     w.pod<uint8_t>(a.active ? 1 : 0);
     w.vec(std::vector<EpisodeTally>(a.recent.entries().begin(), a.recent.entries().end()));
   }
+  for (const std::vector<unsigned char>& own : learner_state()) w.vec(own);
 
   Writer file;
   file.raw(kMagic, sizeof(kMagic));
@@ -255,6 +259,13 @@ void Trainer::restore_checkpoint(const std::string& path) {
     const auto recent = r.vec<EpisodeTally>();
     a.recent.restore(std::deque<EpisodeTally>(recent.begin(), recent.end()));
   }
+  std::vector<std::vector<unsigned char>> own_state;
+  if (!r.at_end()) {
+    for (int64_t k = 0; k < k_agents; ++k) own_state.push_back(r.vec<unsigned char>());
+  }
+  BP_CHECK_ARG(r.at_end(), "checkpoint " << path << " has trailing bytes");
+  // The learner checks its state before it takes it; the trainer changes nothing until then.
+  restore_learner_state(own_state);
 
   // Everything read and checked: only now change the trainer.
   model_->set_parameters(params);

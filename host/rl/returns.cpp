@@ -13,6 +13,25 @@ std::vector<int64_t> LearnContext::agent_rows() const {
   return rows;
 }
 
+void Learner::restore_state(const std::vector<std::vector<unsigned char>>& agents) {
+  BP_CHECK_ARG(agents.empty(), "the checkpoint holds learner state (of "
+                                   << agents.size()
+                                   << " agents) that this algorithm does not have");
+}
+
+ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c) {
+  if (c.actions == ActionSpace::kDiscrete) return config;
+  return config.with_gaussian_head(1, c.state_dependent_std, c.log_std_init);
+}
+
+void set_actions(RolloutView& view, Rollout& rollout) {
+  if (rollout.spec.continuous) {
+    view.continuous_actions = rollout.continuous_actions.data();
+  } else {
+    view.actions = rollout.actions.data();
+  }
+}
+
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value) {
   Rollout& r = ctx.rollout;

@@ -43,6 +43,8 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
       return make_baseline(config);
     case Algorithm::kPpo:
       return make_ppo(config);
+    case Algorithm::kDqn:
+      return make_dqn(config);
     case Algorithm::kA2C:
     default:
       return make_a2c(config);
@@ -72,7 +74,7 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
       plan.shards, c.agents, plan.batch_agents);
   return VecEnv::bytes_required(c.envs * c.agents, c.precision) +
          rows * Rollout::bytes_per_row(spec) + static_cast<std::size_t>(c.envs) * agents * 8 +
-         m.total() + record_bytes(c, plan);
+         m.total() + record_bytes(c, plan) + learner->bytes_required(device, c.envs, c.agents);
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
@@ -106,6 +108,7 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
   options.agents = k_agents;
   if (k_agents > 1) options.seeds = seeds;
   model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(), options);
+  learner_->attach(device, *model_);
   const RolloutSpec spec = learner_->rollout_spec();
   rollout_ = std::make_unique<Rollout>(device, spec, config_.envs, k_agents);
   if (k_agents > 1) {
@@ -144,6 +147,14 @@ void Trainer::set_active(int64_t agent, bool active) {
   apply_active();
 }
 
+std::vector<std::vector<unsigned char>> Trainer::learner_state() const {
+  return learner_->save_state();
+}
+
+void Trainer::restore_learner_state(const std::vector<std::vector<unsigned char>>& agents) {
+  learner_->restore_state(agents);
+}
+
 UpdateRecord Trainer::update() {
   BP_CHECK_ARG(agents() == 1, "update: a population of " << agents()
                                                          << " agents updates with update_agents");
@@ -173,8 +184,13 @@ std::vector<UpdateRecord> Trainer::update_agents() {
     }
   }
   std::vector<uint64_t> act_steps;
-  for (const AgentProgress& a : agents_) act_steps.push_back(a.act_steps);
-  const std::vector<int64_t> steps = r.collect(*env_, *model_, act_steps, active, reuse_);
+  std::vector<int64_t> env_steps;
+  for (const AgentProgress& a : agents_) {
+    act_steps.push_back(a.act_steps);
+    env_steps.push_back(a.env_steps);
+  }
+  const std::vector<int64_t> steps =
+      r.collect(*env_, *model_, act_steps, active, reuse_, env_steps);
   for (int64_t k = 0; k < k_agents; ++k) agents_[k].act_steps = act_steps[k];
   const int64_t t_max = *std::max_element(steps.begin(), steps.end());
   const int64_t stride = r.agent_stride();

@@ -144,6 +144,10 @@ class Trainer {
 
  private:
   void apply_active();  // the agents' flags to the model and the environments
+  // The learner's own state for checkpoints, one byte vector per agent (empty: none;
+  // Learner::save_state, restore_state).
+  [[nodiscard]] std::vector<std::vector<unsigned char>> learner_state() const;
+  void restore_learner_state(const std::vector<std::vector<unsigned char>>& agents);
 
   Device* device_;
   TrainConfig config_;
