@@ -4,6 +4,7 @@
 #include <chrono>
 #include <vector>
 
+#include "batchpole/core/checked.hpp"
 #include "batchpole/core/stats.hpp"
 #include "batchpole/device/buffer.hpp"
 
@@ -154,7 +155,7 @@ std::size_t nn_bench_bytes(const Device& device, int64_t batch) {
           .total();
   // Inputs (obs, weights, targets, values, actions) twice: the model's and the reference's.
   const auto per_sample = static_cast<std::size_t>(8 * sizeof(float));
-  return 2 * (model + static_cast<std::size_t>(batch) * per_sample);
+  return checked_mul(2, checked_add(model, checked_mul(checked_size(batch), per_sample)));
 }
 
 NnBenchResult bench_nn(Device& device, int64_t batch, int repeats) {
@@ -163,7 +164,7 @@ NnBenchResult bench_nn(Device& device, int64_t batch, int repeats) {
   BP_CHECK_ARG(repeats >= 1, "bench_nn: repeats must be at least 1, got " << repeats);
   const std::size_t need = nn_bench_bytes(device, batch);
   BP_REQUIRE(need <= device.available_memory(), kOutOfMemory,
-             "a batch of " << batch << " needs about " << need << " bytes on "
+             "a batch of " << batch << " needs about " << bytes_text(need) << " on "
                            << device.description() << ", more than the "
                            << device.available_memory() << " available (a smaller --batch)");
   const ModelConfig config = ModelConfig::actor_critic();

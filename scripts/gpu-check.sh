@@ -75,7 +75,7 @@ pack() {
 run_tests() {
   "$bundle/bin/batchpole_tests" --gtest_output="json:$out/tests.json" >"$out/tests.full.log" 2>&1
   local rc=$?
-  grep -E '^\[  (PASSED|FAILED) +\]|Failure|SKIPPED' "$out/tests.full.log" | head -80
+  grep -m 80 -E '^\[  (PASSED|FAILED) +\]|Failure|SKIPPED' "$out/tests.full.log"
   if grep -q '^\[  SKIPPED \]' "$out/tests.full.log"; then
     echo "skipped tests count as failures here"; return 1
   fi

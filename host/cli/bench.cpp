@@ -3,14 +3,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <vector>
 
 #include "batchpole/core/stats.hpp"
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/rl/trainer.hpp"
+#include "cli_fields.hpp"
 #include "commands.hpp"
 #include "nn_bench.hpp"
 
@@ -18,10 +19,16 @@ namespace batchpole::cli {
 
 namespace {
 
+// Sizes, counts and seeds come through field tables (env_fields() and the like below), which
+// check every number as train's flags are checked. A default of 0 where the range starts at 1
+// stands for the device's or the mode's own.
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxRepeats = 1'000'000;
+
 struct EnvBenchOptions {
   std::string device = "auto";
-  std::optional<int64_t> envs;   // default: 65536 on the CPU, 4M on the GPU
-  std::optional<int32_t> steps;  // default: 1000 fused, 200 in step mode
+  int64_t envs = 0;   // 0: 65536 on the CPU, 4M on the GPU
+  int32_t steps = 0;  // 0: 1000 fused, 200 in step mode
   std::string precision = "f32";
   std::string mode = "fused";
   int repeats = 5;
@@ -30,18 +37,27 @@ struct EnvBenchOptions {
   bool json = false;
 };
 
+std::vector<Field<EnvBenchOptions>> env_fields() {
+  using O = EnvBenchOptions;
+  return {
+      int_field<O>("envs", "Number of environments (default 65536 CPU, 4194304 GPU)", 1, kInt32Max,
+                   &O::envs),
+      int_field<O>("steps", "Steps per timed repeat (default 1000 fused, 200 step)", 1, kInt32Max,
+                   &O::steps),
+      int_field<O>("repeats", "Timed repeats; the median is reported", 1, kMaxRepeats, &O::repeats),
+      threads_field<O>("CPU threads (0 = all)", &O::threads),
+      seed_field<O>("Seed of resets and random actions", &O::seed)};
+}
+
 void run_env_bench(const EnvBenchOptions& o) {
-  BP_CHECK_ARG(o.envs.value_or(1) > 0, "--envs must be positive, got " << *o.envs);
-  BP_CHECK_ARG(o.steps.value_or(1) > 0, "--steps must be positive, got " << *o.steps);
-  BP_CHECK_ARG(o.repeats >= 1, "--repeats must be at least 1, got " << o.repeats);
   BP_CHECK_ARG(o.mode == "fused" || o.mode == "step",
                "--mode must be fused or step, got '" << o.mode << "'");
   DeviceOptions bo;
   bo.device = DeviceRequest::parse(o.device);
   bo.threads = o.threads;
   const auto device = make_device(bo);
-  const int64_t envs = o.envs.value_or(device->plan().bench_env_envs);
-  const int32_t steps = o.steps.value_or(o.mode == "fused" ? 1000 : 200);
+  const int64_t envs = o.envs > 0 ? o.envs : device->plan().bench_env_envs;
+  const int32_t steps = o.steps > 0 ? o.steps : (o.mode == "fused" ? 1000 : 200);
   const Precision precision = parse_precision(o.precision);
 
   VecEnv env(*device, envs, CartPoleParams{}, precision);
@@ -100,10 +116,24 @@ struct TrainBenchOptions {
   bool json = false;
 };
 
+std::vector<Field<TrainBenchOptions>> train_fields() {
+  using O = TrainBenchOptions;
+  return {
+      int_field<O>("envs", "Environments of each agent (default 4096 CPU, 1048576 GPU)", 1,
+                   kInt32Max, &O::envs),
+      int_field<O>("agents", "Agents trained at once, as one batch (a population)", 1, 65535,
+                   &O::agents),
+      int_field<O>("n_steps", "Rollout length (0: the algorithm's default)", 0, 1'000'000, &O::n_steps),
+      int_field<O>("updates", "Timed updates; the median rate is reported", 1, kMaxRepeats,
+                   &O::updates),
+      threads_field<O>("CPU threads (0 = all)", &O::threads),
+      int_field<O>("chunk_rows", "Rows per network pass (0 = the device's default)", 0,
+                   (int64_t{1} << 31) / 256, &O::chunk_rows)};
+}
+
 // End-to-end training throughput: environment steps per second over whole updates (rollout,
 // returns, forward and backward, Adam), after one warm-up update.
 void run_train_bench(const TrainBenchOptions& o) {
-  BP_CHECK_ARG(o.updates >= 1, "--updates must be at least 1, got " << o.updates);
   DeviceOptions bo;
   bo.device = DeviceRequest::parse(o.device);
   bo.threads = o.threads;
@@ -170,7 +200,7 @@ void run_train_bench(const TrainBenchOptions& o) {
 
 struct NnBenchOptions {
   std::string device = "auto";
-  std::optional<int64_t> batch;  // default: 65536 CPU, 1M GPU
+  int64_t batch = 0;  // 0: 65536 CPU, 1M GPU
   int repeats = 5;
   int threads = 0;
   bool json = false;
@@ -178,13 +208,21 @@ struct NnBenchOptions {
 
 // The actor-critic's forward and forward+backward over a batch, beside the sgemm rate of the
 // same BLAS calls alone.
+std::vector<Field<NnBenchOptions>> nn_fields() {
+  using O = NnBenchOptions;
+  return {
+      int_field<O>("batch", "Samples per pass (default 65536 CPU, 1048576 GPU)", 1,
+                   int64_t{1} << 31, &O::batch),
+      int_field<O>("repeats", "Timed repeats; medians are reported", 1, kMaxRepeats, &O::repeats),
+      threads_field<O>("CPU threads (0 = all)", &O::threads)};
+}
+
 void run_nn_bench(const NnBenchOptions& o) {
-  BP_CHECK_ARG(o.batch.value_or(1) > 0, "--batch must be positive, got " << *o.batch);
   DeviceOptions bo;
   bo.device = DeviceRequest::parse(o.device);
   bo.threads = o.threads;
   const auto device = make_device(bo);
-  const int64_t batch = o.batch.value_or(device->plan().bench_nn_batch);
+  const int64_t batch = o.batch > 0 ? o.batch : device->plan().bench_nn_batch;
   const NnBenchResult r = bench_nn(*device, batch, o.repeats);
   if (o.json) {
     const nlohmann::json j = {{"benchmark", "nn"},
@@ -217,20 +255,20 @@ void run_nn_bench(const NnBenchOptions& o) {
 
 void add_bench_commands(CLI::App& bench) {
   auto nn = std::make_shared<NnBenchOptions>();
+  auto nn_flags = std::make_shared<FlagTexts>();
   auto* nc = bench.add_subcommand("nn", "Actor-critic forward and backward: samples per second");
   nc->add_option("--device", nn->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
-  nc->add_option("--batch", nn->batch, "Samples per pass (default 65536 CPU, 1048576 GPU)");
-  nc->add_option("--repeats", nn->repeats, "Timed repeats; medians are reported")
-      ->capture_default_str();
-  nc->add_option("--threads", nn->threads, "CPU threads (0 = all, at most 1024)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
+  add_field_flags(*nc, nn_fields(), *nn_flags, nn.get());
   nc->add_flag("--json", nn->json, "Print JSON (key samples_per_s: forward + backward)");
-  nc->callback([nn] { run_nn_bench(*nn); });
+  nc->callback([nn, nn_flags, nc] {
+    assign_field_flags(*nc, nn_fields(), *nn_flags, *nn);
+    run_nn_bench(*nn);
+  });
 
   auto t = std::make_shared<TrainBenchOptions>();
+  auto t_flags = std::make_shared<FlagTexts>();
   auto* tc = bench.add_subcommand("train", "End-to-end training: env steps per second");
   tc->add_option("--device", t->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
@@ -241,32 +279,21 @@ void add_bench_commands(CLI::App& bench) {
   tc->add_option("--actions", t->actions, "discrete, or continuous (the Gaussian policy head)")
       ->check(CLI::IsMember({"discrete", "continuous"}))
       ->capture_default_str();
-  tc->add_option("--envs", t->envs, "Environments of each agent (default 4096 CPU, 1048576 GPU)");
-  tc->add_option("--agents", t->agents, "Agents trained at once, as one batch (a population)")
-      ->check(CLI::Range(1, 65535))
-      ->capture_default_str();
-  tc->add_option("--n-steps", t->n_steps, "Rollout length (0: the algorithm's default)")
-      ->capture_default_str();
-  tc->add_option("--updates", t->updates, "Timed updates; the median rate is reported")
-      ->capture_default_str();
-  tc->add_option("--threads", t->threads, "CPU threads (0 = all, at most 1024)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  tc->add_option("--chunk-rows", t->chunk_rows, "Rows per network pass (0 = the device's default)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  add_field_flags(*tc, train_fields(), *t_flags, t.get());
   tc->add_flag("--json", t->json,
                "Print JSON (keys env_steps_per_s, stream_ops_per_update, host_syncs_per_update)");
-  tc->callback([t] { run_train_bench(*t); });
+  tc->callback([t, t_flags, tc] {
+    assign_field_flags(*tc, train_fields(), *t_flags, *t);
+    run_train_bench(*t);
+  });
 
   auto o = std::make_shared<EnvBenchOptions>();
+  auto o_flags = std::make_shared<FlagTexts>();
   auto* cmd = bench.add_subcommand(
       "env", "Environment steps per second with random actions and auto-reset");
   cmd->add_option("--device", o->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
-  cmd->add_option("--envs", o->envs, "Number of environments (default 65536 CPU, 4194304 GPU)");
-  cmd->add_option("--steps", o->steps, "Steps per timed repeat (default 1000 fused, 200 step)");
   cmd->add_option("--precision", o->precision, "Physics precision: f32 or f64")
       ->check(CLI::IsMember({"f32", "f64"}))
       ->capture_default_str();
@@ -274,14 +301,12 @@ void add_bench_commands(CLI::App& bench) {
                   "fused: many steps per launch, state in registers; step: one launch per step")
       ->check(CLI::IsMember({"fused", "step"}))
       ->capture_default_str();
-  cmd->add_option("--repeats", o->repeats, "Timed repeats; the median is reported")
-      ->capture_default_str();
-  cmd->add_option("--threads", o->threads, "CPU threads (0 = all, at most 1024)")
-      ->check(CLI::Range(0, 1024))
-      ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of resets and random actions")->capture_default_str();
+  add_field_flags(*cmd, env_fields(), *o_flags, o.get());
   cmd->add_flag("--json", o->json, "Print JSON (key env_steps_per_s)");
-  cmd->callback([o] { run_env_bench(*o); });
+  cmd->callback([o, o_flags, cmd] {
+    assign_field_flags(*cmd, env_fields(), *o_flags, *o);
+    run_env_bench(*o);
+  });
 }
 
 }  // namespace batchpole::cli

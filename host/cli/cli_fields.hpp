@@ -30,7 +30,13 @@ void add_field_flags(CLI::App& cmd, const std::vector<Field<S>>& table, FlagText
     if (f.json_only || std::find(skip.begin(), skip.end(), f.key) != skip.end()) continue;
     std::string help = f.help;
     if (defaults != nullptr && !f.input_only && f.kind != FieldKind::kText) {
-      help += " (default " + to_string(f.get(*defaults)) + ")";
+      // A default outside the field's range stands for "the device's own" (the help says so).
+      const FieldValue d = f.get(*defaults);
+      try {
+        f.check(d);
+        help += " (default " + to_string(d) + ")";
+      } catch (const Error&) {
+      }
     }
     if (f.kind == FieldKind::kBool) {
       std::string name = f.negated_flag.empty() ? f.flag() : f.negated_flag;
@@ -57,6 +63,44 @@ void take_field_flags(const CLI::App& cmd, const std::vector<Field<S>>& table,
     if (it == flags.text.end() || cmd.count(f.flag()) == 0) continue;
     keys[f.key] = f.parse(it->second);
   }
+}
+
+// The given flags of `table` parsed, checked by their fields and written into s.
+template <class S>
+void assign_field_flags(const CLI::App& cmd, const std::vector<Field<S>>& table,
+                        const FlagTexts& flags, S& s) {
+  RunKeys keys;
+  take_field_flags(cmd, table, flags, keys);
+  for (const auto& [key, value] : keys) find_field(table, key)->assign(s, value);
+}
+
+// Fields of a command's own options (bench, eval, compare), so that every number a flag takes is
+// checked by a field, as train's are: an integer member in [lo, hi], or a seed.
+template <class S, class T>
+Field<S> int_field(std::string key, std::string help, int64_t lo, int64_t hi, T S::*member) {
+  Field<S> f;
+  f.key = std::move(key);
+  f.kind = FieldKind::kInt;
+  f.help = std::move(help);
+  f.int_min = lo;
+  f.int_max = hi;
+  f.get = [member](const S& s) { return FieldValue(static_cast<int64_t>(s.*member)); };
+  f.set = [member](S& s, const FieldValue& v) { s.*member = static_cast<T>(field_int(v)); };
+  return f;
+}
+template <class S>
+Field<S> seed_field(std::string help, uint64_t S::*member) {
+  Field<S> f;
+  f.key = "seed";
+  f.kind = FieldKind::kUInt;
+  f.help = std::move(help);
+  f.get = [member](const S& s) { return FieldValue(s.*member); };
+  f.set = [member](S& s, const FieldValue& v) { s.*member = field_uint(v); };
+  return f;
+}
+template <class S>
+Field<S> threads_field(std::string help, int S::*member) {
+  return int_field<S>("threads", std::move(help), 0, kMaxCpuThreads, member);
 }
 
 }  // namespace batchpole::cli

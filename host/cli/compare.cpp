@@ -8,12 +8,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "batchpole/run/parity.hpp"
+#include "cli_fields.hpp"
 #include "commands.hpp"
 
 namespace batchpole::cli {
@@ -187,9 +189,6 @@ void print_training(const std::vector<TrainingComparison>& runs, const std::stri
 }
 
 int run_compare(const CompareOptions& o) {
-  BP_CHECK_ARG(o.envs > 0, "--envs must be positive, got " << o.envs);
-  BP_CHECK_ARG(o.steps > 0, "--steps must be positive, got " << o.steps);
-  BP_CHECK_ARG(o.threads >= 0, "--threads must be >= 0 (0 = all), got " << o.threads);
   if (!o.metrics_out.empty()) {
     std::error_code ec;
     fs::create_directories(o.metrics_out, ec);
@@ -285,6 +284,18 @@ int run_compare(const CompareOptions& o) {
   return code;
 }
 
+std::vector<Field<CompareOptions>> compare_fields() {
+  using O = CompareOptions;
+  return {int_field<O>("envs", "Environments of the parity run", 1,
+                       std::numeric_limits<int32_t>::max(), &O::envs),
+          int_field<O>("steps", "Steps of the parity run", 1, std::numeric_limits<int32_t>::max(),
+                       &O::steps),
+          seed_field<O>("Seed of environments, networks and training", &O::seed),
+          threads_field<O>(
+              "CPU threads of the CPU side (without a GPU: of the multi-threaded side); 0 = all",
+              &O::threads)};
+}
+
 }  // namespace
 
 void add_compare_command(CLI::App& app) {
@@ -297,19 +308,14 @@ void add_compare_command(CLI::App& app) {
       "Exit status: 0 when the environments agree bit for bit and the network differences are "
       "within tolerance, 1 when not. Without a GPU, a 1-thread CPU device is compared with a "
       "--threads one instead and the exit status is 3 when every check holds.");
-  cmd->add_option("--envs", o->envs, "Environments of the parity run")->capture_default_str();
-  cmd->add_option("--steps", o->steps, "Steps of the parity run")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of environments, networks and training")
-      ->capture_default_str();
-  cmd->add_option(
-         "--threads", o->threads,
-         "CPU threads of the CPU side (without a GPU: of the multi-threaded side); 0 = all")
-      ->capture_default_str();
+  auto numbers = std::make_shared<FlagTexts>();
+  add_field_flags(*cmd, compare_fields(), *numbers, o.get());
   cmd->add_flag("--json", o->json, "Print JSON (keys env_parity, network_within_tolerance)");
   cmd->add_option("--metrics-out", o->metrics_out,
                   "Directory for per-update CSVs of both sides (compare_ALGO_SIDE.csv)");
   cmd->add_flag("--skip-training", o->skip_training, "Leave out the short training runs");
-  cmd->callback([o] {
+  cmd->callback([o, numbers, cmd] {
+    assign_field_flags(*cmd, compare_fields(), *numbers, *o);
     const int code = run_compare(*o);
     if (code != 0) throw CLI::RuntimeError(code);
   });

@@ -2,9 +2,11 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "batchpole/run/evaluate.hpp"
+#include "cli_fields.hpp"
 #include "commands.hpp"
 
 namespace batchpole::cli {
@@ -17,7 +19,25 @@ struct EvalFlags {
   std::string device = "auto";
   int threads = 0;
   bool json = false;
+  FlagTexts numbers;  // the flags of eval_fields()
 };
+
+std::vector<Field<EvalFlags>> eval_fields() {
+  std::vector<Field<EvalFlags>> t;
+  auto episodes =
+      int_field<EvalOptions>("episodes", "Episodes (played in parallel)", 1,
+                             std::numeric_limits<int32_t>::max(), &EvalOptions::episodes);
+  auto seed = seed_field<EvalOptions>("Seed of start states and sampling", &EvalOptions::seed);
+  for (const auto& f : {episodes, seed}) {
+    Field<EvalFlags> g;
+    static_cast<FieldSpec&>(g) = f;
+    g.get = [f](const EvalFlags& e) { return f.get(e.options); };
+    g.set = [f](EvalFlags& e, const FieldValue& v) { f.set(e.options, v); };
+    t.push_back(g);
+  }
+  t.push_back(threads_field<EvalFlags>("CPU threads (0 = all)", &EvalFlags::threads));
+  return t;
+}
 
 void run_eval_command(const EvalFlags& f) {
   std::error_code ec;
@@ -53,8 +73,6 @@ void add_eval_command(CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
   auto* ev = app.add_subcommand("eval", "Evaluate a checkpoint: returns over whole episodes");
   ev->add_option("--checkpoint", f->checkpoint, "checkpoint.bin of a training run")->required();
-  ev->add_option("--episodes", f->options.episodes, "Episodes (played in parallel)")
-      ->capture_default_str();
   ev->add_option("--device", f->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
@@ -62,11 +80,12 @@ void add_eval_command(CLI::App& app) {
                  "A population's checkpoint: the agent to evaluate (its index in the run's group)")
       ->capture_default_str();
   ev->add_flag("--greedy", f->options.greedy, "Take the most probable action instead of sampling");
-  ev->add_option("--seed", f->options.seed, "Seed of start states and sampling")
-      ->capture_default_str();
-  ev->add_option("--threads", f->threads, "CPU threads (0 = all)")->check(CLI::Range(0, 1024));
+  add_field_flags(*ev, eval_fields(), f->numbers, f.get());
   ev->add_flag("--json", f->json, "Print JSON (key mean_return)");
-  ev->callback([f] { run_eval_command(*f); });
+  ev->callback([f, ev] {
+    assign_field_flags(*ev, eval_fields(), f->numbers, *f);
+    run_eval_command(*f);
+  });
 }
 
 }  // namespace batchpole::cli

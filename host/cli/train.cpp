@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -26,9 +28,21 @@ struct TrainFlags {
   std::vector<std::string> sweep;  // --sweep, repeatable
 };
 
+// A configuration file is a few hundred bytes; this much is a mistake (or /dev/zero), refused
+// before it is read.
+constexpr std::uintmax_t kMaxConfigBytes = std::uintmax_t{1} << 20;
+
 std::string read_text(const std::string& path, const char* what) {
+  namespace fs = std::filesystem;
   std::error_code ec;
-  BP_CHECK_ARG(!std::filesystem::is_directory(path, ec), what << " " << path << " is a directory");
+  const fs::file_status status = fs::status(path, ec);
+  BP_CHECK_ARG(!fs::is_directory(status), what << " " << path << " is a directory");
+  BP_CHECK_ARG(!ec && fs::is_regular_file(status),
+               what << " " << path << " is not a file" << (ec ? ": " + ec.message() : ""));
+  const std::uintmax_t size = fs::file_size(path, ec);
+  BP_CHECK_ARG(!ec && size <= kMaxConfigBytes, what << " " << path << " holds " << size
+                                                    << " bytes; a configuration holds at most "
+                                                    << kMaxConfigBytes);
   std::ifstream in(path);
   BP_CHECK_ARG(in.good(), what << ": cannot read " << path);
   std::ostringstream os;

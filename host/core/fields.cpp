@@ -29,6 +29,31 @@ bool is_real(const FieldValue& v) {
   return std::holds_alternative<float>(v) || std::holds_alternative<double>(v);
 }
 
+// Decimal notation as JSON writes numbers, with an optional '+' and a bare '.5' or '5.' allowed:
+// strtod alone would also take hexadecimal (0x10), "inf", "nan" and leading blanks, which a
+// --config file cannot hold, and a flag must mean what the same key means.
+bool is_decimal(const std::string& t) {
+  std::size_t i = 0;
+  const auto digits = [&] {
+    const std::size_t from = i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+    return i - from;
+  };
+  if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+  std::size_t mantissa = digits();
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    mantissa += digits();
+  }
+  if (mantissa == 0) return false;
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+    if (digits() == 0) return false;
+  }
+  return i == t.size();
+}
+
 std::string quoted(const FieldValue& v) {
   return std::holds_alternative<std::string>(v) ? "'" + std::get<std::string>(v) + "'"
                                                 : to_string(v);
@@ -137,9 +162,21 @@ FieldValue FieldSpec::parse(const std::string& text) const {
     BP_CHECK_ARG(false, flag() << " must be " << describe_range() << ", got '" << text << "'");
     return {};
   };
+  // The field's check, with the message naming the flag as it was given.
+  const auto checked = [&](const FieldValue& v) -> FieldValue {
+    try {
+      check(v);
+    } catch (const Error&) {
+      return bad();
+    }
+    return v;
+  };
   const char* begin = text.c_str();
   char* end = nullptr;
   errno = 0;
+  const bool number = kind == FieldKind::kInt || kind == FieldKind::kUInt ||
+                      kind == FieldKind::kFloat || kind == FieldKind::kDouble;
+  if (number && !is_decimal(text)) return bad();
   switch (kind) {
     case FieldKind::kInt:
     case FieldKind::kUInt: {
@@ -158,15 +195,13 @@ FieldValue FieldSpec::parse(const std::string& text) const {
         if (text.empty() || errno != 0 || *end != '\0') return bad();
         v = d;
       }
-      check(v);
-      return v;
+      return checked(v);
     }
     case FieldKind::kFloat:
     case FieldKind::kDouble: {
       const double d = std::strtod(begin, &end);
       if (text.empty() || *end != '\0' || (errno != 0 && !std::isfinite(d))) return bad();
-      FieldValue v = d;
-      check(v);
+      const FieldValue v = checked(d);
       if (kind == FieldKind::kFloat) return static_cast<float>(d);
       return v;
     }
@@ -177,9 +212,7 @@ FieldValue FieldSpec::parse(const std::string& text) const {
     }
     case FieldKind::kChoice:
     case FieldKind::kText: {
-      FieldValue v = text;
-      check(v);
-      return v;
+      return checked(text);
     }
   }
   return bad();

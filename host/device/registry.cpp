@@ -24,8 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr const char* kPluginFile = "libbatchpole_cuda.so";
-// More CPU threads than this is a mistake, not a machine (OpenMP fails to start them).
-constexpr int kMaxThreads = 1024;
 
 #ifdef BATCHPOLE_WITH_CUDA
 constexpr bool kBuiltWithCuda = true;
@@ -140,8 +138,9 @@ std::string cuda_device_name(int index) {
 }
 
 std::unique_ptr<Device> make_device(const DeviceOptions& options) {
-  BP_CHECK_ARG(options.threads >= 0 && options.threads <= kMaxThreads,
-               "threads must be in [0, " << kMaxThreads << "] (0 = all), got " << options.threads);
+  BP_CHECK_ARG(
+      options.threads >= 0 && options.threads <= kMaxCpuThreads,
+      "threads must be in [0, " << kMaxCpuThreads << "] (0 = all), got " << options.threads);
   if (options.plan) {
     const DevicePlan& p = *options.plan;
     BP_CHECK_ARG(p.chunk_rows >= 1 && p.shards >= 1 && p.shards <= 4096 && p.train_envs >= 1 &&

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "batchpole/core/checked.hpp"
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/env/env_ops.hpp"
 
@@ -226,7 +227,7 @@ struct TypedImpl final : VecEnv::Impl {
 std::size_t VecEnv::bytes_required(int64_t num_envs, Precision precision) {
   const std::size_t per_env =
       precision == Precision::kF32 ? bytes_per_env<float>() : bytes_per_env<double>();
-  return static_cast<std::size_t>(num_envs) * per_env;
+  return checked_mul(checked_size(num_envs), per_env);
 }
 
 VecEnv::VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params, Precision precision,
@@ -234,6 +235,12 @@ VecEnv::VecEnv(Device& device, int64_t num_envs, const CartPoleParams& params, P
   BP_CHECK_ARG(num_envs > 0, "the number of environments must be positive, got " << num_envs);
   BP_CHECK_ARG(num_envs <= kMaxEnvs, "at most " << kMaxEnvs << " environments, got " << num_envs);
   params.validate();
+  // All at once, before the first buffer: one by one, the buffers that fit would be allocated
+  // (and, under AddressSanitizer, poisoned: tens of seconds for gigabytes) before one is refused.
+  const std::size_t need = bytes_required(num_envs, precision);
+  BP_REQUIRE(need <= device.available_memory(), kOutOfMemory,
+             num_envs << " environments need " << bytes_text(need) << " on " << device.description()
+                      << ", more than the " << device.available_memory() << " bytes available");
   if (precision == Precision::kF32) {
     impl_ = std::make_unique<TypedImpl<float>>(device, num_envs, params, autoreset);
   } else {

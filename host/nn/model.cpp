@@ -27,7 +27,7 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   const auto p = static_cast<std::size_t>(config.parameter_count());
   const auto k = static_cast<std::size_t>(agents);
   r.parameters = k * (2 * p + kStatSlots + 1) * sizeof(float);
-  const std::size_t groups = config.has_trunk() || !config.has_value() ? 1 : 2;
+  const std::size_t groups = config.optimizer_sizes().size();
   r.optimizer = k * (2 * p + groups) * sizeof(float);
   r.workspace = batched ? Workspace::bytes(config, chunk_rows)
                         : static_cast<std::size_t>(workers) * Workspace::bytes(config, chunk_rows) +

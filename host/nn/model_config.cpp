@@ -104,4 +104,9 @@ int64_t ModelConfig::parameter_count() const {
          (has_value() ? value_config().parameter_count() : 0);
 }
 
+std::vector<int64_t> ModelConfig::optimizer_sizes() const {
+  if (has_trunk() || !has_value()) return {parameter_count()};
+  return {policy_config().parameter_count(), value_config().parameter_count()};
+}
+
 }  // namespace batchpole

@@ -20,9 +20,11 @@
 // stores, samples and computes the TD targets of every agent; an agent learns once its own
 // buffer holds learning_starts transitions.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <optional>
 
+#include "batchpole/core/checked.hpp"
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/nn/blas.hpp"
 #include "learner.hpp"
@@ -204,12 +206,13 @@ class Dqn final : public Learner {
                                            int64_t agents) const override {
     const DevicePlan& plan = device.plan();
     const auto k = static_cast<std::size_t>(agents);
-    return k * (ReplayBuffer::bytes(c_.buffer_size) + Minibatch::bytes(c_.batch_size)) +
-           PolicyValueModel::memory_required(model_config(),
-                                             c_.chunk_rows > 0 ? c_.chunk_rows : plan.chunk_rows,
-                                             device.threads(), plan.shards, agents,
-                                             plan.batch_agents)
-               .total();
+    const std::size_t model = PolicyValueModel::memory_required(
+                                  model_config(), c_.chunk_rows > 0 ? c_.chunk_rows : plan.chunk_rows,
+                                  device.threads(), plan.shards, agents, plan.batch_agents)
+                                  .total();
+    return checked_add(checked_mul(k, checked_add(ReplayBuffer::bytes(c_.buffer_size),
+                                                  Minibatch::bytes(c_.batch_size))),
+                       model);
   }
 
   void attach(Device& device, PolicyValueModel& model) override {
@@ -371,41 +374,13 @@ class Dqn final : public Learner {
     return out;
   }
 
+  void check_state(const std::vector<std::vector<unsigned char>>& agents) const override {
+    (void)parse_state(agents);
+  }
+
   void restore_state(const std::vector<std::vector<unsigned char>>& agents) override {
-    BP_CHECK_ARG(!agents.empty(),
-                 "the checkpoint holds no DQN state (target network, replay "
-                 "buffer): it was not written by dqn");
-    BP_CHECK_ARG(static_cast<int64_t>(agents.size()) == agents_,
-                 "the checkpoint holds the DQN state of " << agents.size() << " agents, this "
-                                                          << "population has " << agents_);
+    const std::vector<SavedAgent> saved = parse_state(agents);
     const int64_t p = target_->parameter_count();
-    std::vector<SavedAgent> saved;
-    for (const std::vector<unsigned char>& bytes : agents) {
-      ByteReader in(bytes);
-      BP_CHECK_ARG(in.get<uint32_t>() == kStateMagic, "the checkpoint's DQN state is not one");
-      const auto capacity = in.get<int64_t>();
-      BP_CHECK_ARG(capacity == replay_->capacity, "the checkpoint's replay buffer holds "
-                                                      << capacity << " transitions, this one "
-                                                      << replay_->capacity);
-      SavedAgent s;
-      AgentState& a = s.state;
-      a.position = in.get<int64_t>();
-      a.size = in.get<int64_t>();
-      BP_CHECK_ARG(a.size >= 0 && a.size <= capacity && a.position >= 0 && a.position < capacity,
-                   "the checkpoint's replay buffer is damaged");
-      a.stored = in.get<int64_t>();
-      a.draws = in.get<uint64_t>();
-      a.gradient_steps = in.get<int64_t>();
-      s.target = in.get_vec<float>(static_cast<uint64_t>(p));
-      const auto us = static_cast<uint64_t>(a.size);
-      s.obs = in.get_vec<float>(us * kObsDim);
-      s.actions = in.get_vec<int32_t>(us);
-      s.rewards = in.get_vec<float>(us);
-      s.terminated = in.get_vec<uint8_t>(us);
-      s.next_obs = in.get_vec<float>(us * kObsDim);
-      BP_CHECK_ARG(in.at_end(), "the checkpoint's DQN state has trailing bytes");
-      saved.push_back(std::move(s));
-    }
 
     // Everything read and checked: only now change the state.
     Device& d = *device_;
@@ -427,6 +402,60 @@ class Dqn final : public Learner {
   }
 
  private:
+  // Every agent's bytes, read and checked against this configuration (no device needed, so
+  // that the checkpoint reader can refuse a damaged state before anything is built): counts
+  // within the buffer, actions among CartPole's, flags 0 or 1, every number finite.
+  [[nodiscard]] std::vector<SavedAgent> parse_state(
+      const std::vector<std::vector<unsigned char>>& agents) const {
+    BP_CHECK_ARG(!agents.empty(),
+                 "the checkpoint holds no DQN state (target network, replay "
+                 "buffer): it was not written by dqn");
+    BP_CHECK_ARG(static_cast<int64_t>(agents.size()) == c_.agents,
+                 "the checkpoint holds the DQN state of " << agents.size() << " agents, this "
+                                                          << "population has " << c_.agents);
+    const int64_t p = model_config().parameter_count();
+    const int64_t capacity = c_.buffer_size;
+    const auto finite = [](const std::vector<float>& v) {
+      return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+    };
+    std::vector<SavedAgent> saved;
+    for (const std::vector<unsigned char>& bytes : agents) {
+      ByteReader in(bytes);
+      BP_CHECK_ARG(in.get<uint32_t>() == kStateMagic, "the checkpoint's DQN state is not one");
+      const auto cap = in.get<int64_t>();
+      BP_CHECK_ARG(cap == capacity, "the checkpoint's replay buffer holds "
+                                        << cap << " transitions, this one " << capacity);
+      SavedAgent s;
+      AgentState& a = s.state;
+      a.position = in.get<int64_t>();
+      a.size = in.get<int64_t>();
+      a.stored = in.get<int64_t>();
+      a.draws = in.get<uint64_t>();
+      a.gradient_steps = in.get<int64_t>();
+      BP_CHECK_ARG(a.size >= 0 && a.size <= capacity && a.position >= 0 &&
+                       a.position < capacity && a.stored >= a.size && a.gradient_steps >= 0 &&
+                       (a.size == capacity || a.position == a.size),
+                   "the checkpoint's replay buffer is damaged");
+      s.target = in.get_vec<float>(static_cast<uint64_t>(p));
+      const auto us = static_cast<uint64_t>(a.size);
+      s.obs = in.get_vec<float>(us * kObsDim);
+      s.actions = in.get_vec<int32_t>(us);
+      s.rewards = in.get_vec<float>(us);
+      s.terminated = in.get_vec<uint8_t>(us);
+      s.next_obs = in.get_vec<float>(us * kObsDim);
+      BP_CHECK_ARG(in.at_end(), "the checkpoint's DQN state has trailing bytes");
+      BP_CHECK_ARG(finite(s.target) && finite(s.obs) && finite(s.rewards) && finite(s.next_obs),
+                   "the checkpoint's DQN state holds a value that is not finite");
+      BP_CHECK_ARG(std::all_of(s.actions.begin(), s.actions.end(),
+                               [](int32_t x) { return x >= 0 && x < kActions; }) &&
+                       std::all_of(s.terminated.begin(), s.terminated.end(),
+                                   [](uint8_t x) { return x <= 1; }),
+                   "the checkpoint's replay buffer holds an action or flag out of range");
+      saved.push_back(std::move(s));
+    }
+    return saved;
+  }
+
   // The target networks of `agents` take their online networks' parameters (tau = 1) or move
   // towards them. All agents at once where they all follow; on the agents' own passes, where
   // each must be what it is alone, an average runs agent by agent (BLAS may round an element

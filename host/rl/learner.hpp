@@ -75,10 +75,14 @@ class Learner {
   // make that state.
   virtual void attach(Device& /*device*/, PolicyValueModel& /*model*/) {}
   // That state as bytes for a checkpoint, one vector per agent (none: no state), and back.
-  // restore_state checks every agent's bytes before it changes anything and throws
-  // Error(kInvalidArgument) on a mismatch.
+  // check_state throws Error(kInvalidArgument) unless restore_state would take those bytes; it
+  // needs no device (the checkpoint reader calls it on a learner made from the configuration).
+  // restore_state checks every agent's bytes before it changes anything.
   [[nodiscard]] virtual std::vector<std::vector<unsigned char>> save_state() const { return {}; }
-  virtual void restore_state(const std::vector<std::vector<unsigned char>>& agents);
+  virtual void check_state(const std::vector<std::vector<unsigned char>>& agents) const;
+  virtual void restore_state(const std::vector<std::vector<unsigned char>>& agents) {
+    check_state(agents);
+  }
 };
 
 std::unique_ptr<Learner> make_learner(const TrainConfig& config);

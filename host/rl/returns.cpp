@@ -13,7 +13,7 @@ std::vector<int64_t> LearnContext::agent_rows() const {
   return rows;
 }
 
-void Learner::restore_state(const std::vector<std::vector<unsigned char>>& agents) {
+void Learner::check_state(const std::vector<std::vector<unsigned char>>& agents) const {
   BP_CHECK_ARG(agents.empty(), "the checkpoint holds learner state (of "
                                    << agents.size()
                                    << " agents) that this algorithm does not have");

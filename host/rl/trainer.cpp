@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "batchpole/core/checked.hpp"
 #include "learner.hpp"
 #include "rollout.hpp"
 
@@ -35,6 +36,11 @@ EpisodeTally RecentEpisodes::total() const {
 
 ModelConfig model_config_for(const TrainConfig& c) { return make_learner(c)->model_config(); }
 
+void check_learner_state(const TrainConfig& c,
+                         const std::vector<std::vector<unsigned char>>& state) {
+  make_learner(c)->check_state(state);
+}
+
 std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
   switch (config.algorithm) {
     case Algorithm::kReinforce:
@@ -58,8 +64,8 @@ std::size_t Trainer::record_bytes(const TrainConfig& c, const DevicePlan& plan) 
   const RolloutSpec spec = learner->rollout_spec();
   if (!spec.reuses_activations) return 0;
   const std::size_t bytes =
-      static_cast<std::size_t>(spec.steps * c.envs * c.agents) *
-      PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values);
+      checked_mul(checked_size(spec.steps), checked_size(c.envs), checked_size(c.agents),
+                  PolicyValueModel::record_bytes_per_row(learner->model_config(), spec.values));
   return bytes <= plan.record_budget ? bytes : 0;
 }
 
@@ -67,14 +73,20 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   const DevicePlan& plan = device.plan();
-  const auto agents = static_cast<std::size_t>(c.agents);
-  const auto rows = static_cast<std::size_t>((spec.steps + (c.agents > 1 ? 1 : 0)) * c.envs) * agents;
+  const std::size_t agents = checked_size(c.agents);
+  // A population's rollout keeps T + 1 rows per agent (rollout.hpp).
+  const std::size_t rows = checked_mul(checked_size(spec.steps + (c.agents > 1 ? 1 : 0)),
+                                       checked_size(c.envs), agents);
   const MemoryReport m = PolicyValueModel::memory_required(
       learner->model_config(), c.chunk_rows > 0 ? c.chunk_rows : plan.chunk_rows, device.threads(),
       plan.shards, c.agents, plan.batch_agents);
-  return VecEnv::bytes_required(c.envs * c.agents, c.precision) +
-         rows * Rollout::bytes_per_row(spec) + static_cast<std::size_t>(c.envs) * agents * 8 +
-         m.total() + record_bytes(c, plan) + learner->bytes_required(device, c.envs, c.agents);
+  // Saturating arithmetic: a rollout of 2^31 environments x 2^31 steps must not wrap to a size
+  // that fits.
+  // (The fields bound envs to 2^31 and agents to 2^16: their product fits.)
+  return checked_add(VecEnv::bytes_required(c.envs * c.agents, c.precision),
+                     checked_mul(rows, Rollout::bytes_per_row(spec)),
+                     checked_mul(checked_size(c.envs), agents, 8), m.total(),
+                     record_bytes(c, plan), learner->bytes_required(device, c.envs, c.agents));
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
@@ -86,7 +98,7 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
              "training " << to_string(config_.algorithm) << " on " << config_.envs
                          << " environments" << (config_.agents > 1 ? " per agent" : "")
                          << (config_.agents > 1 ? " x " + std::to_string(config_.agents) + " agents" : "")
-                         << " needs about " << need << " bytes on " << device.description()
+                         << " needs about " << bytes_text(need) << " on " << device.description()
                          << ", but only " << have << " bytes are available (fewer --envs"
                          << (config_.agents > 1 ? " or --agents" : "") << " or a shorter rollout"
                          << (record > 0 ? ", or --no-reuse-activations to save " +

@@ -13,8 +13,6 @@ namespace {
 using F = Field<RunConfig>;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-// More threads than this is a mistake, not a machine (and OpenMP would fail to start them).
-constexpr int64_t kMaxThreads = 1024;
 
 template <class T>
 F integer(std::string key, std::string help, int64_t lo, int64_t hi, T RunConfig::*member) {
@@ -57,7 +55,7 @@ std::vector<F> make_fields() {
   std::vector<F> t;
   t.push_back(text("device", "cpu, cuda or auto (the GPU when one is usable)", FieldKind::kChoice,
                    {"cpu", "cuda", "gpu", "auto"}, &RunConfig::device));
-  t.push_back(integer("threads", "CPU threads (0 = all)", 0, kMaxThreads, &RunConfig::threads));
+  t.push_back(integer("threads", "CPU threads (0 = all)", 0, kMaxCpuThreads, &RunConfig::threads));
   t.push_back(integer("env_steps", "Budget: environment steps (0 = none)", 0, kInt64Max,
                       &RunConfig::env_steps));
   t.push_back(integer("updates", "Budget: updates (0 = none)", 0, kInt64Max, &RunConfig::updates));

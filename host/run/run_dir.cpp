@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -56,17 +57,18 @@ void write_file_atomically(const fs::path& path, const std::string& text) {
 }
 
 std::ofstream continue_metrics(const fs::path& from, const fs::path& to, int64_t updates,
-                               const std::string& header) {
+                               const std::string& header, int64_t* rows_kept) {
   std::string text = header + '\n';
+  int64_t row = -1;  // the header is row -1
   {
     std::ifstream in(from);
     std::string line;
-    int64_t row = -1;  // the header is row -1
     while (row < updates && std::getline(in, line)) {
       if (row >= 0) text += line + '\n';
       ++row;
     }
   }
+  if (rows_kept != nullptr) *rows_kept = std::max<int64_t>(row, 0);
   write_file_atomically(to, text);
   std::ofstream out(to, std::ios::app);
   BP_CHECK_ARG(out.good(), "cannot write " << to.string());

@@ -18,9 +18,10 @@ std::string prepare_run_dir(const std::filesystem::path& dir, bool resuming);
 // metrics.csv of a run continued from a checkpoint taken after `updates` updates: the header
 // and the first `updates` rows of `from` (the resumed run's metrics; rows written after the
 // checkpoint are dropped), written to `to` through a checked temporary file, then opened for
-// appending. `from` may be `to`.
+// appending. `from` may be `to`. rows_kept (where given): how many rows `from` had of those.
 std::ofstream continue_metrics(const std::filesystem::path& from, const std::filesystem::path& to,
-                               int64_t updates, const std::string& header);
+                               int64_t updates, const std::string& header,
+                               int64_t* rows_kept = nullptr);
 
 // Writes text to path through a temporary file that is flushed, checked and renamed.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);

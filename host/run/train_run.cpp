@@ -28,16 +28,61 @@ struct RunPaths {
   fs::path resume_from;  // read from ("" when not resuming)
 };
 
+// The directory of the run being resumed ("." for a bare file name).
+fs::path resume_dir(const RunPaths& p) {
+  const fs::path dir = p.resume_from.parent_path();
+  return dir.empty() ? fs::path(".") : dir;
+}
+
+// Whether the run writes into the directory it resumes from (rather than into another --out,
+// which must then not hold a run of its own).
+bool in_place(const RunPaths& p) {
+  std::error_code ec;
+  return fs::equivalent(p.out, resume_dir(p), ec) && !ec;
+}
+
+// What a checkpoint keeps beside the trainer (extra_json below), checked: the checksum vouches
+// for the bytes, not for who wrote them. `agents`: the agents its configuration has.
+nlohmann::json read_extra(const std::string& text, const fs::path& from, int64_t agents) {
+  const auto extra = nlohmann::json::parse(text, nullptr, false);
+  const auto number = [](const nlohmann::json& j) {
+    return j.is_number() && std::isfinite(j.get<double>()) && j.get<double>() >= 0;
+  };
+  const auto agent_ok = [&](const nlohmann::json& a) {
+    if (!a.is_object() || !a.contains("stop") || !a["stop"].is_string()) return false;
+    const std::string stop = a["stop"].get<std::string>();
+    if (stop != "" && stop != "target" && stop != "budget" && stop != "non-finite" &&
+        stop != "interrupted") {
+      return false;
+    }
+    const nlohmann::json solved = a.value("solved", nlohmann::json());
+    return solved.is_null() ||
+           (solved.is_object() && number(solved.value("update", nlohmann::json())) &&
+            number(solved.value("env_steps", nlohmann::json())) &&
+            number(solved.value("wall_s", nlohmann::json())));
+  };
+  const bool ok = extra.is_object() && number(extra.value("wall_s", nlohmann::json())) &&
+                  extra.value("sweep", nlohmann::json()).is_string() &&
+                  extra.value("groups", nlohmann::json()).is_number_unsigned() &&
+                  extra["groups"].get<uint64_t>() >= 1 && extra["groups"].get<uint64_t>() <= 4096 &&
+                  extra.value("agents", nlohmann::json()).is_array() &&
+                  static_cast<int64_t>(extra["agents"].size()) == agents &&
+                  std::all_of(extra["agents"].begin(), extra["agents"].end(), agent_ok);
+  BP_CHECK_ARG(ok, "checkpoint " << from.string() << " holds damaged run information: " << text);
+  return extra;
+}
+
 RunPaths run_paths(const RunConfig& run, const TrainConfig& train) {
   RunPaths p;
   if (!run.resume.empty()) {
     p.resume_from = run.resume;
-    if (fs::is_directory(p.resume_from)) p.resume_from /= "checkpoint.bin";
+    std::error_code ec;
+    if (fs::is_directory(p.resume_from, ec)) p.resume_from /= "checkpoint.bin";
   }
   if (!run.out.empty()) {
     p.out = run.out;
   } else if (!p.resume_from.empty()) {
-    p.out = p.resume_from.parent_path();
+    p.out = resume_dir(p);
   } else {
     const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
     char stamp[32];
@@ -168,15 +213,24 @@ RunResult run_training(Device& device, const RunConfig& run,
   std::vector<nlohmann::json> saved(points.size());  // each group's checkpoint information
   double wall_offset = 0;
   if (resuming) {
-    BP_CHECK_ARG(fs::exists(paths.resume_from),
-                 "--resume: no checkpoint at " << paths.resume_from.string());
+    std::error_code ec;
+    if (!fs::exists(paths.resume_from, ec)) {
+      // A run killed before its first checkpoint leaves its metrics and nothing to continue.
+      const bool started = fs::exists(resume_dir(paths) / "metrics.csv", ec);
+      BP_CHECK_ARG(false, "--resume: no checkpoint at "
+                              << paths.resume_from.string()
+                              << (started ? "; the run there stopped before its first checkpoint "
+                                            "and cannot be continued. Train afresh with --out " +
+                                                resume_dir(paths).string() +
+                                                " (without --resume), which takes the directory "
+                                                "over"
+                                          : std::string()));
+    }
     std::string extra_text;
     const TrainConfig first =
         Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
-    const auto extra = nlohmann::json::parse(extra_text, nullptr, false);
-    BP_CHECK_ARG(extra.is_object() && extra.contains("agents") && extra.contains("groups"),
-                 "checkpoint " << paths.resume_from.string() << " holds damaged run information");
-    const std::string saved_sweep = extra.value("sweep", std::string());
+    const nlohmann::json extra = read_extra(extra_text, paths.resume_from, first.agents);
+    const std::string saved_sweep = extra["sweep"].get<std::string>();
     BP_CHECK_ARG(run.sweep.empty() || run.sweep == saved_sweep,
                  "--resume continues the checkpoint's sweep (" << saved_sweep
                                                                << "); leave out --sweep");
@@ -192,9 +246,7 @@ RunResult run_training(Device& device, const RunConfig& run,
       std::string text;
       points[g].config = g == 0 ? first : Trainer::read_checkpoint_config(file.string(), &text);
       if (g == 0) text = extra_text;
-      saved[g] = nlohmann::json::parse(text, nullptr, false);
-      BP_CHECK_ARG(saved[g].is_object() && saved[g].contains("agents"),
-                   "checkpoint " << file.string() << " holds damaged run information");
+      saved[g] = read_extra(text, file, points[g].config.agents);
     }
     BP_CHECK_ARG(!train_keys_given || requested.size() != 1 || !requested.front().values.empty() ||
                      config_to_json(requested.front().config) == config_to_json(first),
@@ -203,7 +255,8 @@ RunResult run_training(Device& device, const RunConfig& run,
                      << config_to_json(first));
     wall_offset = extra.value("wall_s", 0.0);
   }
-  notice(prepare_run_dir(paths.out, resuming));
+  // Resuming into another directory starts a run there: one that holds a run is refused.
+  notice(prepare_run_dir(paths.out, resuming && in_place(paths)));
 
   // The swept keys, as metrics.csv's last columns.
   std::vector<std::string> swept;
@@ -240,10 +293,17 @@ RunResult run_training(Device& device, const RunConfig& run,
     }
   }
   const fs::path metrics_path = paths.out / "metrics.csv";
+  int64_t rows_kept = 0;
   std::ofstream metrics = resuming
-                              ? continue_metrics(paths.resume_from.parent_path() / "metrics.csv",
-                                                 metrics_path, rows_done, metrics_header(swept))
+                              ? continue_metrics(resume_dir(paths) / "metrics.csv", metrics_path,
+                                                 rows_done, metrics_header(swept), &rows_kept)
                               : std::ofstream(metrics_path, std::ios::trunc);
+  if (resuming && rows_kept < rows_done) {
+    notice(fmt::format("{} held {} of the {} rows written before the checkpoint; {} continues "
+                       "after them",
+                       (resume_dir(paths) / "metrics.csv").string(), rows_kept, rows_done,
+                       metrics_path.string()));
+  }
   if (!resuming) metrics << metrics_header(swept) << '\n';
   BP_CHECK_ARG(metrics.good(), "cannot write " << metrics_path.string());
 

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "batchpole/core/checked.hpp"
 #include "batchpole/device/device.hpp"
 
 namespace batchpole {
@@ -18,7 +19,8 @@ class Buffer {
   Buffer() = default;
   Buffer(Device& device, std::size_t size)
       : device_(&device),
-        data_(size == 0 ? nullptr : static_cast<T*>(device.allocate(size * sizeof(T)))),
+        // Saturated, a size too large for 64 bits is refused by allocate() instead of wrapping.
+        data_(size == 0 ? nullptr : static_cast<T*>(device.allocate(checked_mul(size, sizeof(T))))),
         size_(size) {}
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;

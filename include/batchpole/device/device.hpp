@@ -37,9 +37,13 @@ struct DeviceRequest {
 
 struct DevicePlan;
 
+// More CPU threads than this is a mistake, not a machine (OpenMP fails to start them, or
+// overflows its stack trying): make_device refuses it, and so do the flags and keys.
+inline constexpr int kMaxCpuThreads = 1024;
+
 struct DeviceOptions {
   DeviceRequest device;
-  int threads = 0;          // CPU worker threads; 0 = all hardware threads
+  int threads = 0;          // CPU worker threads in [0, kMaxCpuThreads]; 0 = all hardware threads
   int cuda_device = 0;      // GPU ordinal
   bool allow_tf32 = false;  // cuBLAS TF32 tensor-op math; plain FP32 unless asked
   // The sizes to use instead of the device's own plan (tuning, and the tests that make the

@@ -63,6 +63,9 @@ struct ModelConfig {
   // (an empty config without one), the policy, the value network (empty without one).
   [[nodiscard]] std::vector<MlpConfig> networks() const;
   [[nodiscard]] int64_t parameter_count() const;
+  // The parameters of each of the model's optimisers, in order: one Adam over all of them with
+  // a shared trunk or without a value network (the Q-network), else one per network.
+  [[nodiscard]] std::vector<int64_t> optimizer_sizes() const;
 };
 
 }  // namespace batchpole

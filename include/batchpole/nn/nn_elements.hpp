@@ -58,7 +58,9 @@ BP_HD float portable_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float e = p * z + r + 1.0f;
-  const auto k = static_cast<int32_t>(kf);
+  // NaN passes the clamps above; converting it to an integer is undefined, so it takes k = 0
+  // (e is NaN already, and so is the result).
+  const auto k = static_cast<int32_t>(kf == kf ? kf : 0.0f);
   const float scale = bit_cast_hd<float>(static_cast<uint32_t>(k + 127) << 23U);
   return e * scale;
 }

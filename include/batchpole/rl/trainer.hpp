@@ -84,6 +84,9 @@ struct AgentProgress {
 // The networks a configuration trains: separate policy and value networks (REINFORCE,
 // baseline) or the shared-trunk actor-critic (A2C), with `hidden` units per layer.
 ModelConfig model_config_for(const TrainConfig& c);
+// Throws Error(kInvalidArgument) unless `state` is learner state (Trainer::learner_state) that
+// a trainer of configuration c takes: none for most algorithms, DQN's for DQN.
+void check_learner_state(const TrainConfig& c, const std::vector<std::vector<unsigned char>>& state);
 
 class Learner;  // host/rl/learner.hpp: one algorithm
 struct Rollout;
