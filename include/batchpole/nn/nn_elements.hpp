@@ -94,6 +94,24 @@ BP_HD float portable_log(float x) {
   return (m + y) + 0.693359375f * ef;
 }
 
+// tanh(x) (Cephes tanhf): an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above
+// (no cancellation there), +-1 from |x| = 9.5 on (where float tanh rounds to 1). CUDA's tanhf
+// is ex2.approx and FMAs, so a tanh network calls this one on both devices.
+BP_HD float portable_tanh(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  if (ax >= 0.625f) {
+    const float t = ax >= 9.5f ? 1.0f : 1.0f - 2.0f / (portable_exp(2.0f * ax) + 1.0f);
+    return x < 0.0f ? -t : t;
+  }
+  const float z = x * x;  // NaN lands here and stays NaN
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  return p * z * x + x;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations. Backward uses the activation's output y (what forward stores), not its input.
 
@@ -102,7 +120,7 @@ BP_HD float activate(Activation a, float x) {
     case Activation::kRelu:
       return x > 0.0f ? x : 0.0f;
     case Activation::kTanh:
-      return tanhf(x);
+      return portable_tanh(x);
     case Activation::kIdentity:
     default:
       return x;

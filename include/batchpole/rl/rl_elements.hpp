@@ -451,7 +451,10 @@ BP_HD EpisodeTally episode_tally_row(const EpisodeRows& r, int64_t k) {
 }
 
 // Fixed-size blocks of a reduction: partial sums per block, then the blocks in order. The
-// result then depends neither on the thread count nor on the device.
+// result then depends neither on the thread count nor on the run. It does depend on the device:
+// the CPU adds a block's elements in order, the GPU in 256 strided lanes and then a fixed tree
+// (rl_reduce.cu), so the two agree to the rounding of double sums (~1e-15 relative), not bit for
+// bit (RlOpsTest.ReductionsAreIndependentOfThreadCountAndLarge holds both to 1e-6 of float64).
 constexpr int64_t kReduceBlock = 4096;
 
 }  // namespace batchpole
