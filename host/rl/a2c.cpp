@@ -28,13 +28,7 @@ class A2C final : public Learner {
     return with_action_head(ModelConfig::actor_critic(4, 2, c_.hidden), c_);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.adam.max_grad_norm = c_.max_grad_norm;
-    o.value_adam.lr = c_.value_lr;
-    return o;
+    return model_options_for(c_, true);
   }
 
   LearnReport learn(const LearnContext& ctx) override {

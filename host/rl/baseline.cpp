@@ -26,12 +26,7 @@ class Baseline final : public Learner {
     return with_action_head(ModelConfig::separate(4, 2, c_.hidden), c_);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.value_adam.lr = c_.value_lr;
-    return o;
+    return model_options_for(c_, false);
   }
 
   LearnReport learn(const LearnContext& ctx) override {

@@ -194,12 +194,7 @@ class Dqn final : public Learner {
     return ModelConfig::q_network(kObsDim, kActions, c_.hidden);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.adam.max_grad_norm = c_.max_grad_norm;
-    return o;
+    return model_options_for(c_, true);
   }
 
   [[nodiscard]] std::size_t bytes_required(const Device& device, int64_t /*envs*/,

@@ -97,6 +97,10 @@ std::unique_ptr<Learner> make_dqn(const TrainConfig& config);
 // The policy-gradient learners' network with the configuration's action head: `config` as it
 // is for discrete actions, with the Gaussian head over CartPole's one force for continuous ones.
 ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c);
+// The model options every learner takes from the configuration: seed, chunk rows, the learning
+// rates of the policy (or Q-) network and of the value network, and with `clip_gradients` the
+// global gradient-norm clipping (max_grad_norm; REINFORCE and its baseline do not clip).
+ModelOptions model_options_for(const TrainConfig& c, bool clip_gradients);
 // The rollout's actions into the view: `actions`, or `continuous_actions` for continuous ones.
 void set_actions(RolloutView& view, Rollout& rollout);
 

@@ -19,6 +19,16 @@ void Learner::check_state(const std::vector<std::vector<unsigned char>>& agents)
                                    << " agents) that this algorithm does not have");
 }
 
+ModelOptions model_options_for(const TrainConfig& c, bool clip_gradients) {
+  ModelOptions o;
+  o.seed = c.seed;
+  o.chunk_rows = c.chunk_rows;
+  o.adam.lr = c.lr;
+  if (clip_gradients) o.adam.max_grad_norm = c.max_grad_norm;
+  o.value_adam.lr = c.value_lr;
+  return o;
+}
+
 ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c) {
   if (c.actions == ActionSpace::kDiscrete) return config;
   return config.with_gaussian_head(1, c.state_dependent_std, c.log_std_init);
