@@ -28,7 +28,9 @@ class NullNnOps final : public NnOps {
   [[nodiscard]] std::string description() const override { return "no element operations"; }
 
  protected:
-  void do_fill(float* x, int64_t n, float value) override { real_->fill(x, n, value); }
+  void do_fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) override {
+    real_->fill(x, n, value, agents, stride);
+  }
   void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) override {
     real_->init_uniform(x, n, bound, seed, block);
   }
@@ -42,6 +44,14 @@ class NullNnOps final : public NnOps {
   void do_softmax(const float*, int64_t, int32_t, float*) override {}
   void do_policy_loss_grad(const PolicyLossArgs&) override {}
   void do_value_loss_grad(const ValueLossArgs&) override {}
+  void do_sample_gaussian(const float*, int64_t, int32_t, const SampleKey&, float*, float*, float*,
+                          const AgentRows&) override {}
+  void do_gaussian_log_prob_entropy(const float*, int64_t, int32_t, const float*, float*,
+                                    float*) override {}
+  void do_gaussian_loss_grad(const GaussianLossArgs&) override {}
+  void do_epsilon_greedy(const float*, int64_t, int32_t, const SampleKey&, float, int32_t*,
+                         const AgentRows&, const float*) override {}
+  void do_q_loss_grad(const QLossArgs&) override {}
   void do_count_nonzero(const uint8_t*, int64_t, float*, int64_t, int64_t) override {}
   void do_norms(const float*, int64_t, int64_t, int64_t, float*, int64_t) override {}
   void do_adam_step(float*, const float*, float*, float*, int64_t, const AdamScalars&, const float*,

@@ -50,6 +50,14 @@ class CudaEnvOps final : public EnvOps {
                const int32_t* actions) override {
     cuda::launch_env_step(stream_, c, a, n, actions, bad_action_);
   }
+  void do_step_continuous(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                          const float* actions) override {
+    cuda::launch_env_step_continuous(stream_, c, a, n, actions);
+  }
+  void do_step_continuous(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                          const float* actions) override {
+    cuda::launch_env_step_continuous(stream_, c, a, n, actions);
+  }
   uint64_t do_run_random(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                          uint64_t first_step, int32_t steps) override {
     return run_random(c, a, n, first_step, steps);

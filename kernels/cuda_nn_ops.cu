@@ -19,8 +19,8 @@ class CudaNnOps final : public NnOps {
   [[nodiscard]] std::string description() const override { return "cuda kernels"; }
 
  protected:
-  void do_fill(float* x, int64_t n, float value) override {
-    cuda::launch_fill(stream_, x, n, value);
+  void do_fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) override {
+    cuda::launch_fill(stream_, x, n, value, agents, stride);
   }
   void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) override {
     cuda::launch_init_uniform(stream_, x, n, bound, seed, block);
@@ -51,6 +51,28 @@ class CudaNnOps final : public NnOps {
   void do_value_loss_grad(const ValueLossArgs& args) override {
     cuda::launch_value_loss_grad(stream_, args);
   }
+  void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                          float* actions, float* log_prob, float* entropy,
+                          const AgentRows& out) override {
+    cuda::launch_sample_gaussian(stream_, head, rows, action_dim, key, actions, log_prob, entropy,
+                                 out);
+  }
+  void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                    const float* actions, float* log_prob,
+                                    float* entropy) override {
+    cuda::launch_gaussian_log_prob_entropy(stream_, head, rows, action_dim, actions, log_prob,
+                                           entropy);
+  }
+  void do_gaussian_loss_grad(const GaussianLossArgs& args) override {
+    cuda::launch_gaussian_loss_grad(stream_, args);
+  }
+  void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                         float epsilon, int32_t* actions, const AgentRows& out,
+                         const float* epsilons) override {
+    cuda::launch_epsilon_greedy(stream_, q, rows, num_actions, key, epsilon, actions, out,
+                                epsilons);
+  }
+  void do_q_loss_grad(const QLossArgs& args) override { cuda::launch_q_loss_grad(stream_, args); }
   void do_count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,
                         int64_t stride) override {
     cuda::launch_count_nonzero(stream_, mask, n, out, agents, stride, counters(agents));

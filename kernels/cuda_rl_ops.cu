@@ -24,6 +24,13 @@ class CudaRlOps final : public RlOps {
   void do_gather_minibatch(const MinibatchArgs& args) override {
     cuda::launch_gather_minibatch(stream_, args);
   }
+  void do_replay_store(const ReplayStoreArgs& args) override {
+    cuda::launch_replay_store(stream_, args);
+  }
+  void do_replay_sample(const ReplaySampleArgs& args) override {
+    cuda::launch_replay_sample(stream_, args);
+  }
+  void do_td_targets(const TdTargetArgs& args) override { cuda::launch_td_targets(stream_, args); }
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                              int64_t envs, uint8_t* mask, int64_t agents,
                              int64_t stride) override {

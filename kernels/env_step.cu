@@ -40,6 +40,15 @@ __global__ void env_next_episode_kernel(EnvConfig<Real> c, EnvArrays<Real> a, in
   if (i < n) env_next_episode(c, a, i, mask);
 }
 
+// Continuous actions (every float is valid), read where the outputs go as the discrete ones.
+template <class Real>
+__global__ void env_step_continuous_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
+                                           const float* __restrict__ actions) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n || !env_active(c, i)) return;
+  env_step(c, a, i, actions[out_row(c, a, i)]);
+}
+
 template <class Real>
 __global__ void env_run_random_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
                                       uint64_t first_step, int32_t steps,
@@ -90,6 +99,12 @@ void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArr
 }
 
 template <class Real>
+void launch_env_step_continuous(cudaStream_t stream, const EnvConfig<Real>& c,
+                                const EnvArrays<Real>& a, int64_t n, const float* actions) {
+  launch(env_step_continuous_kernel<Real>, grid_for(n), kBlock, stream, c, a, n, actions);
+}
+
+template <class Real>
 void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                            int64_t n, uint64_t first_step, int32_t steps,
                            unsigned long long* ended) {
@@ -102,18 +117,20 @@ void launch_bench_actions(cudaStream_t stream, uint64_t seed, uint64_t step, int
   launch(bench_actions_kernel, grid_for(n), kBlock, stream, seed, step, n, out);
 }
 
-#define BP_INSTANTIATE(Real)                                                                    \
-  template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                    \
-                                       const EnvArrays<Real>&, int64_t);                        \
-  template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,                  \
-                                         const EnvArrays<Real>&, int64_t);                      \
-  template void launch_env_next_episode<Real>(cudaStream_t, const EnvConfig<Real>&,             \
-                                              const EnvArrays<Real>&, int64_t, const uint8_t*); \
-  template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                     \
-                                      const EnvArrays<Real>&, int64_t, const int32_t*,          \
-                                      unsigned long long*);                                     \
-  template void launch_env_run_random<Real>(cudaStream_t, const EnvConfig<Real>&,               \
-                                            const EnvArrays<Real>&, int64_t, uint64_t, int32_t, \
+#define BP_INSTANTIATE(Real)                                                                     \
+  template void launch_env_reset<Real>(cudaStream_t, const EnvConfig<Real>&,                     \
+                                       const EnvArrays<Real>&, int64_t);                         \
+  template void launch_env_restart<Real>(cudaStream_t, const EnvConfig<Real>&,                   \
+                                         const EnvArrays<Real>&, int64_t);                       \
+  template void launch_env_next_episode<Real>(cudaStream_t, const EnvConfig<Real>&,              \
+                                              const EnvArrays<Real>&, int64_t, const uint8_t*);  \
+  template void launch_env_step<Real>(cudaStream_t, const EnvConfig<Real>&,                      \
+                                      const EnvArrays<Real>&, int64_t, const int32_t*,           \
+                                      unsigned long long*);                                      \
+  template void launch_env_step_continuous<Real>(cudaStream_t, const EnvConfig<Real>&,           \
+                                                 const EnvArrays<Real>&, int64_t, const float*); \
+  template void launch_env_run_random<Real>(cudaStream_t, const EnvConfig<Real>&,                \
+                                            const EnvArrays<Real>&, int64_t, uint64_t, int32_t,  \
                                             unsigned long long*);
 BP_INSTANTIATE(float)
 BP_INSTANTIATE(double)

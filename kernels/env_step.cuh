@@ -25,6 +25,11 @@ template <class Real>
 void launch_env_step(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,
                      int64_t n, const int32_t* actions, unsigned long long* bad_action);
 
+// Continuous actions (cartpole_continuous_force): every float is valid.
+template <class Real>
+void launch_env_step_continuous(cudaStream_t stream, const EnvConfig<Real>& c,
+                                const EnvArrays<Real>& a, int64_t n, const float* actions);
+
 // ended: a device counter that receives the number of episodes that ended.
 template <class Real>
 void launch_env_run_random(cudaStream_t stream, const EnvConfig<Real>& c, const EnvArrays<Real>& a,

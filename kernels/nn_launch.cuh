@@ -9,7 +9,8 @@
 namespace batchpole::cuda {
 
 // nn_fill.cu
-void launch_fill(cudaStream_t stream, float* x, int64_t n, float value);
+void launch_fill(cudaStream_t stream, float* x, int64_t n, float value, int64_t agents,
+                 int64_t stride);
 void launch_init_uniform(cudaStream_t stream, float* x, int64_t n, float bound, uint64_t seed,
                          uint32_t block);
 
@@ -33,6 +34,21 @@ void launch_softmax(cudaStream_t stream, const float* logits, int64_t rows, int3
 // nn_losses.cu
 void launch_policy_loss_grad(cudaStream_t stream, const PolicyLossArgs& args);
 void launch_value_loss_grad(cudaStream_t stream, const ValueLossArgs& args);
+
+// nn_gaussian_head.cu
+void launch_sample_gaussian(cudaStream_t stream, const float* head, int64_t rows,
+                            int32_t action_dim, SampleKey key, float* actions, float* log_prob,
+                            float* entropy, AgentRows out);
+void launch_gaussian_log_prob_entropy(cudaStream_t stream, const float* head, int64_t rows,
+                                      int32_t action_dim, const float* actions, float* log_prob,
+                                      float* entropy);
+void launch_gaussian_loss_grad(cudaStream_t stream, const GaussianLossArgs& args);
+
+// nn_q_head.cu
+void launch_epsilon_greedy(cudaStream_t stream, const float* q, int64_t rows, int32_t num_actions,
+                           SampleKey key, float epsilon, int32_t* actions, AgentRows out,
+                           const float* epsilons);
+void launch_q_loss_grad(cudaStream_t stream, const QLossArgs& args);
 
 // nn_count.cu: `scratch` is one device word per agent that the launcher zeroes and uses.
 void launch_count_nonzero(cudaStream_t stream, const uint8_t* mask, int64_t n, float* out,

@@ -11,6 +11,10 @@ namespace batchpole::cuda {
 void launch_returns(cudaStream_t stream, const ReturnsArgs& args);
 void launch_gae(cudaStream_t stream, const GaeArgs& args);
 void launch_gather_minibatch(cudaStream_t stream, const MinibatchArgs& args);
+// rl_replay.cu
+void launch_replay_store(cudaStream_t stream, const ReplayStoreArgs& args);
+void launch_replay_sample(cudaStream_t stream, const ReplaySampleArgs& args);
+void launch_td_targets(cudaStream_t stream, const TdTargetArgs& args);
 void launch_first_episode_mask(cudaStream_t stream, const uint8_t* terminated,
                                const uint8_t* truncated, int64_t steps, int64_t envs,
                                uint8_t* mask, int64_t agents, int64_t stride);

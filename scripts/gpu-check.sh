@@ -112,6 +112,14 @@ run_bench_cli() {
     echo "bench train cuda $agents agents x 32 envs: $(tr -d '\n ' <"$out/train_agents_$agents.json" |
       grep -o '"\(env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\)":[0-9.e+-]*' | tr '\n' ' ')"
   done
+  # DQN with its defaults, and PPO with the Gaussian head (issue 13).
+  for a in "dqn discrete" "ppo continuous"; do
+    set -- $a
+    "$bp" bench train --device cuda --algo "$1" --actions "$2" --updates 20 --json \
+      >"$out/train_$1_$2.json" || rc=1
+    echo "bench train cuda $1 $2: $(tr -d '\n ' <"$out/train_$1_$2.json" |
+      grep -o '"\(envs\|env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\)":[0-9.e+-]*' | tr '\n' ' ')"
+  done
   return $rc
 }
 # A timed training run to solve: run_train NAME DEVICE SECONDS [train flags...].

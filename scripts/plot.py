@@ -18,6 +18,10 @@ Subcommands:
               env steps / seconds at which mean_return crossed a lower threshold.
   depth       env steps per environment to solve against the batch size (log-log), median and
               min..max over seeds, and its Markdown table: does a larger batch pay?
+  stability   a Markdown table of how learning curves hold up over seeds (runs to a fixed
+              budget): the steps to first reach a target mean return, the share of the steps
+              after it spent at or above it, the lowest mean return after it, the mean return
+              over the last part of the run and its spread over seeds.
 
 Populations: a run directory of `batchpole train --agents K` holds K agents (seeds) in one
 metrics.csv (columns `agent`, `seed`) and one summary.json (`agents`); each agent counts as one
@@ -66,6 +70,7 @@ from plot_common import InputError, parse_run_spec
 from plot_depth import cmd_depth
 from plot_population import parse_where
 from plot_runs import cmd_curves, cmd_summary
+from plot_stability import cmd_stability
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--title", help="figure title")
     d.add_argument("--dpi", type=int, default=90)
     d.set_defaults(func=cmd_depth)
+
+    st = sub.add_parser("stability", formatter_class=fmt,
+                        help="Markdown table of how learning curves hold up over seeds",
+                        description="One row per --run, from metrics.csv (runs to a fixed budget, "
+                                    "e.g. --target-return 1e9 so that none stops early): seeds "
+                                    "whose mean_return reached --target, the env steps to reach "
+                                    "it, the share of the steps after it at or above it, the "
+                                    "lowest mean_return after it, the mean of mean_return over "
+                                    "the last --tail of the steps and its std over seeds; "
+                                    "median (min..max) over seeds.")
+    st.add_argument("--run", action="append", type=parse_run_spec, required=True,
+                    metavar="LABEL=GLOB", help="as in curves")
+    st.add_argument("--target", type=float, default=475.0, help="mean return to reach")
+    st.add_argument("--tail", type=float, default=0.1,
+                    help="share of the steps at the end whose mean return is reported")
+    st.add_argument("--out", help="also write the table to this file")
+    st.set_defaults(func=cmd_stability)
     return p
 
 

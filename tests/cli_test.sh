@@ -52,7 +52,9 @@ expect_code 2 "bench env unknown device" -- "$bp" bench env --device tpu
 
 # Usage errors of train: exit 2, nothing written.
 for bad in "--lr -1" "--lr nan" "--lr inf" "--gamma 0" "--gamma 1.5" "--n-steps -1" \
-           "--algo sarsa" "--envs 0" "--value-lr -0.1" "--envs 4000000000"; do
+           "--algo sarsa" "--envs 0" "--value-lr -0.1" "--envs 4000000000" \
+           "--algo dqn --actions continuous" "--actions sideways" "--algo dqn --huber-delta 0" \
+           "--algo dqn --buffer-size 50"; do
   # shellcheck disable=SC2086
   expect_code 2 "train $bad" -- "$bp" train --device cpu $bad --out "$work/bad" --updates 1 -q
 done
@@ -108,6 +110,22 @@ expect_code 2 "resume with another configuration" -- "$bp" train --device cpu --
 expect_code 0 "eval" -- "$bp" eval --checkpoint "$run/checkpoint.bin" --episodes 8 --device cpu --json
 expect_grep '"mean_return"' "$work/out.txt" "eval json"
 expect_code 0 "eval greedy" -- "$bp" eval --checkpoint "$run/checkpoint.bin" --episodes 4 --greedy
+
+# DQN: a checkpoint keeps the replay buffer and the target network, so a resumed run equals an
+# uninterrupted one; eval plays it greedily. Continuous actions: train, eval sampled and greedy.
+dqn=(--algo dqn --envs 4 --n-steps 4 --learning-starts 32 --batch-size 16 --target-update 3)
+expect_code 0 "dqn short train" -- "$bp" train --device cpu "${dqn[@]}" --updates 8 --out "$work/dqn" -q
+expect_code 0 "dqn resume" -- "$bp" train --device cpu --resume "$work/dqn" --updates 16 -q
+expect_code 0 "dqn uninterrupted" -- "$bp" train --device cpu "${dqn[@]}" --updates 16 --out "$work/dqn2" -q
+[ "$(no_clock "$work/dqn/metrics.csv")" = "$(no_clock "$work/dqn2/metrics.csv")" ] &&
+  pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: resumed dqn differs from an uninterrupted run"; }
+expect_code 0 "dqn eval" -- "$bp" eval --checkpoint "$work/dqn/checkpoint.bin" --episodes 4 --json
+expect_grep '"greedy": true' "$work/out.txt" "dqn eval is greedy"
+expect_code 0 "continuous train" -- "$bp" train --device cpu --algo ppo --actions continuous --envs 8 \
+  --n-steps 16 --updates 2 --out "$work/cont" -q
+expect_grep '"actions": "continuous"' "$work/cont/summary.json" "continuous config kept"
+expect_code 0 "continuous eval" -- "$bp" eval --checkpoint "$work/cont/checkpoint.bin" --episodes 4
+expect_code 0 "continuous eval greedy" -- "$bp" eval --checkpoint "$work/cont/checkpoint.bin" --episodes 4 --greedy
 
 # Bad checkpoints are refused with a message, exit 2.
 head -c 100 "$run/checkpoint.bin" >"$work/truncated.bin"

@@ -111,6 +111,17 @@ expect_code 0 "one process, PPO --parts 3" -- "$bp" train --device cpu --threads
 expect_code 0 "3 ranks, PPO" -- mpi 3 train --device cpu --threads 1 -q --envs 12 --updates 4 --seed 7 --algo ppo --out "$work/dpb-ppo3" --distributed
 same_metrics "$work/dpa-ppo3" "$work/dpb-ppo3" "3 ranks data-parallel PPO"
 
+# DQN: a population over ranks (each agent with its own replay buffer) is one process's; one
+# DQN agent is not cut into parts. PPO with the Gaussian head (continuous actions) is.
+expect_code 0 "one process, DQN population" -- "$bp" "${common[@]}" --algo dqn --agents 2 --updates 20 --out "$work/dqn1"
+expect_code 0 "2 ranks, DQN population" -- mpi 2 "${common[@]}" --algo dqn --agents 2 --updates 20 --out "$work/dqn2" --distributed
+same_metrics "$work/dqn1" "$work/dqn2" "2 ranks, DQN population"
+expect_code 2 "data-parallel DQN" -- mpi 2 "${common[@]}" --algo dqn --updates 1 --out "$work/dqn3" --distributed
+expect_grep "dqn" "$work/err.txt" "says DQN is not cut into parts"
+expect_code 0 "one process, continuous PPO --parts 2" -- "$bp" train --device cpu --threads 1 -q --algo ppo --actions continuous --envs 16 --updates 4 --parts 2 --out "$work/cont1"
+expect_code 0 "2 ranks, continuous PPO" -- mpi 2 train --device cpu --threads 1 -q --algo ppo --actions continuous --envs 16 --updates 4 --out "$work/cont2" --distributed
+same_metrics "$work/cont1" "$work/cont2" "2 ranks data-parallel continuous PPO"
+
 # Bad use, exit 2.
 expect_code 2 "--distributed without mpirun" -- "$bp" "${common[@]}" --agents 2 --updates 1 --out "$work/bad1" --distributed
 expect_grep "mpirun" "$work/err.txt" "says to start it with mpirun"

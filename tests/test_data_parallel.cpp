@@ -271,6 +271,8 @@ TEST(DataParallel, RefusesWhatIsNotCutIntoParts) {
   EXPECT_THROW(c.validate(), Error);
   c.minibatches = 4;
   EXPECT_NO_THROW(c.validate());
+  c.algorithm = Algorithm::kDqn;  // its replay buffer is not cut into parts
+  EXPECT_THROW(c.validate(), Error);
 }
 
 }  // namespace

@@ -146,31 +146,47 @@ TEST(Devices, SyncFreeUpdatesWaitOnceAndChangeNothing) {
 }
 
 // Batched agents (the GPU's plan): a population's update makes as many operations whatever the
-// number of agents, for every algorithm.
+// number of agents, for every algorithm, with discrete and continuous actions.
 TEST(Devices, PopulationCountsDoNotGrowWithTheAgents) {
   auto device = gpu_like_cpu(true);
   const DevicePlan* plan = &device->plan();
-  for (const Algorithm a : {Algorithm::kReinforce, Algorithm::kBaseline, Algorithm::kA2C,
-                            Algorithm::kPpo}) {
+  struct Arm {
+    Algorithm algorithm;
+    ActionSpace actions;
+  };
+  for (const Arm arm : {Arm{Algorithm::kReinforce, ActionSpace::kDiscrete},
+                        Arm{Algorithm::kBaseline, ActionSpace::kDiscrete},
+                        Arm{Algorithm::kA2C, ActionSpace::kDiscrete},
+                        Arm{Algorithm::kPpo, ActionSpace::kDiscrete},
+                        Arm{Algorithm::kDqn, ActionSpace::kDiscrete},
+                        Arm{Algorithm::kA2C, ActionSpace::kContinuous},
+                        Arm{Algorithm::kPpo, ActionSpace::kContinuous}}) {
+    const Algorithm a = arm.algorithm;
+    const std::string name = to_string(a) + " " + to_string(arm.actions);
     std::vector<OpCounts> counts;
     for (const int64_t agents : {2, 16}) {
       TrainConfig c = TrainConfig::defaults(a, *plan);
       c.envs = 16;
       c.agents = agents;
       c.seed = 4;
+      c.actions = arm.actions;
       if (a == Algorithm::kPpo) c.apply_ppo_recipe();
+      if (a == Algorithm::kDqn) {
+        c.learning_starts = 0;  // gradient steps and target updates in every update
+        c.target_update = 2;
+      }
       Trainer t(*device, c);
       t.update_agents();
       counts.push_back(t.update_agents().front().ops);
     }
-    EXPECT_GT(counts[0].stream_ops, 0U) << to_string(a);
-    if (a == Algorithm::kA2C || a == Algorithm::kPpo) {
+    EXPECT_GT(counts[0].stream_ops, 0U) << name;
+    if (a != Algorithm::kReinforce && a != Algorithm::kBaseline) {
       // Fixed-length rollouts: the same operations exactly.
-      EXPECT_EQ(counts[0].stream_ops, counts[1].stream_ops) << to_string(a);
-      EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs) << to_string(a);
+      EXPECT_EQ(counts[0].stream_ops, counts[1].stream_ops) << name;
+      EXPECT_EQ(counts[0].host_syncs, counts[1].host_syncs) << name;
     } else {
       // Whole episodes: the longest agent decides the length; per step the same operations.
-      EXPECT_LE(counts[1].host_syncs, 40U) << to_string(a);
+      EXPECT_LE(counts[1].host_syncs, 40U) << name;
     }
   }
 }

@@ -180,6 +180,20 @@ def test_summary_old_format_threshold(runs: Path, tmp_path: Path) -> None:
 # agents and curves
 # --------------------------------------------------------------------------------------------
 
+def test_stability_counts_every_agent(runs: Path) -> None:
+    res = plot("stability", "--run", f"pop={runs}/pop", "--run", f"pool={runs}/pool/*",
+               "--run", f"solo={runs}/solo/a2c-s*")
+    assert res.returncode == 0, res.stderr
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in res.stdout.strip().splitlines()[2:]]
+    rows = {row[0]: row[1:] for row in cells}
+    # Reached 475 at updates 10..50 (160 steps each): the same as summary's steps to solve.
+    assert rows["pop"][:3] == ["5", "5/5", "4800 (1600..8000)"]
+    assert rows["pool"] == rows["pop"]
+    # Solo: two reach it; the third never rises above 100.
+    assert rows["solo"][:3] == ["3", "2/3", "3200 (1600..3200; 1 not reached)"]
+
+
 def test_read_metrics_splits_interleaved_agents(runs: Path) -> None:
     agents = plot_population.read_metrics(runs / "sw", ["env_steps", "mean_return"])
     assert [a.agent for a in agents] == list(range(6))

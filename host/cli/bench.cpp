@@ -106,6 +106,7 @@ void run_env_bench(const EnvBenchOptions& o) {
 struct TrainBenchOptions {
   std::string device = "auto";
   std::string algo = "a2c";
+  std::string actions = "discrete";
   int64_t envs = 0;     // 0: the training default of the device (of each agent)
   int64_t agents = 1;   // a population trained as one batch
   int32_t n_steps = 0;  // 0: the algorithm's default
@@ -122,7 +123,7 @@ std::vector<Field<TrainBenchOptions>> train_fields() {
                    kInt32Max, &O::envs),
       int_field<O>("agents", "Agents trained at once, as one batch (a population)", 1, 65535,
                    &O::agents),
-      int_field<O>("n_steps", "A2C rollout length", 0, 1'000'000, &O::n_steps),
+      int_field<O>("n_steps", "Rollout length (0: the algorithm's default)", 0, 1'000'000, &O::n_steps),
       int_field<O>("updates", "Timed updates; the median rate is reported", 1, kMaxRepeats,
                    &O::updates),
       threads_field<O>("CPU threads (0 = all)", &O::threads),
@@ -138,7 +139,15 @@ void run_train_bench(const TrainBenchOptions& o) {
   bo.threads = o.threads;
   const auto device = make_device(bo);
   TrainConfig c = TrainConfig::defaults(parse_algorithm(o.algo), device->plan());
-  c.envs = o.envs > 0 ? o.envs : device->plan().bench_train_envs;
+  c.actions = parse_action_space(o.actions);
+  // DQN keeps its own batch (a few envs, many gradient steps) unless asked, and learns from the
+  // first update so that every timed update includes its gradient steps.
+  if (o.envs > 0) {
+    c.envs = o.envs;
+  } else if (c.algorithm != Algorithm::kDqn) {
+    c.envs = device->plan().bench_train_envs;
+  }
+  if (c.algorithm == Algorithm::kDqn) c.learning_starts = 0;
   if (o.n_steps > 0) c.n_steps = o.n_steps;
   if (c.algorithm == Algorithm::kPpo)
     c.apply_ppo_recipe(o.n_steps > 0 ? std::vector<std::string>{"n_steps"}
@@ -162,6 +171,7 @@ void run_train_bench(const TrainBenchOptions& o) {
     const nlohmann::json j = {{"benchmark", "train"},
                               {"device", device->description()},
                               {"algo", o.algo},
+                              {"actions", o.actions},
                               {"envs", c.envs},
                               {"agents", c.agents},
                               {"batched_agents", trainer.model().batched()},
@@ -176,8 +186,8 @@ void run_train_bench(const TrainBenchOptions& o) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
-  fmt::print("device {}  algo {}  envs {}{}  n_steps {}  updates {}\n", device->description(),
-             o.algo, c.envs,
+  fmt::print("device {}  algo {}  actions {}  envs {}{}  n_steps {}  updates {}\n",
+             device->description(), o.algo, o.actions, c.envs,
              c.agents > 1 ? fmt::format(" x {} agents{}", c.agents,
                                         trainer.model().batched() ? " (batched)" : "")
                           : std::string(),
@@ -263,8 +273,11 @@ void add_bench_commands(CLI::App& bench) {
   tc->add_option("--device", t->device, "cpu, cuda or auto")
       ->check(CLI::IsMember({"cpu", "cuda", "gpu", "auto"}))
       ->capture_default_str();
-  tc->add_option("--algo", t->algo, "reinforce, baseline, a2c or ppo")
+  tc->add_option("--algo", t->algo, "reinforce, baseline, a2c, ppo or dqn")
       ->check(CLI::IsMember(algorithm_names()))
+      ->capture_default_str();
+  tc->add_option("--actions", t->actions, "discrete, or continuous (the Gaussian policy head)")
+      ->check(CLI::IsMember({"discrete", "continuous"}))
       ->capture_default_str();
   add_field_flags(*tc, train_fields(), *t_flags, t.get());
   tc->add_flag("--json", t->json,

@@ -51,7 +51,7 @@ void run_eval_command(const EvalFlags& f) {
   if (f.json) {
     const nlohmann::json j = {{"checkpoint", f.checkpoint},
                               {"episodes", r.episodes},
-                              {"greedy", f.options.greedy},
+                              {"greedy", r.greedy},
                               {"mean_return", r.mean_return},
                               {"std_return", r.std_return},
                               {"min_return", r.min_return},
@@ -63,7 +63,7 @@ void run_eval_command(const EvalFlags& f) {
   }
   fmt::print(
       "{} episodes ({} policy, {}): mean return {:.2f}, std {:.2f}, min {:.0f}, max {:.0f}\n",
-      r.episodes, f.options.greedy ? "greedy" : "sampled", device->description(), r.mean_return,
+      r.episodes, r.greedy ? "greedy" : "sampled", device->description(), r.mean_return,
       r.std_return, r.min_return, r.max_return);
 }
 

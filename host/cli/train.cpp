@@ -116,13 +116,15 @@ int run_train(const TrainFlags& flags, const CLI::App& cmd, Comm* comm) {
 
 void add_train_command(CLI::App& app) {
   auto flags = std::make_shared<TrainFlags>();
-  auto* cmd = app.add_subcommand("train", "Train REINFORCE, REINFORCE with baseline, A2C or PPO");
+  auto* cmd =
+      app.add_subcommand("train", "Train REINFORCE, REINFORCE with baseline, A2C, PPO or DQN");
   cmd->footer(
       "With no flags: A2C on the GPU if there is one (else the CPU), stopping when the mean "
       "return of the last 100 or more finished episodes reaches 475. Writes metrics.csv, "
       "summary.json and checkpoint.bin in --out. Ctrl-C saves a checkpoint and exits (130). "
       "--config FILE.json takes the same keys as the flags (flags win); defaults shown are "
-      "A2C's on the CPU (REINFORCE and baseline: lr 0.001; on a GPU: 16384 envs). "
+      "A2C's on the CPU (REINFORCE and baseline: lr 0.001; on a GPU: 16384 envs; DQN: 8 envs, "
+      "n_steps 10, lr 0.00025, max_grad_norm 10). "
       "--agents K trains K agents at once (seeds seed .. seed + K - 1), each exactly as alone, "
       "each stopping when it solves; --sweep lr=1e-3,3e-3 --sweep entropy_coef=0,0.01 trains "
       "such a population for every point.");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 
 #include "batchpole/env/env_ops.hpp"
 #include "cpu_device.hpp"
@@ -73,17 +74,18 @@ bool angles_small(const Real* __restrict theta, int64_t len) {
   return small != 0;
 }
 
-template <bool kOutputs, bool kSmallAngle, class Real>
+template <bool kOutputs, bool kSmallAngle, class Real, class Action>
 void physics_pass_impl(const Physics<Real> k, RewardMode mode, int32_t max_steps, int64_t len,
                        Real* __restrict x, Real* __restrict x_dot, Real* __restrict theta,
                        Real* __restrict theta_dot, int32_t* __restrict length,
                        float* __restrict ret, float* __restrict obs, float* __restrict reward,
                        uint8_t* __restrict terminated, uint8_t* __restrict truncated,
-                       const int32_t* __restrict actions, uint8_t* __restrict done) {
+                       const Action* __restrict actions, uint8_t* __restrict done) {
 #pragma omp simd
   for (int64_t j = 0; j < len; ++j) {
     CartState<Real> s{x[j], x_dot[j], theta[j], theta_dot[j]};
-    const bool term = cartpole_physics_step<Real, kSmallAngle>(k, actions[j] == 1, s);
+    const bool term =
+        cartpole_physics_step_force<Real, kSmallAngle>(k, action_force(k, actions[j]), s);
     x[j] = s.x;
     x_dot[j] = s.x_dot;
     theta[j] = s.theta;
@@ -130,22 +132,25 @@ struct Chunks {
   }
 };
 
-template <class Real>
-void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, const int32_t* actions,
+// Action: int32_t (discrete, 0 or 1) or float (continuous, any value).
+template <class Real, class Action>
+void step_all(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, const Action* actions,
               int threads) {
-  // Validate everything before touching any state, so a bad call changes nothing. Actions sit
-  // where the outputs go (an agent-major rollout for a population).
-  int64_t first_bad = n;
-  for (int64_t i = 0; i < n; ++i) {
-    if (env_active(c, i) && (actions[out_row(c, a, i)] & ~1) != 0) {
-      first_bad = i;
-      break;
+  if constexpr (std::is_same_v<Action, int32_t>) {
+    // Validate everything before touching any state, so a bad call changes nothing. Actions sit
+    // where the outputs go (an agent-major rollout for a population).
+    int64_t first_bad = n;
+    for (int64_t i = 0; i < n; ++i) {
+      if (env_active(c, i) && (actions[out_row(c, a, i)] & ~1) != 0) {
+        first_bad = i;
+        break;
+      }
     }
+    BP_CHECK_ARG(first_bad == n, "invalid action "
+                                     << (first_bad < n ? actions[out_row(c, a, first_bad)] : 0)
+                                     << " for env " << first_bad
+                                     << " (CartPole actions are 0 and 1)");
   }
-  BP_CHECK_ARG(first_bad == n, "invalid action "
-                                   << (first_bad < n ? actions[out_row(c, a, first_bad)] : 0)
-                                   << " for env " << first_bad
-                                   << " (CartPole actions are 0 and 1)");
   const Chunks chunks(n, c.envs_per_agent);
 #pragma omp parallel for schedule(dynamic) num_threads(threads) if (n >= kParallelMinEnvs)
   for (int64_t ch = 0; ch < chunks.count; ++ch) {
@@ -262,6 +267,14 @@ class CpuEnvOps final : public EnvOps {
   }
   void do_step(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
                const int32_t* actions) override {
+    step_all(c, a, n, actions, threads_);
+  }
+  void do_step_continuous(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                          const float* actions) override {
+    step_all(c, a, n, actions, threads_);
+  }
+  void do_step_continuous(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                          const float* actions) override {
     step_all(c, a, n, actions, threads_);
   }
   uint64_t do_run_random(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,

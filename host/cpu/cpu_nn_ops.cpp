@@ -38,7 +38,9 @@ class CpuNnOps final : public NnOps {
   [[nodiscard]] std::string description() const override { return "cpu loops"; }
 
  protected:
-  void do_fill(float* x, int64_t n, float value) override { std::fill(x, x + n, value); }
+  void do_fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) override {
+    for (int64_t k = 0; k < agents; ++k) std::fill(x + k * stride, x + k * stride + n, value);
+  }
 
   void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) override {
     for (int64_t i = 0; i < n; ++i) x[i] = init_uniform_value(seed, block, i, bound);
@@ -109,7 +111,7 @@ class CpuNnOps final : public NnOps {
   }
 
   void do_policy_loss_grad(const PolicyLossArgs& a) override {
-    check_actions("policy_loss_grad", a);
+    check_actions("policy_loss_grad", a.actions, a.mask, a.rows, a.num_actions, a.in);
     const int32_t na = a.num_actions;
     for (int64_t i = 0; i < a.rows; ++i) {
       const PolicyLossCoefs coefs{1.0f / a.count[a.in.agent(i)], a.entropy_coef};
@@ -139,6 +141,69 @@ class CpuNnOps final : public NnOps {
                                        row_valid(a.mask, k), inv_count, coef, stats)
               : value_loss_row(a.values[i], a.targets[k], row_valid(a.mask, k), inv_count, coef,
                                stats);
+    }
+  }
+
+  void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                          float* actions, float* log_prob, float* entropy,
+                          const AgentRows& out) override {
+    const int32_t d = action_dim;
+    for (int64_t i = 0; i < rows; ++i) {
+      const SampleSite site = sample_site(key, out, i);
+      const int64_t o = out.at(i);
+      gaussian_sample_row(head + i * 2 * d, d, site.seed, site.env, site.step, actions + o * d,
+                          log_prob != nullptr ? log_prob + o : nullptr,
+                          entropy != nullptr ? entropy + o : nullptr);
+    }
+  }
+
+  void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                    const float* actions, float* log_prob,
+                                    float* entropy) override {
+    const int32_t d = action_dim;
+    for (int64_t i = 0; i < rows; ++i) {
+      const float* z = head + i * 2 * d;
+      if (log_prob != nullptr) log_prob[i] = gaussian_log_prob(z, d, actions + i * d);
+      if (entropy != nullptr) entropy[i] = gaussian_entropy(z, d);
+    }
+  }
+
+  void do_gaussian_loss_grad(const GaussianLossArgs& a) override {
+    const int32_t d = a.action_dim;
+    for (int64_t i = 0; i < a.rows; ++i) {
+      const PolicyLossCoefs coefs{1.0f / a.count[a.in.agent(i)], a.entropy_coef};
+      const int64_t k = a.in.at(i);
+      float* stats = a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr;
+      if (a.old_log_prob != nullptr) {
+        clipped_gaussian_policy_loss_row(a.head + i * 2 * d, d, a.actions + k * d, a.weights[k],
+                                         a.old_log_prob[k], a.clip, row_valid(a.mask, k), coefs,
+                                         a.d_head + i * 2 * d, stats);
+      } else {
+        gaussian_policy_loss_row(a.head + i * 2 * d, d, a.actions + k * d, a.weights[k],
+                                 row_valid(a.mask, k), coefs, a.d_head + i * 2 * d, stats);
+      }
+    }
+  }
+
+  void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                         float epsilon, int32_t* actions, const AgentRows& out,
+                         const float* epsilons) override {
+    for (int64_t i = 0; i < rows; ++i) {
+      const SampleSite site = sample_site(key, out, i);
+      const float eps = out.agents > 1 ? epsilons[out.agent(i)] : epsilon;
+      actions[out.at(i)] = epsilon_greedy_row(q + i * num_actions, num_actions, eps, site.seed,
+                                              site.env, site.step);
+    }
+  }
+
+  void do_q_loss_grad(const QLossArgs& a) override {
+    check_actions("q_loss_grad", a.actions, a.mask, a.rows, a.num_actions, a.in);
+    const int32_t na = a.num_actions;
+    for (int64_t i = 0; i < a.rows; ++i) {
+      const int64_t k = a.in.at(i);
+      q_loss_row(a.q + i * na, na, a.actions[k], a.targets[k], a.huber_delta,
+                 row_valid(a.mask, k), 1.0f / a.count[a.in.agent(i)], a.d_q + i * na,
+                 a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr);
     }
   }
 
@@ -182,12 +247,13 @@ class CpuNnOps final : public NnOps {
  private:
   // Out-of-range actions of valid samples would index past the row's logits: refuse them.
   // (The GPU treats such samples as invalid instead, as it cannot throw.)
-  static void check_actions(const char* op, const PolicyLossArgs& a) {
-    for (int64_t i = 0; i < a.rows; ++i) {
-      const int64_t k = a.in.at(i);
-      BP_CHECK_ARG(!row_valid(a.mask, k) || (a.actions[k] >= 0 && a.actions[k] < a.num_actions),
-                   op << ": action " << a.actions[k] << " of sample " << i << " is outside [0, "
-                      << a.num_actions << ")");
+  static void check_actions(const char* op, const int32_t* actions, const uint8_t* mask,
+                            int64_t rows, int32_t num_actions, const AgentRows& in) {
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t k = in.at(i);
+      BP_CHECK_ARG(!row_valid(mask, k) || (actions[k] >= 0 && actions[k] < num_actions),
+                   op << ": action " << actions[k] << " of sample " << i << " is outside [0, "
+                      << num_actions << ")");
     }
   }
 };

@@ -38,6 +38,23 @@ class CpuRlOps final : public RlOps {
     for (int64_t j = 0; j < n; ++j) gather_minibatch_row(a, j);
   }
 
+  void do_replay_store(const ReplayStoreArgs& a) override {
+    const int64_t n = a.rows * a.agents;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t g = 0; g < n; ++g) replay_store_row(a, g);
+  }
+
+  void do_replay_sample(const ReplaySampleArgs& a) override {
+    const int64_t n = a.rows * a.agents;
+#pragma omp parallel for schedule(static) num_threads(threads_) if (n >= kParallelMin)
+    for (int64_t g = 0; g < n; ++g) replay_sample_row(a, g);
+  }
+
+  void do_td_targets(const TdTargetArgs& a) override {
+#pragma omp parallel for schedule(static) num_threads(threads_) if (a.rows >= kParallelMin)
+    for (int64_t j = 0; j < a.rows; ++j) td_target_row(a, j);
+  }
+
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                              int64_t envs, uint8_t* mask, int64_t agents,
                              int64_t stride) override {

@@ -33,6 +33,7 @@ struct VecEnv::Impl {
   virtual void reset() = 0;
   virtual void next_episode(const uint8_t* mask) = 0;
   virtual void step(const int32_t* actions, const StepTargets& targets) = 0;
+  virtual void step_continuous(const float* actions, const StepTargets& targets) = 0;
   virtual void restart() = 0;
   virtual uint64_t run_random(int32_t steps) = 0;
   virtual void get_state(EnvState& out) const = 0;
@@ -55,6 +56,7 @@ struct VecEnv::Impl {
   uint32_t first_key = 0;
 
   Buffer<int32_t> length, final_length, scratch_actions;
+  Buffer<float> scratch_continuous;  // step_host_continuous's, made on first use
   Buffer<float> ret, obs, reward, final_obs, final_return;
   Buffer<uint32_t> episode;
   Buffer<uint8_t> terminated, truncated;
@@ -134,7 +136,8 @@ struct TypedImpl final : VecEnv::Impl {
   }
   // The next episodes' first observations go where the current ones are.
   void restart() override { device->env().restart(config(), arrays(current), num_envs); }
-  void step(const int32_t* actions, const StepTargets& targets) override {
+  // The targets, with the env's own buffers where they give none.
+  StepTargets outputs(const StepTargets& targets) {
     const StepTargets own = {obs.data(),         reward.data(),    terminated.data(),
                              truncated.data(),   final_obs.data(), final_return.data(),
                              final_length.data()};
@@ -157,7 +160,16 @@ struct TypedImpl final : VecEnv::Impl {
     BP_CHECK_ARG(targets.agent_stride == 0 || targets.agent_stride >= num_envs / agents(),
                  "step: agent_stride " << targets.agent_stride << " is below the "
                                        << num_envs / agents() << " envs of an agent");
+    return out;
+  }
+  void step(const int32_t* actions, const StepTargets& targets) override {
+    const StepTargets out = outputs(targets);
     device->env().step(config(), arrays(out), num_envs, actions);
+    current = out;
+  }
+  void step_continuous(const float* actions, const StepTargets& targets) override {
+    const StepTargets out = outputs(targets);
+    device->env().step_continuous(config(), arrays(out), num_envs, actions);
     current = out;
   }
   uint64_t run_random(int32_t n_steps) override {
@@ -311,6 +323,23 @@ void VecEnv::step_host(std::span<const int32_t> actions) {
       "step needs one action per environment: " << impl_->num_envs << ", got " << actions.size());
   impl_->scratch_actions.from_host(actions);
   step(impl_->scratch_actions.data());
+}
+
+void VecEnv::step_continuous(const float* device_actions, const StepTargets& targets) {
+  impl_->step_continuous(device_actions, targets);
+  ++impl_->steps;
+}
+
+void VecEnv::step_host_continuous(std::span<const float> actions) {
+  BP_CHECK_ARG(
+      static_cast<int64_t>(actions.size()) == impl_->num_envs,
+      "step needs one action per environment: " << impl_->num_envs << ", got " << actions.size());
+  if (impl_->scratch_continuous.size() == 0) {
+    impl_->scratch_continuous =
+        Buffer<float>(*impl_->device, static_cast<std::size_t>(impl_->num_envs));
+  }
+  impl_->scratch_continuous.from_host(actions);
+  step_continuous(impl_->scratch_continuous.data());
 }
 
 void VecEnv::random_actions(int32_t* device_actions) {

@@ -5,9 +5,11 @@
 //
 // The payload holds, in order: the configuration (JSON text), the caller's extra JSON, the
 // parameters (every agent's), each optimiser's step count and moments (per agent), the
-// environments' seeds (one per agent), step counter and full state, the number of updates, and
-// per agent the trainer's counters, its active flag and its recent-episode window. Integers and floats are
-// little-endian, as on every machine this runs on (x86-64, and the GPU hosts).
+// environments' seeds (one per agent), step counter and full state, per agent the trainer's
+// counters, its active flag and its recent-episode window, and, for a learner with state of its
+// own (DQN: its target network and replay buffer), that state as one byte vector per agent at
+// the end (absent for the others). Integers and floats are little-endian, as on every machine
+// this runs on (x86-64, and the GPU hosts).
 //
 // Reading trusts nothing the file says until the checksum holds, and little after: sizes are
 // checked against the file before anything is allocated for them, counters against their
@@ -119,6 +121,7 @@ class Reader {
     const auto v = vec<char>();
     return {v.begin(), v.end()};
   }
+  [[nodiscard]] bool at_end() const { return pos_ == n_; }
   // Bytes behind the last field are damage that the checksum was recomputed over.
   void expect_end() const {
     BP_CHECK_ARG(pos_ == n_, "checkpoint " << path_ << " is corrupted (" << n_ - pos_
@@ -236,6 +239,9 @@ struct Contents {
   EnvState env;
   int64_t updates = 0;
   std::vector<AgentProgress> agents;  // counters, active flag and recent window of each
+  // A learner's own state (DQN: target network and replay buffer), one byte vector per agent;
+  // empty for the learners without one. The learner checks it (Learner::restore_state).
+  std::vector<std::vector<unsigned char>> learner_state;
 };
 
 template <class T>
@@ -268,11 +274,7 @@ Contents read_contents(const std::string& path) {
                              << " parameters, which does not fit its configuration (" << agents
                              << " x " << parameters << ")");
   if (!all_finite(c.params)) damaged("a parameter is not finite");
-  // One Adam over all parameters (actor-critic), or one per network (PolicyValueModel).
-  const std::vector<int64_t> sizes =
-      model.has_trunk() ? std::vector<int64_t>{parameters}
-                        : std::vector<int64_t>{model.policy_config().parameter_count(),
-                                               model.value_config().parameter_count()};
+  const std::vector<int64_t> sizes = model.optimizer_sizes();
   const auto optimizers = r.pod<uint32_t>();
   if (optimizers != sizes.size()) {
     damaged(std::to_string(optimizers) + " optimisers, expected " + std::to_string(sizes.size()));
@@ -372,6 +374,14 @@ Contents read_contents(const std::string& path) {
     }
     a.recent.restore(std::deque<EpisodeTally>(recent.begin(), recent.end()));
   }
+  if (!r.at_end()) {
+    for (int64_t k = 0; k < agents; ++k) c.learner_state.push_back(r.vec<unsigned char>());
+  }
+  try {
+    check_learner_state(c.config, c.learner_state);
+  } catch (const Error& e) {
+    damaged(e.what());
+  }
   r.expect_end();
   return c;
 }
@@ -444,6 +454,7 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& extra_
     w.pod<uint8_t>(a.active ? 1 : 0);
     w.vec(std::vector<EpisodeTally>(a.recent.entries().begin(), a.recent.entries().end()));
   }
+  for (const std::vector<unsigned char>& own : learner_state()) w.vec(own);
 
   Writer file;
   file.raw(kMagic, sizeof(kMagic));
@@ -485,6 +496,8 @@ void Trainer::restore_checkpoint(const std::string& path) {
                  "checkpoint " << path << " holds " << c.optimizers[j].moments.size()
                                << " moments for optimiser " << i << ", expected " << 2 * n);
   }
+  // The learner checks its state before it takes it; the trainer changes nothing until then.
+  restore_learner_state(c.learner_state);
 
   // Everything read and checked: only now change the trainer. The environments first: their
   // restore checks the state (lengths within the time limit, finite values) before it writes.

@@ -27,7 +27,7 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   const auto p = static_cast<std::size_t>(config.parameter_count());
   const auto k = static_cast<std::size_t>(agents);
   r.parameters = k * (2 * p + kStatSlots + 1) * sizeof(float);
-  const std::size_t groups = config.has_trunk() ? 1 : 2;
+  const std::size_t groups = config.optimizer_sizes().size();
   r.optimizer = k * (2 * p + groups) * sizeof(float);
   r.workspace = batched ? Workspace::bytes(config, chunk_rows)
                         : static_cast<std::size_t>(workers) * Workspace::bytes(config, chunk_rows) +
@@ -101,8 +101,10 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     }
     ws->policy = std::make_unique<Mlp>(device, blas, *ops_, config_.policy_config(), chunk,
                                        prm + policy_offset_, grd + policy_offset_, p);
-    ws->value = std::make_unique<Mlp>(device, blas, *ops_, config_.value_config(), chunk,
-                                      prm + value_offset_, grd + value_offset_, p);
+    if (config_.has_value()) {
+      ws->value = std::make_unique<Mlp>(device, blas, *ops_, config_.value_config(), chunk,
+                                        prm + value_offset_, grd + value_offset_, p);
+    }
     ws->scratch = Buffer<float>(device, static_cast<std::size_t>(sl.total));
     ws->scratch.zero();
     float* base = ws->scratch.data();
@@ -128,8 +130,21 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     }
   }
   first.bind_parameters(params_.data(), policy_offset_, value_offset_);
+  if (config_.gaussian()) {
+    // The log-std units start at log_std_init; with a learned vector their weights are 0 and
+    // stay there (zero_pinned_gradients), so the log-std is their bias alone. Every agent's.
+    const Mlp& policy = *first.policy;
+    const int32_t last = policy.config().layers() - 1;
+    const int64_t d = config_.num_actions;
+    const int64_t in = policy.config().sizes[static_cast<std::size_t>(last)];
+    float* prm = params_.data() + policy_offset_;
+    ops_->fill(prm + policy.bias_offset(last) + d, d, config_.log_std_init, agents_, p);
+    if (!config_.state_dependent_std) {
+      ops_->fill(prm + policy.weight_offset(last) + d * in, d * in, 0.0f, agents_, p);
+    }
+  }
 
-  if (config_.has_trunk()) {
+  if (config_.has_trunk() || !config_.has_value()) {
     adam_.push_back(
         std::make_unique<Adam>(device, blas, *ops_, p, options.adam, agents_, batched_));
   } else {
@@ -151,6 +166,7 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     steps_device_ = Buffer<uint64_t>(device, static_cast<std::size_t>(agents_));
     steps_device_.zero();
     value_coefs_device_ = Buffer<float>(device, static_cast<std::size_t>(agents_));
+    epsilons_device_ = Buffer<float>(device, static_cast<std::size_t>(agents_));
   }
 } catch (const Error& e) {
   // The device refuses what does not fit; say what the model can do about it.

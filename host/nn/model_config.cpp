@@ -1,5 +1,7 @@
 #include "batchpole/nn/model_config.hpp"
 
+#include <cmath>
+
 namespace batchpole {
 
 namespace {
@@ -35,11 +37,32 @@ ModelConfig ModelConfig::actor_critic(int32_t obs_dim, int32_t num_actions, int3
   return c;
 }
 
+ModelConfig ModelConfig::q_network(int32_t obs_dim, int32_t num_actions, int32_t hidden) {
+  ModelConfig c = separate(obs_dim, num_actions, hidden);
+  c.architecture = Architecture::kQNetwork;
+  c.value_hidden = {};
+  return c;
+}
+
+ModelConfig ModelConfig::with_gaussian_head(int32_t action_dim, bool state_std, float log_std0) const {
+  ModelConfig c = *this;
+  c.head = PolicyHead::kGaussian;
+  c.num_actions = action_dim;
+  c.state_dependent_std = state_std;
+  c.log_std_init = log_std0;
+  return c;
+}
+
 void ModelConfig::validate() const {
   BP_CHECK_ARG(obs_dim >= 1, "ModelConfig: obs_dim must be positive, got " << obs_dim);
-  BP_CHECK_ARG(
-      num_actions >= 1 && num_actions <= kMaxActions,
-      "ModelConfig: num_actions is " << num_actions << ", supported are 1 to " << kMaxActions);
+  const int32_t most = gaussian() ? kMaxActionDims : kMaxActions;
+  BP_CHECK_ARG(num_actions >= 1 && num_actions <= most,
+               "ModelConfig: num_actions is " << num_actions << ", supported are 1 to " << most
+                                              << (gaussian() ? " (Gaussian head)" : ""));
+  BP_CHECK_ARG(!gaussian() || architecture != Architecture::kQNetwork,
+               "ModelConfig: a Q-network has no Gaussian head");
+  BP_CHECK_ARG(std::isfinite(log_std_init),
+               "ModelConfig: log_std_init must be finite, got " << log_std_init);
   if (architecture == Architecture::kActorCritic) {
     BP_CHECK_ARG(!shared_hidden.empty(),
                  "ModelConfig: the actor-critic needs at least one shared layer");
@@ -49,7 +72,7 @@ void ModelConfig::validate() const {
   }
   if (has_trunk()) trunk_config().validate();
   policy_config().validate();
-  value_config().validate();
+  if (has_value()) value_config().validate();
 }
 
 MlpConfig ModelConfig::trunk_config() const {
@@ -63,10 +86,11 @@ MlpConfig ModelConfig::trunk_config() const {
 
 MlpConfig ModelConfig::policy_config() const {
   const int32_t in = has_trunk() ? shared_hidden.back() : obs_dim;
-  return {concat(in, policy_hidden, num_actions), activation, Activation::kIdentity};
+  return {concat(in, policy_hidden, policy_outputs()), activation, Activation::kIdentity};
 }
 
 MlpConfig ModelConfig::value_config() const {
+  if (!has_value()) return {};
   const int32_t in = has_trunk() ? shared_hidden.back() : obs_dim;
   return {concat(in, value_hidden, 1), activation, Activation::kIdentity};
 }
@@ -77,7 +101,12 @@ std::vector<MlpConfig> ModelConfig::networks() const {
 
 int64_t ModelConfig::parameter_count() const {
   return (has_trunk() ? trunk_config().parameter_count() : 0) + policy_config().parameter_count() +
-         value_config().parameter_count();
+         (has_value() ? value_config().parameter_count() : 0);
+}
+
+std::vector<int64_t> ModelConfig::optimizer_sizes() const {
+  if (has_trunk() || !has_value()) return {parameter_count()};
+  return {policy_config().parameter_count(), value_config().parameter_count()};
 }
 
 }  // namespace batchpole

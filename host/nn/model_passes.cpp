@@ -61,18 +61,47 @@ ConstMatrix PolicyValueModel::features(Workspace& w, const ConstMatrix& x,
   return {w.trunk->forward(x, into), x.rows, w.trunk->config().outputs()};
 }
 
-void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
-                           float* values, int64_t record_row, int64_t agent_stride) {
-  check_obs("act", obs);
-  BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
+template <class Sample>
+void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, uint64_t step,
+                                  float* values, int64_t record_row, int64_t agent_stride,
+                                  Sample sample) {
+  check_obs(call, obs);
   BP_CHECK_ARG(obs.rows <= (int64_t{1} << 32),
-               "act: " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
+               call << ": " << obs.rows << " rows exceed the 2^32 environment indices of the draw");
   BP_CHECK_ARG(agents_ == 1 || agent_stride >= obs.rows,
-               "act: " << agents_ << " agents of " << obs.rows << " rows need an agent stride of "
-                       << "at least " << obs.rows << ", got " << agent_stride);
+               call << ": " << agents_ << " agents of " << obs.rows
+                    << " rows need an agent stride of at least " << obs.rows << ", got "
+                    << agent_stride);
+  BP_CHECK_ARG(values == nullptr || config_.has_value(),
+               call << ": values asked for, but the model has no value network");
   if (batched_) {
-    BP_CHECK_ARG(record_row < 0, "act: batched agents do not record their activations");
-    act_batched(obs, step, actions, log_prob, values, agent_stride);
+    BP_CHECK_ARG(record_row < 0, call << ": batched agents do not record their activations");
+    Workspace& w = *workspaces_.front();
+    const int64_t chunk = agent_chunk(runner_.chunk_rows(), agents_);
+    const MlpAgents strided{agents_, agent_stride};
+    const MlpAgents heads = w.trunk ? MlpAgents{agents_, 0} : strided;
+    for (int64_t begin = 0; begin < obs.rows; begin += chunk) {
+      const int64_t rows = std::min(chunk, obs.rows - begin);
+      const ConstMatrix x{obs.data + begin * obs.cols, rows, obs.cols};
+      const ConstMatrix f = w.trunk ? ConstMatrix{w.trunk->forward(x, nullptr, strided), rows,
+                                                  w.trunk->config().outputs()}
+                                    : x;
+      const float* head = w.policy->forward(f, nullptr, heads);
+      SampleKey key;
+      key.step = step;
+      key.first_env = static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
+      key.agent_envs = options_.global_envs ? static_cast<uint32_t>(obs.rows) : 0;
+      key.seeds = seeds_device_.data();
+      key.steps = steps_device_.data();
+      sample(head, agents_ * rows, begin, key, AgentRows{agents_, rows, agent_stride}, -1);
+      if (values != nullptr) {
+        const float* v = w.value->forward(f, nullptr, heads);
+        const std::size_t width = static_cast<std::size_t>(rows) * sizeof(float);
+        device_->copy_rows_on_device(values + begin,
+                                     static_cast<std::size_t>(agent_stride) * sizeof(float), v,
+                                     width, width, static_cast<std::size_t>(agents_));
+      }
+    }
     return;
   }
   ActivationRecord& rec = *record_;
@@ -81,15 +110,15 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
     for (const int64_t k : active_list_) {
       const int64_t recorded = rec.rows.at(static_cast<std::size_t>(k));
       BP_CHECK_ARG(record_row == 0 || record_row == recorded,
-                   "act: a recording continues at row " << recorded << ", not at row "
-                                                        << record_row << " (or starts at 0)");
+                   call << ": a recording continues at row " << recorded << ", not at row "
+                        << record_row << " (or starts at 0)");
     }
     BP_CHECK_ARG(record_row + obs.rows <= rec.capacity(),
-                 "act: rows [" << record_row << ", " << record_row + obs.rows
-                               << ") exceed the recording's room for " << rec.capacity()
-                               << " rows (reserve_record)");
+                 call << ": rows [" << record_row << ", " << record_row + obs.rows
+                      << ") exceed the recording's room for " << rec.capacity()
+                      << " rows (reserve_record)");
     BP_CHECK_ARG(record_row == 0 || rec.version == params_version_,
-                 "act: the parameters changed during a recording; start again at row 0");
+                 call << ": the parameters changed during a recording; start again at row 0");
     rec.version = params_version_;
     rec.values = (record_row == 0 || rec.values) && values != nullptr && rec.has_values();
     for (const int64_t k : active_list_) rec.rows[static_cast<std::size_t>(k)] = record_row;
@@ -108,15 +137,15 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
                      if (record_values) vo = rec.at(kValue, record_row + begin, k);
                    }
                    const ConstMatrix f = features(w, x, record ? &to : nullptr);
-                   const float* logits = w.policy->forward(f, record ? &po : nullptr);
+                   const float* head = w.policy->forward(f, record ? &po : nullptr);
                    const auto agent = static_cast<std::size_t>(k);
                    // Data-parallel parts draw by the global env index.
                    const int64_t first_env =
                        options_.global_envs ? options_.first_env + k * obs.rows : 0;
-                   const SampleKey key{seeds_[agent], steps_[agent] + step,
-                                       static_cast<uint32_t>(first_env + begin)};
-                   ops_->sample_actions(logits, rows, config_.num_actions, key, actions + at,
-                                        log_prob != nullptr ? log_prob + at : nullptr, nullptr);
+                   sample(head, rows, at,
+                          SampleKey{seeds_[agent], steps_[agent] + step,
+                                    static_cast<uint32_t>(first_env + begin)},
+                          AgentRows{}, k);
                    if (values != nullptr) {
                      const float* v = w.value->forward(f, record_values ? &vo : nullptr);
                      device_->copy_on_device(values + at, v,
@@ -130,42 +159,63 @@ void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actio
   }
 }
 
-void PolicyValueModel::act_batched(const ConstMatrix& obs, uint64_t step, int32_t* actions,
-                                   float* log_prob, float* values, int64_t agent_stride) {
-  Workspace& w = *workspaces_.front();
-  const int64_t chunk = agent_chunk(runner_.chunk_rows(), agents_);
-  const MlpAgents strided{agents_, agent_stride};
-  const MlpAgents heads = w.trunk ? MlpAgents{agents_, 0} : strided;
-  for (int64_t begin = 0; begin < obs.rows; begin += chunk) {
-    const int64_t rows = std::min(chunk, obs.rows - begin);
-    const ConstMatrix x{obs.data + begin * obs.cols, rows, obs.cols};
-    const ConstMatrix f =
-        w.trunk ? ConstMatrix{w.trunk->forward(x, nullptr, strided), rows, w.trunk->config().outputs()}
-                : x;
-    const float* logits = w.policy->forward(f, nullptr, heads);
-    SampleKey key;
-    key.step = step;
-    key.first_env = static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
-    key.agent_envs = options_.global_envs ? static_cast<uint32_t>(obs.rows) : 0;
-    key.seeds = seeds_device_.data();
-    key.steps = steps_device_.data();
-    ops_->sample_actions(logits, agents_ * rows, config_.num_actions, key, actions + begin,
-                         log_prob != nullptr ? log_prob + begin : nullptr, nullptr,
-                         AgentRows{agents_, rows, agent_stride});
-    if (values != nullptr) {
-      const float* v = w.value->forward(f, nullptr, heads);
-      const std::size_t width = static_cast<std::size_t>(rows) * sizeof(float);
-      device_->copy_rows_on_device(values + begin,
-                                   static_cast<std::size_t>(agent_stride) * sizeof(float), v,
-                                   width, width, static_cast<std::size_t>(agents_));
-    }
+void PolicyValueModel::act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
+                           float* values, int64_t record_row, int64_t agent_stride) {
+  BP_CHECK_ARG(actions != nullptr, "act: actions is a null pointer");
+  BP_CHECK_ARG(!config_.gaussian(), "act: the Gaussian head takes act_continuous");
+  act_chunks("act", obs, step, values, record_row, agent_stride,
+             [&](const float* logits, int64_t rows, int64_t at, const SampleKey& key,
+                 const AgentRows& out, int64_t) {
+               ops_->sample_actions(logits, rows, config_.num_actions, key, actions + at,
+                                    log_prob != nullptr ? log_prob + at : nullptr, nullptr, out);
+             });
+}
+
+void PolicyValueModel::act_continuous(const ConstMatrix& obs, uint64_t step, float* actions,
+                                      float* log_prob, float* values, int64_t record_row,
+                                      int64_t agent_stride) {
+  BP_CHECK_ARG(actions != nullptr, "act_continuous: actions is a null pointer");
+  BP_CHECK_ARG(config_.gaussian(), "act_continuous: the model's head is categorical (act)");
+  const int64_t d = config_.num_actions;
+  act_chunks("act_continuous", obs, step, values, record_row, agent_stride,
+             [&](const float* head, int64_t rows, int64_t at, const SampleKey& key,
+                 const AgentRows& out, int64_t) {
+               ops_->sample_gaussian(head, rows, config_.num_actions, key, actions + at * d,
+                                     log_prob != nullptr ? log_prob + at : nullptr, nullptr, out);
+             });
+}
+
+void PolicyValueModel::act_epsilon_greedy(const ConstMatrix& obs, uint64_t step,
+                                          std::span<const float> epsilons, int32_t* actions,
+                                          int64_t agent_stride) {
+  BP_CHECK_ARG(actions != nullptr, "act_epsilon_greedy: actions is a null pointer");
+  BP_CHECK_ARG(!config_.gaussian(), "act_epsilon_greedy: the Gaussian head has no greedy action");
+  BP_CHECK_ARG(static_cast<int64_t>(epsilons.size()) == agents_,
+               "act_epsilon_greedy: " << epsilons.size() << " epsilons for " << agents_
+                                      << " agents");
+  for (const float e : epsilons) {
+    BP_CHECK_ARG(e >= 0.0f && e <= 1.0f, "act_epsilon_greedy: epsilon must be in [0, 1], got "
+                                             << e);
   }
+  if (batched_) epsilons_device_.from_host(epsilons);
+  act_chunks("act_epsilon_greedy", obs, step, nullptr, -1, agent_stride,
+             [&](const float* q, int64_t rows, int64_t at, const SampleKey& key,
+                 const AgentRows& out, int64_t agent) {
+               if (agent >= 0) {
+                 ops_->epsilon_greedy(q, rows, config_.num_actions, key,
+                                      epsilons[static_cast<std::size_t>(agent)], actions + at);
+               } else {
+                 ops_->epsilon_greedy(q, rows, config_.num_actions, key, 0.0f, actions + at, out,
+                                      epsilons_device_.data());
+               }
+             });
 }
 
 void PolicyValueModel::values(const ConstMatrix& obs, float* out, int64_t in_stride,
                               int64_t out_stride, std::span<const int64_t> agent_rows) {
   check_obs("values", obs);
   BP_CHECK_ARG(out != nullptr, "values: out is a null pointer");
+  BP_CHECK_ARG(config_.has_value(), "values: the model has no value network");
   BP_CHECK_ARG(agents_ == 1 || (in_stride >= obs.rows && out_stride >= obs.rows),
                "values: " << agents_ << " agents of " << obs.rows << " rows with strides "
                           << in_stride << " and " << out_stride);
@@ -203,16 +253,39 @@ void PolicyValueModel::values(const ConstMatrix& obs, float* out, int64_t in_str
                  });
 }
 
-void PolicyValueModel::logits(const ConstMatrix& obs, float* out) {
+void PolicyValueModel::logits(const ConstMatrix& obs, float* out, int64_t in_stride,
+                              int64_t out_stride) {
   check_obs("logits", obs);
   BP_CHECK_ARG(out != nullptr, "logits: out is a null pointer");
-  BP_CHECK_ARG(agents_ == 1, "logits: one agent's model only (this one has " << agents_ << ")");
-  const int64_t na = config_.num_actions;
+  BP_CHECK_ARG(agents_ == 1 || (in_stride >= obs.rows && out_stride >= obs.rows),
+               "logits: " << agents_ << " agents of " << obs.rows << " rows with strides "
+                          << in_stride << " and " << out_stride);
+  const int64_t na = config_.policy_outputs();
+  if (batched_) {
+    Workspace& w = *workspaces_.front();
+    const int64_t chunk = agent_chunk(runner_.chunk_rows(), agents_);
+    const MlpAgents strided{agents_, in_stride};
+    const MlpAgents heads = w.trunk ? MlpAgents{agents_, 0} : strided;
+    for (int64_t begin = 0; begin < obs.rows; begin += chunk) {
+      const int64_t rows = std::min(chunk, obs.rows - begin);
+      const ConstMatrix x{obs.data + begin * obs.cols, rows, obs.cols};
+      const ConstMatrix f = w.trunk ? ConstMatrix{w.trunk->forward(x, nullptr, strided), rows,
+                                                  w.trunk->config().outputs()}
+                                    : x;
+      const float* z = w.policy->forward(f, nullptr, heads);
+      const std::size_t width = static_cast<std::size_t>(rows * na) * sizeof(float);
+      device_->copy_rows_on_device(out + begin * na,
+                                   static_cast<std::size_t>(out_stride * na) * sizeof(float), z,
+                                   width, width, static_cast<std::size_t>(agents_));
+    }
+    return;
+  }
   for_each_chunk([&](int64_t) { return obs.rows; },
-                 [&](Workspace& w, int64_t, int64_t, int64_t begin, int64_t rows, bool) {
-                   const ConstMatrix x{obs.data + begin * obs.cols, rows, obs.cols};
+                 [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
+                   const ConstMatrix x{obs.data + (k * in_stride + begin) * obs.cols, rows,
+                                       obs.cols};
                    const float* z = w.policy->forward(features(w, x));
-                   device_->copy_on_device(out + begin * na, z,
+                   device_->copy_on_device(out + (k * out_stride + begin) * na, z,
                                            static_cast<std::size_t>(rows * na) * sizeof(float));
                  });
 }
@@ -222,6 +295,7 @@ void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
   BP_CHECK_ARG(out != nullptr, "probabilities: out is a null pointer");
   BP_CHECK_ARG(agents_ == 1,
                "probabilities: one agent's model only (this one has " << agents_ << ")");
+  BP_CHECK_ARG(!config_.gaussian(), "probabilities: the Gaussian head has densities, not these");
   const int64_t na = config_.num_actions;
   for_each_chunk([&](int64_t) { return obs.rows; },
                  [&](Workspace& w, int64_t, int64_t, int64_t begin, int64_t rows, bool) {
@@ -231,12 +305,90 @@ void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
                  });
 }
 
+void PolicyValueModel::head_loss_grad(Workspace& w, const RolloutView& batch,
+                                      const LossConfig& loss, const float* head, int64_t rows,
+                                      int64_t at, const AgentRows& in, const float* count,
+                                      int32_t stat_columns) {
+  const uint8_t* mask = batch.mask != nullptr ? batch.mask + at : nullptr;
+  const bool clipped = batch.old_log_prob != nullptr;
+  if (batch.q_targets != nullptr) {
+    QLossArgs qa;
+    qa.q = head;
+    qa.rows = rows;
+    qa.num_actions = config_.num_actions;
+    qa.actions = batch.actions + at;
+    qa.targets = batch.q_targets + at;
+    qa.mask = mask;
+    qa.count = count;
+    qa.in = in;
+    qa.huber_delta = batch.huber_delta;
+    qa.d_q = w.d_logits;
+    qa.stats = w.sample_stats;
+    qa.stat_columns = stat_columns;
+    ops_->q_loss_grad(qa);
+  } else if (config_.gaussian()) {
+    GaussianLossArgs ga;
+    ga.head = head;
+    ga.rows = rows;
+    ga.action_dim = config_.num_actions;
+    ga.actions = batch.continuous_actions + at * config_.num_actions;
+    ga.weights = batch.weights + at;
+    ga.mask = mask;
+    ga.count = count;
+    ga.in = in;
+    ga.entropy_coef = loss.entropy_coef;
+    ga.d_head = w.d_logits;
+    ga.stats = w.sample_stats;
+    ga.stat_columns = stat_columns;
+    if (clipped) {
+      ga.old_log_prob = batch.old_log_prob + at;
+      ga.clip = batch.clip;
+    }
+    ops_->gaussian_loss_grad(ga);
+  } else {
+    PolicyLossArgs pa;
+    pa.logits = head;
+    pa.rows = rows;
+    pa.num_actions = config_.num_actions;
+    pa.actions = batch.actions + at;
+    pa.weights = batch.weights + at;
+    pa.mask = mask;
+    pa.count = count;
+    pa.in = in;
+    pa.entropy_coef = loss.entropy_coef;
+    pa.d_logits = w.d_logits;
+    pa.stats = w.sample_stats;
+    pa.stat_columns = stat_columns;
+    if (clipped) {
+      pa.old_log_prob = batch.old_log_prob + at;
+      pa.clip = batch.clip;
+    }
+    ops_->policy_loss_grad(pa);
+  }
+}
+
 void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const LossConfig& loss,
                                             GradientMode mode) {
   check_obs("accumulate_gradients", batch.obs);
-  BP_CHECK_ARG(batch.actions != nullptr && batch.weights != nullptr,
-               "accumulate_gradients: the rollout needs actions and weights (samples = "
-                   << batch.obs.rows << ")");
+  const bool q_loss = batch.q_targets != nullptr;
+  if (q_loss) {
+    BP_CHECK_ARG(batch.actions != nullptr && !config_.gaussian(),
+                 "accumulate_gradients: the Q loss needs discrete actions (samples = "
+                     << batch.obs.rows << ")");
+    BP_CHECK_ARG(batch.value_targets == nullptr && batch.old_log_prob == nullptr,
+                 "accumulate_gradients: the Q loss takes no value targets and no clipping");
+  } else if (config_.gaussian()) {
+    BP_CHECK_ARG(batch.continuous_actions != nullptr && batch.weights != nullptr,
+                 "accumulate_gradients: the Gaussian head needs continuous actions and weights "
+                 "(samples = "
+                     << batch.obs.rows << ")");
+  } else {
+    BP_CHECK_ARG(batch.actions != nullptr && batch.weights != nullptr,
+                 "accumulate_gradients: the rollout needs actions and weights (samples = "
+                     << batch.obs.rows << ")");
+  }
+  BP_CHECK_ARG(batch.value_targets == nullptr || config_.has_value(),
+               "accumulate_gradients: value targets given, but the model has no value network");
   BP_CHECK_ARG(agents_ == 1 || batch.agent_stride >= batch.obs.rows,
                "accumulate_gradients: " << agents_ << " agents of " << batch.obs.rows
                                         << " rows need an agent stride of at least "
@@ -283,6 +435,7 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
   if (batch.value_targets != nullptr) value_grads_written_ = true;
   if (batched_) {
     accumulate_batched(batch, loss, mode);
+    if (config_.gaussian() && !config_.state_dependent_std) zero_pinned_gradients();
     return;
   }
   const int64_t stride = batch.agent_stride;
@@ -326,23 +479,8 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
         !rec ? features(w, x)
              : (w.trunk ? ConstMatrix{to.layers.back(), x.rows, w.trunk->config().outputs()} : x);
 
-    PolicyLossArgs pa;
-    pa.logits = rec ? po.layers.back() : w.policy->forward(f);
-    pa.rows = x.rows;
-    pa.num_actions = config_.num_actions;
-    pa.actions = batch.actions + at;
-    pa.weights = batch.weights + at;
-    pa.mask = mask;
-    pa.count = divisor;
-    pa.entropy_coef = loss.entropy_coef;
-    pa.d_logits = w.d_logits;
-    pa.stats = w.sample_stats;
-    pa.stat_columns = stat_columns;
-    if (clipped) {
-      pa.old_log_prob = batch.old_log_prob + at;
-      pa.clip = batch.clip;
-    }
-    ops_->policy_loss_grad(pa);
+    const float* head = rec ? po.layers.back() : w.policy->forward(f);
+    head_loss_grad(w, batch, loss, head, x.rows, at, AgentRows{}, divisor, stat_columns);
     w.policy->backward(f, w.d_logits, m, w.d_features, GradientMode::kOverwrite,
                        rec ? &po : nullptr);
 
@@ -366,7 +504,8 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
       w.value->backward(f, w.d_values, m, w.d_features, GradientMode::kAccumulate,
                         rec ? &vo : nullptr);
     } else if (m == GradientMode::kOverwrite) {
-      // No value loss: its gradient is zero, which overwriting means writing.
+      // No value loss: its gradient is zero, which overwriting means writing (nothing to write
+      // for a Q-network, which has no value network).
       ops_->fill(acc.grads + value_offset_, value_params, 0.0f);
     }
     if (w.trunk) {
@@ -382,6 +521,7 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
     runner_.sum_shards(k, rows_of(k), grads_.data() + k * parameter_count_, parameter_count_,
                        stats_.data() + k * kStatSlots, mode);
   }
+  if (config_.gaussian() && !config_.state_dependent_std) zero_pinned_gradients();
 }
 
 void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossConfig& loss,
@@ -420,24 +560,8 @@ void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossCo
     const AgentRows in{agents_, rows, stride};
     const uint8_t* mask = batch.mask != nullptr ? batch.mask + begin : nullptr;
 
-    PolicyLossArgs pa;
-    pa.logits = w.policy->forward(f, nullptr, heads);
-    pa.rows = agents_ * rows;
-    pa.num_actions = config_.num_actions;
-    pa.actions = batch.actions + begin;
-    pa.weights = batch.weights + begin;
-    pa.mask = mask;
-    pa.count = divisor;
-    pa.in = in;
-    pa.entropy_coef = loss.entropy_coef;
-    pa.d_logits = w.d_logits;
-    pa.stats = w.sample_stats;
-    pa.stat_columns = stat_columns;
-    if (clipped) {
-      pa.old_log_prob = batch.old_log_prob + begin;
-      pa.clip = batch.clip;
-    }
-    ops_->policy_loss_grad(pa);
+    const float* head = w.policy->forward(f, nullptr, heads);
+    head_loss_grad(w, batch, loss, head, agents_ * rows, begin, in, divisor, stat_columns);
     w.policy->backward(f, w.d_logits, m, w.d_features, GradientMode::kOverwrite, nullptr, heads);
 
     if (with_value) {
@@ -461,10 +585,8 @@ void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossCo
       w.value->backward(f, w.d_values, m, w.d_features, GradientMode::kAccumulate, nullptr, heads);
     } else if (m == GradientMode::kOverwrite && value_grads_written_) {
       // No value loss where one was taken before: its gradient is zero again.
-      for (int64_t k = 0; k < agents_; ++k) {
-        ops_->fill(grads_.data() + k * parameter_count_ + value_offset_,
-                   parameter_count_ - value_offset_, 0.0f);
-      }
+      ops_->fill(grads_.data() + value_offset_, parameter_count_ - value_offset_, 0.0f, agents_,
+                 parameter_count_);
     }
     if (w.trunk) {
       w.trunk->backward(x, w.d_features, m, nullptr, GradientMode::kOverwrite, nullptr, strided);
@@ -475,6 +597,15 @@ void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossCo
                               m == GradientMode::kOverwrite ? 0.0f : 1.0f, stats_.data(), 1,
                               kStatSlots, agents_);
   }
+}
+
+void PolicyValueModel::zero_pinned_gradients() {
+  const Mlp& policy = *workspaces_.front()->policy;
+  const int32_t last = policy.config().layers() - 1;
+  const int64_t d = config_.num_actions;
+  const int64_t in = policy.config().sizes[static_cast<std::size_t>(last)];
+  ops_->fill(grads_.data() + policy_offset_ + policy.weight_offset(last) + d * in, d * in, 0.0f,
+             agents_, parameter_count_);
 }
 
 void PolicyValueModel::step() {

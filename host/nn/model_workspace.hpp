@@ -20,7 +20,7 @@ inline ScratchLayout scratch_layout(const ModelConfig& c, int64_t rows) {
   ScratchLayout s;
   int64_t at = 0;
   s.d_logits = at;
-  at += rows * c.num_actions;
+  at += rows * c.policy_outputs();
   s.d_values = at;
   at += rows;
   s.d_features = at;
@@ -44,8 +44,8 @@ constexpr int kValue = 2;
 struct PolicyValueModel::Workspace {
   std::unique_ptr<Mlp> trunk;  // actor-critic only
   std::unique_ptr<Mlp> policy;
-  std::unique_ptr<Mlp> value;
-  Buffer<float> scratch;  // d_logits, d_values, d_features, per-sample stats, ones
+  std::unique_ptr<Mlp> value;  // none for a Q-network
+  Buffer<float> scratch;       // d_logits, d_values, d_features, per-sample stats, ones
   float* d_logits = nullptr;
   float* d_values = nullptr;
   float* d_features = nullptr;
@@ -53,25 +53,25 @@ struct PolicyValueModel::Workspace {
   float* ones = nullptr;
 
   static std::size_t bytes(const ModelConfig& c, int64_t rows) {
-    std::size_t w = Mlp::workspace_bytes(c.policy_config(), rows) +
-                    Mlp::workspace_bytes(c.value_config(), rows);
+    std::size_t w = Mlp::workspace_bytes(c.policy_config(), rows);
+    if (c.has_value()) w += Mlp::workspace_bytes(c.value_config(), rows);
     if (c.has_trunk()) w += Mlp::workspace_bytes(c.trunk_config(), rows);
     return w +
            static_cast<std::size_t>(model_detail::scratch_layout(c, rows).total) * sizeof(float);
   }
   [[nodiscard]] std::size_t bytes() const {
-    return policy->workspace_bytes() + value->workspace_bytes() +
+    return policy->workspace_bytes() + (value ? value->workspace_bytes() : 0) +
            (trunk ? trunk->workspace_bytes() : 0) + scratch.bytes();
   }
   void bind_gradients(float* grads, int64_t policy_offset, int64_t value_offset) {
     if (trunk) trunk->bind_gradients(grads);
     policy->bind_gradients(grads + policy_offset);
-    value->bind_gradients(grads + value_offset);
+    if (value) value->bind_gradients(grads + value_offset);
   }
   void bind_parameters(float* params, int64_t policy_offset, int64_t value_offset) {
     if (trunk) trunk->bind_parameters(params);
     policy->bind_parameters(params + policy_offset);
-    value->bind_parameters(params + value_offset);
+    if (value) value->bind_parameters(params + value_offset);
   }
 };
 

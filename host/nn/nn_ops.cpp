@@ -18,14 +18,39 @@ void check_not_null(const char* op, const char* name, const void* p) {
   BP_CHECK_ARG(p != nullptr, op << ": " << name << " is a null pointer");
 }
 
+// A population's sampling call: out.agents blocks of out.rows rows, with per-agent keys.
+void check_sample_layout(const char* op, int64_t rows, const SampleKey& key, const AgentRows& out) {
+  if (out.agents <= 1) return;
+  BP_CHECK_ARG(out.rows > 0 && out.agents * out.rows == rows && out.stride >= out.rows,
+               op << ": " << out.agents << " agents of " << out.rows << " rows (stride "
+                  << out.stride << ") for " << rows << " rows");
+  check_not_null(op, "per-agent seeds", key.seeds);
+  check_not_null(op, "per-agent steps", key.steps);
+}
+
+// A population's loss: in.agents blocks of in.rows rows of per-row inputs.
+void check_in_layout(const char* op, int64_t rows, const AgentRows& in) {
+  BP_CHECK_ARG(in.agents == 1 || (in.rows > 0 && in.agents * in.rows == rows &&
+                                  in.stride >= in.rows),
+               op << ": " << in.agents << " agents of " << in.rows << " rows for " << rows);
+}
+
+void check_action_dim(const char* op, int32_t action_dim) {
+  BP_CHECK_ARG(
+      action_dim >= 1 && action_dim <= kMaxActionDims,
+      op << ": " << action_dim << " action dimensions, supported are 1 to " << kMaxActionDims);
+}
+
 }  // namespace
 
-void NnOps::fill(float* x, int64_t n, float value) {
+void NnOps::fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) {
   check_rows("fill", n);
+  BP_CHECK_ARG(agents >= 1 && (agents == 1 || stride >= n),
+               "fill: " << agents << " agents of " << n << " values with stride " << stride);
   if (n == 0) return;
   check_not_null("fill", "x", x);
   device_->count_op();
-  do_fill(x, n, value);
+  do_fill(x, n, value, agents, agents > 1 ? stride : n);
 }
 
 void NnOps::init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) {
@@ -66,14 +91,7 @@ void NnOps::sample_actions(const float* logits, int64_t rows, int32_t num_action
   if (rows == 0) return;
   check_not_null("sample_actions", "logits", logits);
   check_not_null("sample_actions", "actions", actions);
-  if (out.agents > 1) {
-    BP_CHECK_ARG(out.rows > 0 && out.agents * out.rows == rows && out.stride >= out.rows,
-                 "sample_actions: " << out.agents << " agents of " << out.rows
-                                    << " rows (stride " << out.stride << ") for " << rows
-                                    << " rows");
-    check_not_null("sample_actions", "per-agent seeds", key.seeds);
-    check_not_null("sample_actions", "per-agent steps", key.steps);
-  }
+  check_sample_layout("sample_actions", rows, key, out);
   device_->count_op();
   do_sample_actions(logits, rows, num_actions, key, actions, log_prob, entropy, out);
 }
@@ -109,9 +127,7 @@ void NnOps::policy_loss_grad(const PolicyLossArgs& a) {
   check_not_null(op, "weights", a.weights);
   check_not_null(op, "count", a.count);
   check_not_null(op, "d_logits", a.d_logits);
-  BP_CHECK_ARG(a.in.agents == 1 || (a.in.rows > 0 && a.in.agents * a.in.rows == a.rows &&
-                                    a.in.stride >= a.in.rows),
-               op << ": " << a.in.agents << " agents of " << a.in.rows << " rows for " << a.rows);
+  check_in_layout(op, a.rows, a.in);
   BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
                op << ": " << a.stat_columns << " statistics columns are too few");
   BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
@@ -128,15 +144,97 @@ void NnOps::value_loss_grad(const ValueLossArgs& a) {
   check_not_null(op, "targets", a.targets);
   check_not_null(op, "count", a.count);
   check_not_null(op, "d_values", a.d_values);
-  BP_CHECK_ARG(a.in.agents == 1 || (a.in.rows > 0 && a.in.agents * a.in.rows == a.rows &&
-                                    a.in.stride >= a.in.rows),
-               op << ": " << a.in.agents << " agents of " << a.in.rows << " rows for " << a.rows);
+  check_in_layout(op, a.rows, a.in);
   BP_CHECK_ARG(a.stat_columns >= kStatColumns,
                op << ": " << a.stat_columns << " statistics columns are too few");
   BP_CHECK_ARG(a.old_values == nullptr || a.clip > 0.0f,
                op << ": the value clip range must be positive, got " << a.clip);
   device_->count_op();
   do_value_loss_grad(a);
+}
+
+void NnOps::sample_gaussian(const float* head, int64_t rows, int32_t action_dim,
+                            const SampleKey& key, float* actions, float* log_prob, float* entropy,
+                            const AgentRows& out) {
+  const char* op = "sample_gaussian";
+  check_rows(op, rows);
+  check_action_dim(op, action_dim);
+  if (rows == 0) return;
+  check_not_null(op, "head", head);
+  check_not_null(op, "actions", actions);
+  check_sample_layout(op, rows, key, out);
+  device_->count_op();
+  do_sample_gaussian(head, rows, action_dim, key, actions, log_prob, entropy, out);
+}
+
+void NnOps::gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                      const float* actions, float* log_prob, float* entropy) {
+  const char* op = "gaussian_log_prob_entropy";
+  check_rows(op, rows);
+  check_action_dim(op, action_dim);
+  if (rows == 0) return;
+  check_not_null(op, "head", head);
+  if (log_prob != nullptr) check_not_null(op, "actions", actions);
+  device_->count_op();
+  do_gaussian_log_prob_entropy(head, rows, action_dim, actions, log_prob, entropy);
+}
+
+void NnOps::gaussian_loss_grad(const GaussianLossArgs& a) {
+  const char* op = "gaussian_loss_grad";
+  check_rows(op, a.rows);
+  check_action_dim(op, a.action_dim);
+  if (a.rows == 0) return;
+  check_not_null(op, "head", a.head);
+  check_not_null(op, "actions", a.actions);
+  check_not_null(op, "weights", a.weights);
+  check_not_null(op, "count", a.count);
+  check_not_null(op, "d_head", a.d_head);
+  check_in_layout(op, a.rows, a.in);
+  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
+               op << ": the clip range must be in (0, 1), got " << a.clip);
+  device_->count_op();
+  do_gaussian_loss_grad(a);
+}
+
+void NnOps::epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                           float epsilon, int32_t* actions, const AgentRows& out,
+                           const float* epsilons) {
+  const char* op = "epsilon_greedy";
+  check_rows(op, rows);
+  check_actions(op, num_actions);
+  if (rows == 0) return;
+  check_not_null(op, "q", q);
+  check_not_null(op, "actions", actions);
+  check_sample_layout(op, rows, key, out);
+  if (out.agents > 1) {
+    check_not_null(op, "per-agent epsilons", epsilons);
+  } else {
+    BP_CHECK_ARG(epsilon >= 0.0f && epsilon <= 1.0f,
+                 op << ": epsilon must be in [0, 1], got " << epsilon);
+  }
+  device_->count_op();
+  do_epsilon_greedy(q, rows, num_actions, key, epsilon, actions, out, epsilons);
+}
+
+void NnOps::q_loss_grad(const QLossArgs& a) {
+  const char* op = "q_loss_grad";
+  check_rows(op, a.rows);
+  check_actions(op, a.num_actions);
+  if (a.rows == 0) return;
+  check_not_null(op, "q", a.q);
+  check_not_null(op, "actions", a.actions);
+  check_not_null(op, "targets", a.targets);
+  check_not_null(op, "count", a.count);
+  check_not_null(op, "d_q", a.d_q);
+  check_in_layout(op, a.rows, a.in);
+  BP_CHECK_ARG(a.stat_columns >= kStatColumns,
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.huber_delta > 0.0f,
+               op << ": the Huber delta must be positive, got " << a.huber_delta);
+  device_->count_op();
+  do_q_loss_grad(a);
 }
 
 void NnOps::count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,

@@ -17,6 +17,7 @@ class A2C final : public Learner {
 
   [[nodiscard]] RolloutSpec rollout_spec() const override {
     RolloutSpec s;
+    s.continuous = c_.actions == ActionSpace::kContinuous;
     s.whole_episodes = c_.n_steps == 0;
     s.steps = s.whole_episodes ? c_.env.max_episode_steps : c_.n_steps;
     s.values = true;
@@ -24,16 +25,10 @@ class A2C final : public Learner {
     return s;
   }
   [[nodiscard]] ModelConfig model_config() const override {
-    return ModelConfig::actor_critic(4, 2, c_.hidden);
+    return with_action_head(ModelConfig::actor_critic(4, 2, c_.hidden), c_);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.adam.max_grad_norm = c_.max_grad_norm;
-    o.value_adam.lr = c_.value_lr;
-    return o;
+    return model_options_for(c_, true);
   }
 
   LearnReport learn(const LearnContext& ctx) override {
@@ -51,7 +46,7 @@ class A2C final : public Learner {
     const std::vector<int64_t> agent_rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{r.obs.data(), rows, 4};
-    view.actions = r.actions.data();
+    set_actions(view, r);
     view.weights = weights;
     view.value_targets = r.returns.data();
     view.mask = ctx.mask;

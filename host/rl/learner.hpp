@@ -4,6 +4,7 @@
 // them (collecting, counting episodes, statistics, checkpoints) is Trainer's.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <utility>
@@ -67,6 +68,26 @@ class Learner {
   // Computes the loss of the rollout and takes its optimiser steps. Does not synchronise (PPO
   // with a target KL reads it back once per epoch).
   virtual LearnReport learn(const LearnContext& ctx) = 0;
+
+  // ---- learners with state of their own (DQN: a target network and a replay buffer) ----
+  // Device memory that state takes for `agents` agents of `envs` environments each
+  // (Trainer::bytes_required).
+  [[nodiscard]] virtual std::size_t bytes_required(const Device& /*device*/, int64_t /*envs*/,
+                                                   int64_t /*agents*/) const {
+    return 0;
+  }
+  // Called once the trainer has built the model (all its agents), before the first update:
+  // make that state.
+  virtual void attach(Device& /*device*/, PolicyValueModel& /*model*/) {}
+  // That state as bytes for a checkpoint, one vector per agent (none: no state), and back.
+  // check_state throws Error(kInvalidArgument) unless restore_state would take those bytes; it
+  // needs no device (the checkpoint reader calls it on a learner made from the configuration).
+  // restore_state checks every agent's bytes before it changes anything.
+  [[nodiscard]] virtual std::vector<std::vector<unsigned char>> save_state() const { return {}; }
+  virtual void check_state(const std::vector<std::vector<unsigned char>>& agents) const;
+  virtual void restore_state(const std::vector<std::vector<unsigned char>>& agents) {
+    check_state(agents);
+  }
 };
 
 std::unique_ptr<Learner> make_learner(const TrainConfig& config);
@@ -74,8 +95,19 @@ std::unique_ptr<Learner> make_reinforce(const TrainConfig& config);
 std::unique_ptr<Learner> make_baseline(const TrainConfig& config);
 std::unique_ptr<Learner> make_a2c(const TrainConfig& config);
 std::unique_ptr<Learner> make_ppo(const TrainConfig& config);
+std::unique_ptr<Learner> make_dqn(const TrainConfig& config);
 
 // ---- pieces the learners share (host/rl/returns.cpp) ----
+
+// The policy-gradient learners' network with the configuration's action head: `config` as it
+// is for discrete actions, with the Gaussian head over CartPole's one force for continuous ones.
+ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c);
+// The model options every learner takes from the configuration: seed, chunk rows, the learning
+// rates of the policy (or Q-) network and of the value network, and with `clip_gradients` the
+// global gradient-norm clipping (max_grad_norm; REINFORCE and its baseline do not clip).
+ModelOptions model_options_for(const TrainConfig& c, bool clip_gradients);
+// The rollout's actions into the view: `actions`, or `continuous_actions` for continuous ones.
+void set_actions(RolloutView& view, Rollout& rollout);
 
 // Discounted returns of the rollout into rollout.returns; last_value and truncation_value as
 // ReturnsArgs (nullptr: 0).

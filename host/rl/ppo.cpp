@@ -20,9 +20,10 @@ namespace {
 
 // One minibatch of every agent, gathered contiguously (agent after agent).
 struct Minibatch {
-  Minibatch(Device& d, int64_t n, int64_t agents)
+  Minibatch(Device& d, int64_t n, int64_t agents, bool continuous)
       : obs(d, static_cast<std::size_t>(4 * n * agents)),
-        actions(d, static_cast<std::size_t>(n * agents)),
+        actions(d, continuous ? 0 : static_cast<std::size_t>(n * agents)),
+        continuous_actions(d, continuous ? static_cast<std::size_t>(n * agents) : 0),
         log_prob(d, static_cast<std::size_t>(n * agents)),
         advantages(d, static_cast<std::size_t>(n * agents)),
         returns(d, static_cast<std::size_t>(n * agents)),
@@ -31,6 +32,7 @@ struct Minibatch {
         rows(n) {}
   Buffer<float> obs;
   Buffer<int32_t> actions;
+  Buffer<float> continuous_actions;
   Buffer<float> log_prob, advantages, returns, values;
   Buffer<Moments> moments;
   int64_t rows;  // of each agent
@@ -42,6 +44,7 @@ class Ppo final : public Learner {
 
   [[nodiscard]] RolloutSpec rollout_spec() const override {
     RolloutSpec s;
+    s.continuous = c_.actions == ActionSpace::kContinuous;
     s.steps = c_.n_steps;
     s.values = true;
     s.bootstrap = true;
@@ -50,16 +53,10 @@ class Ppo final : public Learner {
     return s;
   }
   [[nodiscard]] ModelConfig model_config() const override {
-    return ModelConfig::actor_critic(4, 2, c_.hidden);
+    return with_action_head(ModelConfig::actor_critic(4, 2, c_.hidden), c_);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.adam.max_grad_norm = c_.max_grad_norm;
-    o.value_adam.lr = c_.value_lr;
-    return o;
+    return model_options_for(c_, true);
   }
 
   LearnReport learn(const LearnContext& ctx) override {
@@ -73,7 +70,7 @@ class Ppo final : public Learner {
     // Minibatches of ceil(rows / M) rows; the last one may be shorter.
     const int64_t per_batch = (rows + c_.minibatches - 1) / c_.minibatches;
     if (!mb_ || mb_->rows < per_batch) {
-      mb_ = std::make_unique<Minibatch>(ctx.device, per_batch, agents);
+      mb_ = std::make_unique<Minibatch>(ctx.device, per_batch, agents, r.spec.continuous);
     }
     Minibatch& mb = *mb_;
     const LossConfig loss{c_.entropy_coef, c_.value_coef};
@@ -100,7 +97,12 @@ class Ppo final : public Learner {
         g.first = first;
         g.rows = n;
         g.obs = r.obs.data();
-        g.actions = r.actions.data();
+        if (r.spec.continuous) {
+          g.continuous_actions = r.continuous_actions.data();
+          g.out_continuous_actions = mb.continuous_actions.data();
+        } else {
+          g.actions = r.actions.data();
+        }
         g.log_prob = r.log_prob.data();
         g.advantages = r.weights.data();
         g.returns = r.returns.data();
@@ -122,6 +124,7 @@ class Ppo final : public Learner {
         RolloutView view;
         view.obs = ConstMatrix{mb.obs.data(), n, 4};
         view.actions = mb.actions.data();
+        view.continuous_actions = mb.continuous_actions.data();
         view.weights = mb.advantages.data();
         view.value_targets = mb.returns.data();
         view.old_log_prob = mb.log_prob.data();

@@ -14,20 +14,16 @@ class Reinforce final : public Learner {
 
   [[nodiscard]] RolloutSpec rollout_spec() const override {
     RolloutSpec s;
+    s.continuous = c_.actions == ActionSpace::kContinuous;
     s.steps = c_.env.max_episode_steps;
     s.whole_episodes = true;
     return s;
   }
   [[nodiscard]] ModelConfig model_config() const override {
-    return ModelConfig::separate(4, 2, c_.hidden);
+    return with_action_head(ModelConfig::separate(4, 2, c_.hidden), c_);
   }
   [[nodiscard]] ModelOptions model_options() const override {
-    ModelOptions o;
-    o.seed = c_.seed;
-    o.chunk_rows = c_.chunk_rows;
-    o.adam.lr = c_.lr;
-    o.value_adam.lr = c_.value_lr;
-    return o;
+    return model_options_for(c_, false);
   }
 
   LearnReport learn(const LearnContext& ctx) override {
@@ -35,7 +31,7 @@ class Reinforce final : public Learner {
     const std::vector<int64_t> rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
-    view.actions = ctx.rollout.actions.data();
+    set_actions(view, ctx.rollout);
     view.weights = advantage_weights(ctx, false);
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;

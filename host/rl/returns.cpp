@@ -13,6 +13,35 @@ std::vector<int64_t> LearnContext::agent_rows() const {
   return rows;
 }
 
+void Learner::check_state(const std::vector<std::vector<unsigned char>>& agents) const {
+  BP_CHECK_ARG(agents.empty(), "the checkpoint holds learner state (of "
+                                   << agents.size()
+                                   << " agents) that this algorithm does not have");
+}
+
+ModelOptions model_options_for(const TrainConfig& c, bool clip_gradients) {
+  ModelOptions o;
+  o.seed = c.seed;
+  o.chunk_rows = c.chunk_rows;
+  o.adam.lr = c.lr;
+  if (clip_gradients) o.adam.max_grad_norm = c.max_grad_norm;
+  o.value_adam.lr = c.value_lr;
+  return o;
+}
+
+ModelConfig with_action_head(const ModelConfig& config, const TrainConfig& c) {
+  if (c.actions == ActionSpace::kDiscrete) return config;
+  return config.with_gaussian_head(1, c.state_dependent_std, c.log_std_init);
+}
+
+void set_actions(RolloutView& view, Rollout& rollout) {
+  if (rollout.spec.continuous) {
+    view.continuous_actions = rollout.continuous_actions.data();
+  } else {
+    view.actions = rollout.actions.data();
+  }
+}
+
 void compute_returns(const LearnContext& ctx, const float* last_value,
                      const float* truncation_value) {
   Rollout& r = ctx.rollout;

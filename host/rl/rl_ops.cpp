@@ -67,6 +67,79 @@ void RlOps::gather_minibatch(const MinibatchArgs& a) {
   do_gather_minibatch(a);
 }
 
+namespace {
+void check_replay(const char* op, const ReplayArrays& r) {
+  BP_CHECK_ARG(r.capacity >= 1, op << ": the replay buffer has capacity " << r.capacity);
+  BP_CHECK_ARG(r.obs_dim >= 1, op << ": observations of " << r.obs_dim << " values");
+  for (const void* p : {static_cast<const void*>(r.obs), static_cast<const void*>(r.actions),
+                        static_cast<const void*>(r.rewards), static_cast<const void*>(r.terminated),
+                        static_cast<const void*>(r.next_obs)}) {
+    check_not_null(op, "a replay array", p);
+  }
+}
+}  // namespace
+
+void RlOps::replay_store(const ReplayStoreArgs& a) {
+  const char* op = "replay_store";
+  check_size(op, "row count", a.rows);
+  if (a.rows == 0) return;
+  check_replay(op, a.replay);
+  BP_CHECK_ARG(a.rows <= a.replay.capacity, op << ": " << a.rows << " rows do not fit a buffer of "
+                                               << a.replay.capacity << " transitions at once");
+  BP_CHECK_ARG(a.position >= 0 && a.position < a.replay.capacity,
+               op << ": position " << a.position << " outside [0, " << a.replay.capacity << ")");
+  BP_CHECK_ARG(a.envs >= 1 && a.rows % a.envs == 0,
+               op << ": " << a.rows << " rows are not whole steps of " << a.envs << " envs");
+  // A population's next observations (row k + N of each block) stay in the agent's block.
+  check_agents(op, a.agents, a.agent_stride, a.rows + a.envs);
+  if (a.agents > 1) check_not_null(op, "per-agent cursors", a.cursors);
+  for (const void* p :
+       {static_cast<const void*>(a.obs), static_cast<const void*>(a.actions),
+        static_cast<const void*>(a.rewards), static_cast<const void*>(a.terminated),
+        static_cast<const void*>(a.truncated), static_cast<const void*>(a.final_obs)}) {
+    check_not_null(op, "a rollout array", p);
+  }
+  device_->count_op();
+  do_replay_store(a);
+}
+
+void RlOps::replay_sample(const ReplaySampleArgs& a) {
+  const char* op = "replay_sample";
+  check_size(op, "row count", a.rows);
+  if (a.rows == 0) return;
+  check_replay(op, a.replay);
+  BP_CHECK_ARG(a.agents >= 1, op << ": " << a.agents << " agents");
+  if (a.agents > 1) {
+    check_not_null(op, "per-agent cursors", a.cursors);
+  } else {
+    BP_CHECK_ARG(a.size >= 1 && a.size <= a.replay.capacity,
+                 op << ": " << a.size << " filled slots of " << a.replay.capacity);
+  }
+  BP_CHECK_ARG(a.rows <= (int64_t{1} << 32),
+               op << ": " << a.rows << " rows exceed the draw's 2^32");
+  for (const void* p : {static_cast<const void*>(a.obs), static_cast<const void*>(a.actions),
+                        static_cast<const void*>(a.rewards), static_cast<const void*>(a.terminated),
+                        static_cast<const void*>(a.next_obs)}) {
+    check_not_null(op, "a minibatch array", p);
+  }
+  device_->count_op();
+  do_replay_sample(a);
+}
+
+void RlOps::td_targets(const TdTargetArgs& a) {
+  const char* op = "td_targets";
+  check_size(op, "row count", a.rows);
+  if (a.rows == 0) return;
+  BP_CHECK_ARG(a.num_actions >= 1 && a.num_actions <= kMaxActions,
+               op << ": " << a.num_actions << " actions");
+  check_not_null(op, "rewards", a.rewards);
+  check_not_null(op, "terminated", a.terminated);
+  check_not_null(op, "next_q_target", a.next_q_target);
+  check_not_null(op, "targets", a.targets);
+  device_->count_op();
+  do_td_targets(a);
+}
+
 void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                                int64_t envs, uint8_t* mask, int64_t agents, int64_t stride) {
   check_size("first_episode_mask", "step count", steps);

@@ -14,7 +14,7 @@ constexpr int64_t kDoneCheckEvery = 16;
 
 std::size_t Rollout::bytes_per_row(const RolloutSpec& spec) {
   std::size_t b = 4 * sizeof(float)                   // obs
-                  + sizeof(int32_t)                   // actions
+                  + sizeof(int32_t)                   // actions (or continuous actions)
                   + 3 * sizeof(float)                 // rewards, returns, weights
                   + 2                                 // terminated, truncated
                   + sizeof(float) + sizeof(int32_t);  // final return and length
@@ -34,7 +34,11 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n, int64_t k)
   const auto un = static_cast<std::size_t>(envs * k);
   const auto uk = static_cast<std::size_t>(k);
   obs = Buffer<float>(d, 4 * obs_rows);
-  actions = Buffer<int32_t>(d, rows);
+  if (spec.continuous) {
+    continuous_actions = Buffer<float>(d, rows);
+  } else {
+    actions = Buffer<int32_t>(d, rows);
+  }
   rewards = Buffer<float>(d, rows);
   returns = Buffer<float>(d, rows);
   weights = Buffer<float>(d, rows);
@@ -49,7 +53,11 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n, int64_t k)
     rewards.zero();
     terminated.zero();
     truncated.zero();
-    actions.zero();
+    if (spec.continuous) {
+      continuous_actions.zero();
+    } else {
+      actions.zero();
+    }
   }
   if (spec.values) {
     values = Buffer<float>(d, rows);
@@ -79,7 +87,8 @@ Rollout::Rollout(Device& d, const RolloutSpec& s, int64_t n, int64_t k)
 
 std::vector<int64_t> Rollout::collect(VecEnv& env, PolicyValueModel& model,
                                       std::span<uint64_t> act_steps,
-                                      std::span<const uint8_t> active, bool record) {
+                                      std::span<const uint8_t> active, bool record,
+                                      std::span<const int64_t> env_steps) {
   const int64_t n = envs;
   const int64_t stride = agent_stride();
   BP_CHECK_ARG(static_cast<int64_t>(act_steps.size()) == agents &&
@@ -107,13 +116,26 @@ std::vector<int64_t> Rollout::collect(VecEnv& env, PolicyValueModel& model,
   std::vector<uint8_t> collecting(active.begin(), active.end());
   std::vector<int64_t> steps(static_cast<std::size_t>(agents), 0);
   std::vector<int64_t> done(static_cast<std::size_t>(agents), 0);
+  std::vector<float> epsilons(static_cast<std::size_t>(agents), 0.0f);
+  BP_CHECK_ARG(!spec.epsilon_greedy || static_cast<int64_t>(env_steps.size()) == agents,
+               "collect: " << env_steps.size() << " env step counts for " << agents << " agents");
   int64_t t = 0;
   while (t < spec.steps) {
     const int64_t row = t * n;
     float* obs_t = obs.data() + 4 * row;
-    model.act(ConstMatrix{obs_t, n, 4}, static_cast<uint64_t>(t), actions.data() + row,
-              spec.log_probs ? log_prob.data() + row : nullptr,
-              spec.values ? values.data() + row : nullptr, record ? row : -1, stride);
+    const ConstMatrix o{obs_t, n, 4};
+    const auto step = static_cast<uint64_t>(t);
+    float* lp = spec.log_probs ? log_prob.data() + row : nullptr;
+    float* v = spec.values ? values.data() + row : nullptr;
+    if (spec.continuous) {
+      model.act_continuous(o, step, continuous_actions.data() + row, lp, v, record ? row : -1,
+                           stride);
+    } else if (spec.epsilon_greedy) {
+      for (int64_t k = 0; k < agents; ++k) epsilons[k] = spec.epsilon.at(env_steps[k] + t * n);
+      model.act_epsilon_greedy(o, step, epsilons, actions.data() + row, stride);
+    } else {
+      model.act(o, step, actions.data() + row, lp, v, record ? row : -1, stride);
+    }
     StepTargets out;
     out.obs = obs_t + 4 * n;
     out.reward = rewards.data() + row;
@@ -123,7 +145,11 @@ std::vector<int64_t> Rollout::collect(VecEnv& env, PolicyValueModel& model,
     out.final_return = final_return.data() + row;
     out.final_length = final_length.data() + row;
     out.agent_stride = stride;
-    env.step(actions.data() + row, out);
+    if (spec.continuous) {
+      env.step_continuous(continuous_actions.data() + row, out);
+    } else {
+      env.step(actions.data() + row, out);
+    }
     ++t;
     if (spec.whole_episodes) {
       device->rl().mark_ended(ended.data(), terminated.data() + row, truncated.data() + row, n,
@@ -151,9 +177,10 @@ std::vector<int64_t> Rollout::collect(VecEnv& env, PolicyValueModel& model,
   for (int64_t k = 0; k < agents; ++k) {
     if (collecting[k] != 0) steps[k] = t;
     act_steps[k] += static_cast<uint64_t>(steps[k]);
-    if (active[k] != 0 && steps[k] < t) {
+    if (steps[k] < t) {
       // The env reads its observations where the last step wrote them, row t of every agent;
-      // an agent that stopped earlier has its own at row steps[k].
+      // an agent that stopped earlier has its own at row steps[k], and an inactive one at row
+      // 0 (it must find them there when it is active again).
       const int64_t at = k * stride;
       device->copy_on_device(obs.data() + 4 * (at + t * n), obs.data() + 4 * (at + steps[k] * n),
                              obs_bytes);

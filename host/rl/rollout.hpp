@@ -19,6 +19,19 @@
 
 namespace batchpole {
 
+// Epsilon-greedy acting (DQN): epsilon falls linearly from `start` to `end` over the first
+// `decay_steps` env steps, then stays at `end`.
+struct EpsilonSchedule {
+  float start = 1.0f;
+  float end = 0.05f;
+  int64_t decay_steps = 0;
+  [[nodiscard]] float at(int64_t env_steps) const {
+    if (env_steps >= decay_steps) return end;
+    const double f = static_cast<double>(env_steps) / static_cast<double>(decay_steps);
+    return static_cast<float>(start + f * (static_cast<double>(end) - start));
+  }
+};
+
 // What an algorithm's rollout keeps.
 struct RolloutSpec {
   int64_t steps = 0;            // T: the most steps one rollout holds
@@ -30,6 +43,12 @@ struct RolloutSpec {
   // The update's gradient step runs on the activations of acting (one step per rollout), so
   // they may be recorded instead of computed again (Trainer::record_bytes).
   bool reuses_activations = true;
+  // Continuous actions (the Gaussian head): `continuous_actions` (one float per row) instead of
+  // `actions`, and the environment's continuous step.
+  bool continuous = false;
+  // Act epsilon-greedily on the policy network's outputs (DQN's Q-values) instead of sampling.
+  bool epsilon_greedy = false;
+  EpsilonSchedule epsilon;
 };
 
 struct Rollout {
@@ -40,11 +59,12 @@ struct Rollout {
   // with whole episodes the envs first restart their episodes and an agent's collection ends
   // once each of its envs has finished one. act_steps holds each agent's sampling counter and
   // advances by the steps it took. record: the model keeps the activations of acting
-  // (PolicyValueModel::reserve_record). Returns the steps stored of each agent (0 for the
-  // inactive).
+  // (PolicyValueModel::reserve_record). env_steps: each agent's env steps before this rollout
+  // (the epsilon schedule's clock; empty when the rollout does not act epsilon-greedily).
+  // Returns the steps stored of each agent (0 for the inactive).
   std::vector<int64_t> collect(VecEnv& env, PolicyValueModel& model,
                                std::span<uint64_t> act_steps, std::span<const uint8_t> active,
-                               bool record);
+                               bool record, std::span<const int64_t> env_steps = {});
 
   // Rows between consecutive agents' blocks: 0 for one agent (the ops' convention), else
   // (T + 1) x N.
@@ -57,7 +77,7 @@ struct Rollout {
   // obs holds T + 1 rows: row t is what action t was taken on, and the step writes the next
   // observation into row t + 1 (row T: the observation after the rollout, V(s_T)'s input).
   Buffer<float> obs, rewards, returns, weights, final_return, values, final_obs, truncation_value,
-      last_value, log_prob;
+      last_value, log_prob, continuous_actions;
   Buffer<int32_t> actions, final_length;
   Buffer<uint8_t> terminated, truncated, mask, ended;
   Buffer<int64_t> ended_count;  // one per agent

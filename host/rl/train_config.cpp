@@ -9,8 +9,19 @@ namespace batchpole {
 std::string to_string(Algorithm a) { return algorithm_names().at(static_cast<std::size_t>(a)); }
 
 const std::vector<std::string>& algorithm_names() {
-  static const std::vector<std::string> names = {"reinforce", "baseline", "a2c", "ppo"};
+  static const std::vector<std::string> names = {"reinforce", "baseline", "a2c", "ppo", "dqn"};
   return names;
+}
+
+std::string to_string(ActionSpace a) {
+  return a == ActionSpace::kContinuous ? "continuous" : "discrete";
+}
+
+ActionSpace parse_action_space(const std::string& s) {
+  if (s == "discrete") return ActionSpace::kDiscrete;
+  if (s == "continuous") return ActionSpace::kContinuous;
+  BP_CHECK_ARG(false, "unknown action space '" << s << "' (expected discrete or continuous)");
+  return ActionSpace::kDiscrete;
 }
 
 Algorithm parse_algorithm(const std::string& s) {
@@ -18,7 +29,8 @@ Algorithm parse_algorithm(const std::string& s) {
   for (std::size_t i = 0; i < names.size(); ++i) {
     if (names[i] == s) return static_cast<Algorithm>(i);
   }
-  BP_CHECK_ARG(false, "unknown algorithm '" << s << "' (expected reinforce, baseline, a2c or ppo)");
+  BP_CHECK_ARG(false,
+               "unknown algorithm '" << s << "' (expected reinforce, baseline, a2c, ppo or dqn)");
   return Algorithm::kA2C;
 }
 
@@ -32,6 +44,15 @@ TrainConfig TrainConfig::defaults(Algorithm a, const DevicePlan& plan) {
   if (a == Algorithm::kPpo) {
     c.gae_lambda = 0.95F;
     c.apply_ppo_recipe();
+  }
+  if (a == Algorithm::kDqn) {
+    // CleanRL's DQN on CartPole (one gradient step of 128 transitions per 10 env steps, lr
+    // 2.5e-4), as 8 envs x 10 steps per update: it solved CartPole-v1 in 5 of 5 seeds on the CPU
+    // (EXPERIMENTS.md, "Exercise 3"). The same on every device: DQN's batch is its minibatch.
+    c.envs = 8;
+    c.n_steps = 10;
+    c.lr = 2.5e-4F;
+    c.max_grad_norm = 10.0F;
   }
   return c;
 }
@@ -85,9 +106,18 @@ void TrainConfig::validate() const {
   BP_CHECK_ARG(
       algorithm != Algorithm::kPpo || minibatches <= envs * n_steps,
       "ppo: " << minibatches << " minibatches of a rollout of only " << envs * n_steps << " rows");
-  const bool episodic =
-      algorithm == Algorithm::kReinforce || algorithm == Algorithm::kBaseline || n_steps == 0;
+  const bool dqn = algorithm == Algorithm::kDqn;
+  BP_CHECK_ARG(!dqn || actions == ActionSpace::kDiscrete,
+               "dqn needs discrete actions (--actions discrete): it takes an argmax over them");
+  BP_CHECK_ARG(!dqn || n_steps > 0, "dqn needs env steps per update (n_steps >= 1)");
+  BP_CHECK_ARG(!dqn || envs * n_steps <= buffer_size,
+               "dqn: an update's " << envs * n_steps << " transitions do not fit the replay "
+                                   << "buffer of " << buffer_size);
+  const bool episodic = !dqn && (algorithm == Algorithm::kReinforce ||
+                                 algorithm == Algorithm::kBaseline || n_steps == 0);
   if (parts > 1) {
+    BP_CHECK_ARG(!dqn, "parts: data-parallel training covers reinforce, baseline, a2c and ppo; "
+                       "dqn (its replay buffer) is not cut into parts");
     BP_CHECK_ARG(algorithm != Algorithm::kPpo || minibatches <= envs / parts * n_steps,
                  "parts: " << minibatches << " minibatches of a part's rollout of only "
                            << envs / parts * n_steps << " rows");
@@ -168,7 +198,7 @@ F boolean(std::string key, std::string help, std::string negated_flag, bool Trai
 std::vector<F> make_fields() {
   std::vector<F> t;
   t.push_back(choice(
-      "algo", "reinforce, baseline, a2c or ppo", algorithm_names(),
+      "algo", "reinforce, baseline, a2c, ppo or dqn", algorithm_names(),
       [](const TrainConfig& c) { return to_string(c.algorithm); },
       [](TrainConfig& c, const std::string& s) { c.algorithm = parse_algorithm(s); }));
   t.push_back(integer("envs", "Environments stepped together (of each agent)", 1, kInt32Max,
@@ -294,6 +324,45 @@ std::vector<F> make_fields() {
   t.push_back(integer("lr_anneal_steps",
                       "Env steps over which the learning rate falls linearly to 0 (0 = constant)",
                       0, std::numeric_limits<int64_t>::max(), &TrainConfig::lr_anneal_steps));
+  t.push_back(choice(
+      "actions",
+      "discrete (CartPole-v1) or continuous (force = clip(a, -1, 1) x force_mag, Gaussian "
+      "policy; not dqn)",
+      {"discrete", "continuous"}, [](const TrainConfig& c) { return to_string(c.actions); },
+      [](TrainConfig& c, const std::string& s) { c.actions = parse_action_space(s); }));
+  t.push_back(choice(
+      "log_std",
+      "Gaussian policy's log-std: parameter (a learned vector, as the notebook) or state (a "
+      "network output)",
+      {"parameter", "state"},
+      [](const TrainConfig& c) {
+        return std::string(c.state_dependent_std ? "state" : "parameter");
+      },
+      [](TrainConfig& c, const std::string& s) { c.state_dependent_std = s == "state"; }));
+  t.push_back(real("log_std_init", "Gaussian policy's initial log-std", -20, false, 20,
+                   &TrainConfig::log_std_init));
+  t.push_back(integer("buffer_size", "DQN: replay buffer capacity (transitions)", 1,
+                      int64_t{1} << 31, &TrainConfig::buffer_size));
+  t.push_back(integer("batch_size", "DQN: transitions per minibatch", 1, 1 << 24,
+                      &TrainConfig::batch_size));
+  t.push_back(integer("learning_starts", "DQN: env steps stored before the first gradient step", 0,
+                      std::numeric_limits<int64_t>::max(), &TrainConfig::learning_starts));
+  t.push_back(integer("gradient_steps", "DQN: gradient steps per update", 1, 1'000'000,
+                      &TrainConfig::gradient_steps));
+  t.push_back(integer("target_update", "DQN: gradient steps between target-network updates", 1,
+                      std::numeric_limits<int64_t>::max(), &TrainConfig::target_update));
+  t.push_back(real("tau", "DQN: target update target = tau online + (1 - tau) target (1 = copy)", 0,
+                   true, 1, &TrainConfig::tau));
+  t.push_back(real("epsilon_start", "DQN: exploration epsilon at the start", 0, false, 1,
+                   &TrainConfig::epsilon_start));
+  t.push_back(real("epsilon_end", "DQN: exploration epsilon after the decay", 0, false, 1,
+                   &TrainConfig::epsilon_end));
+  t.push_back(integer("epsilon_decay_steps", "DQN: env steps over which epsilon falls linearly", 0,
+                      std::numeric_limits<int64_t>::max(), &TrainConfig::epsilon_decay_steps));
+  t.push_back(boolean("double_dqn", "DQN: double-DQN targets (the online network picks a')",
+                      "--no-double-dqn", &TrainConfig::double_dqn));
+  t.push_back(real("huber_delta", "DQN: Huber loss threshold (1 = smooth L1)", 0, true, kInf,
+                   &TrainConfig::huber_delta));
   return t;
 }
 

@@ -36,6 +36,11 @@ EpisodeTally RecentEpisodes::total() const {
 
 ModelConfig model_config_for(const TrainConfig& c) { return make_learner(c)->model_config(); }
 
+void check_learner_state(const TrainConfig& c,
+                         const std::vector<std::vector<unsigned char>>& state) {
+  make_learner(c)->check_state(state);
+}
+
 std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
   switch (config.algorithm) {
     case Algorithm::kReinforce:
@@ -44,6 +49,8 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
       return make_baseline(config);
     case Algorithm::kPpo:
       return make_ppo(config);
+    case Algorithm::kDqn:
+      return make_dqn(config);
     case Algorithm::kA2C:
     default:
       return make_a2c(config);
@@ -81,7 +88,7 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   return checked_add(VecEnv::bytes_required(c.envs * c.agents, c.precision),
                      checked_mul(rows, Rollout::bytes_per_row(spec)),
                      checked_mul(checked_size(c.envs), agents, 8), m.total(),
-                     record_bytes(c, plan));
+                     record_bytes(c, plan), learner->bytes_required(device, c.envs, c.agents));
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_parallel)
@@ -139,6 +146,7 @@ Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_pa
     options.first_env = static_cast<uint32_t>(first_env);
   }
   model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(), options);
+  learner_->attach(device, *model_);
   const RolloutSpec spec = learner_->rollout_spec();
   rollout_ = std::make_unique<Rollout>(device, spec, envs, model_agents);
   if (model_agents > 1) {
@@ -186,6 +194,14 @@ void Trainer::set_active(int64_t agent, bool active) {
   apply_active();
 }
 
+std::vector<std::vector<unsigned char>> Trainer::learner_state() const {
+  return learner_->save_state();
+}
+
+void Trainer::restore_learner_state(const std::vector<std::vector<unsigned char>>& agents) {
+  learner_->restore_state(agents);
+}
+
 UpdateRecord Trainer::update() {
   BP_CHECK_ARG(agents() == 1, "update: a population of " << agents()
                                                          << " agents updates with update_agents");
@@ -216,8 +232,13 @@ std::vector<UpdateRecord> Trainer::update_agents() {
     }
   }
   std::vector<uint64_t> act_steps;
-  for (const AgentProgress& a : agents_) act_steps.push_back(a.act_steps);
-  const std::vector<int64_t> steps = r.collect(*env_, *model_, act_steps, active, reuse_);
+  std::vector<int64_t> env_steps;
+  for (const AgentProgress& a : agents_) {
+    act_steps.push_back(a.act_steps);
+    env_steps.push_back(a.env_steps);
+  }
+  const std::vector<int64_t> steps =
+      r.collect(*env_, *model_, act_steps, active, reuse_, env_steps);
   for (int64_t k = 0; k < k_agents; ++k) agents_[k].act_steps = act_steps[k];
   const int64_t t_max = *std::max_element(steps.begin(), steps.end());
   const int64_t stride = r.agent_stride();

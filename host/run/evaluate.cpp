@@ -29,26 +29,45 @@ EvalResult evaluate(Device& device, const std::string& checkpoint, const EvalOpt
   env.reset(o.seed);
 
   const auto n = static_cast<std::size_t>(o.episodes);
-  Buffer<int32_t> actions(device, n);
+  const bool continuous = config.actions == ActionSpace::kContinuous;
+  // DQN's policy is greedy in Q (sampling a softmax of Q-values would be no policy of its own).
+  const bool greedy = o.greedy || config.algorithm == Algorithm::kDqn;
+  Buffer<int32_t> actions(device, continuous ? 0 : n);
+  Buffer<float> continuous_actions(device, continuous ? n : 0);
   Buffer<float> logits(device, 2 * n);
   std::vector<int32_t> host_actions(n);
+  std::vector<float> host_continuous(n);
   EvalResult r;
   r.algo = to_string(config.algorithm);
+  r.greedy = greedy;
   r.episodes = o.episodes;
   r.returns.assign(n, 0.0);
   std::vector<uint8_t> finished(n, 0);
   std::size_t remaining = n;
   for (int32_t t = 0; t < limit && remaining > 0; ++t) {
     const ConstMatrix obs{env.obs(), o.episodes, 4};
-    if (o.greedy) {
-      model.logits(obs, logits.data());
-      const auto l = logits.to_host();
-      for (std::size_t i = 0; i < n; ++i) host_actions[i] = l[2 * i + 1] > l[2 * i] ? 1 : 0;
-      actions.from_host(host_actions);
+    if (continuous) {
+      // Greedy: the Gaussian's mean (its first output; the environment clips it).
+      if (greedy) {
+        model.logits(obs, logits.data());
+        const auto head = logits.to_host();
+        for (std::size_t i = 0; i < n; ++i) host_continuous[i] = head[2 * i];
+        continuous_actions.from_host(host_continuous);
+      } else {
+        model.act_continuous(obs, static_cast<uint64_t>(t), continuous_actions.data());
+      }
+      env.step_continuous(continuous_actions.data());
     } else {
-      model.act(obs, static_cast<uint64_t>(t), actions.data());
+      if (greedy) {
+        model.logits(obs, logits.data());
+        const auto l = logits.to_host();
+        for (std::size_t i = 0; i < n; ++i) host_actions[i] = l[2 * i + 1] > l[2 * i] ? 1 : 0;
+        actions.from_host(host_actions);
+      } else {
+        model.act(obs, static_cast<uint64_t>(t), actions.data());
+      }
+      env.step(actions.data());
     }
-    env.step(actions.data());
     const HostStep s = env.fetch();
     for (std::size_t i = 0; i < n; ++i) {
       if (finished[i] == 0 && (s.terminated[i] | s.truncated[i]) != 0) {

@@ -47,6 +47,9 @@ enum class Stream : uint32_t {
   kBenchAction = 2,   // (env, step / 128): 128 random action bits per draw
   kPolicyAction = 3,  // (env, update-step counter): sampling from the policy
   kInit = 4,          // (parameter block, element / 4): network initialisation
+  kPolicyNoise = 5,   // (env, 2 * step + k / 4): the Gaussian policy's noise, 4 normals per draw
+  kExplore = 6,       // (env, acting step): epsilon-greedy exploration (DQN)
+  kReplay = 7,        // (minibatch row, minibatch number): replay-buffer sampling (DQN)
 };
 
 // One draw of 128 bits for (seed, stream, a, b), where `a` is usually an environment index and

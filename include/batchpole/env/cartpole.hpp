@@ -93,12 +93,11 @@ struct CartState {
   Real x, x_dot, theta, theta_dot;
 };
 
-// One physics step in place; returns whether the new state is out of bounds (terminated).
-// `push_right` is action == 1. kSmallAngle: the caller knows |theta| <= kSmallAngle, so sin and
-// cos skip the range reduction (same bits; see portable_sincos_small).
+// One physics step in place under `force`; returns whether the new state is out of bounds
+// (terminated). kSmallAngle: the caller knows |theta| <= kSmallAngle, so sin and cos skip the
+// range reduction (same bits; see portable_sincos_small).
 template <class Real, bool kSmallAngle = false>
-BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartState<Real>& s) {
-  const Real force = blend(push_right, k.force_mag, -k.force_mag);
+BP_HD bool cartpole_physics_step_force(const Physics<Real>& k, Real force, CartState<Real>& s) {
   Real sintheta;
   Real costheta;
   if constexpr (kSmallAngle) {
@@ -140,6 +139,30 @@ BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartSt
                   static_cast<int>(s.theta < -k.theta_threshold) |
                   static_cast<int>(s.theta > k.theta_threshold);
   return out != 0;
+}
+
+// The discrete action's force: +force_mag for action 1 (`push_right`), -force_mag otherwise.
+template <class Real>
+BP_HD Real cartpole_discrete_force(const Physics<Real>& k, bool push_right) {
+  return blend(push_right, k.force_mag, -k.force_mag);
+}
+
+// Continuous CartPole (the common variant, as in Gymnasium's continuous mountain car): the
+// action a is a force in units of force_mag, clipped to [-1, 1]; force = clip(a) * force_mag.
+// a = +-1 gives exactly the discrete forces. A NaN action pushes with force 0 (both devices; the
+// GPU cannot throw, and the trainers stop on a non-finite loss anyway).
+template <class Real>
+BP_HD Real cartpole_continuous_force(const Physics<Real>& k, float action) {
+  const float lo = action < -1.0f ? -1.0f : action;
+  const float clipped = lo > 1.0f ? 1.0f : lo;
+  return static_cast<Real>(clipped == clipped ? clipped : 0.0f) * k.force_mag;
+}
+
+// One step of the discrete CartPole: `push_right` is action == 1.
+template <class Real, bool kSmallAngle = false>
+BP_HD bool cartpole_physics_step(const Physics<Real>& k, bool push_right, CartState<Real>& s) {
+  return cartpole_physics_step_force<Real, kSmallAngle>(k, cartpole_discrete_force(k, push_right),
+                                                        s);
 }
 
 BP_HD float cartpole_reward(RewardMode mode, bool terminated) {

@@ -158,14 +158,14 @@ BP_HD void env_next_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   }
 }
 
-// Physics, reward, flags and the observation of the step. Returns whether the episode ended;
-// the caller then calls env_end_episode (the CPU does so in a second, scalar pass so that this
-// pass vectorises).
+// Physics under `force`, reward, flags and the observation of the step. Returns whether the
+// episode ended; the caller then calls env_end_episode (the CPU does so in a second, scalar pass
+// so that this pass vectorises).
 template <class Real>
-BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
-                            int32_t action) {
+BP_HD bool env_step_physics_force(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
+                                  Real force) {
   CartState<Real> s = load_state(a, i);
-  const bool term = cartpole_physics_step(c.physics, action == 1, s);
+  const bool term = cartpole_physics_step_force(c.physics, force, s);
   const int32_t len = a.length[i] + 1;
   const bool trunc = truncates(c.max_episode_steps, len);
   const float r = cartpole_reward(c.reward_mode, term);
@@ -178,6 +178,24 @@ BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, 
   a.length[i] = len;
   a.ret[i] = a.ret[i] + r;
   return term || trunc;
+}
+
+// The force of a discrete action (1 pushes right, 0 left) or a continuous one
+// (cartpole_continuous_force).
+template <class Real>
+BP_HD Real action_force(const Physics<Real>& k, int32_t action) {
+  return cartpole_discrete_force(k, action == 1);
+}
+template <class Real>
+BP_HD Real action_force(const Physics<Real>& k, float action) {
+  return cartpole_continuous_force(k, action);
+}
+
+// env_step_physics_force with the force of `action`: int32_t (discrete) or float (continuous).
+template <class Real, class Action>
+BP_HD bool env_step_physics(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i,
+                            Action action) {
+  return env_step_physics_force(c, a, i, action_force(c.physics, action));
 }
 
 // The step ended env i's episode: keep its return and length, then, by the autoreset mode,
@@ -214,9 +232,9 @@ BP_HD void env_begin_pending(const EnvConfig<Real>& c, const EnvArrays<Real>& a,
 }
 
 // One step of env i in the config's autoreset mode (the GPU's per-env step; the CPU runs the
-// same in two passes, see cpu_env_ops.cpp).
-template <class Real>
-BP_HD void env_step(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i, int32_t action) {
+// same in two passes, see cpu_env_ops.cpp). Action: int32_t (discrete) or float (continuous).
+template <class Real, class Action>
+BP_HD void env_step(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i, Action action) {
   if (c.autoreset == AutoresetMode::kNextStep && a.pending_reset[i] != 0) {
     env_begin_pending(c, a, i);
   } else if (env_step_physics(c, a, i, action)) {

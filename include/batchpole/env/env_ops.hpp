@@ -50,6 +50,16 @@ class EnvOps {
     device_->count_op();
     do_step(c, a, n, actions);
   }
+  // env_step with continuous actions, one float per env (where the outputs go, as step's),
+  // force = clip(a, -1, 1) * force_mag (cartpole_continuous_force). Every float is valid.
+  template <class Real>
+  void step_continuous(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
+                       const float* actions) {
+    if (n <= 0) return;
+    BP_CHECK_ARG(actions != nullptr, "env step: actions is a null pointer");
+    device_->count_op();
+    do_step_continuous(c, a, n, actions);
+  }
   // `steps` steps with the benchmark's random actions, state kept close to the core; returns
   // the number of episodes that ended.
   template <class Real>
@@ -82,6 +92,10 @@ class EnvOps {
                        const int32_t* actions) = 0;
   virtual void do_step(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
                        const int32_t* actions) = 0;
+  virtual void do_step_continuous(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
+                                  const float* actions) = 0;
+  virtual void do_step_continuous(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,
+                                  const float* actions) = 0;
   virtual uint64_t do_run_random(const EnvConfig<float>& c, const EnvArrays<float>& a, int64_t n,
                                  uint64_t first_step, int32_t steps) = 0;
   virtual uint64_t do_run_random(const EnvConfig<double>& c, const EnvArrays<double>& a, int64_t n,

@@ -90,6 +90,10 @@ class VecEnv {
   void step(const int32_t* device_actions, const StepTargets& targets = {});
   // Copies host actions to the device first; for tests and small N.
   void step_host(std::span<const int32_t> actions);
+  // Continuous CartPole: N device-resident float actions, force = clip(a, -1, 1) * force_mag
+  // (cartpole_continuous_force; a = +-1 steps exactly as the discrete actions 1 and 0).
+  void step_continuous(const float* device_actions, const StepTargets& targets = {});
+  void step_host_continuous(std::span<const float> actions);
   // Fills N device-resident actions with the benchmark's random actions for the current step.
   void random_actions(int32_t* device_actions);
   // `steps` steps with random actions inside one pass (registers on the GPU, L1-sized chunks on

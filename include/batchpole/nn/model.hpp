@@ -91,6 +91,13 @@ struct RolloutView {
   float clip = 0.2f;
   const float* old_values = nullptr;  // samples, or nullptr
   float value_clip = 0.2f;
+  // The Gaussian head: the actions taken (samples x num_actions floats) instead of `actions`.
+  const float* continuous_actions = nullptr;
+  // DQN (kQNetwork): the TD targets, fixed; the loss is then the Huber loss (delta huber_delta)
+  // of Q(s, a) against them, summed over the valid samples and divided by C, instead of the
+  // policy gradient (weights unused; its statistic is the value loss).
+  const float* q_targets = nullptr;
+  float huber_delta = 1.0f;
   // A population: agent k's rows start k * agent_stride rows into every per-row array (obs.rows
   // rows each); agent_rows[k], where given, is how many of them are agent k's samples (the rest
   // must be masked): the agents' own passes run exactly those, batched agents all obs.rows.
@@ -158,12 +165,23 @@ class PolicyValueModel {
   // step steps[k] + step (set_steps); inactive agents are left out.
   void act(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob = nullptr,
            float* values = nullptr, int64_t record_row = -1, int64_t agent_stride = 0);
+  // The Gaussian head: actions (n x num_actions floats) a = mu + sigma * eps, eps drawn from
+  // policy_normal(seed, i, step, k); otherwise as act().
+  void act_continuous(const ConstMatrix& obs, uint64_t step, float* actions,
+                      float* log_prob = nullptr, float* values = nullptr, int64_t record_row = -1,
+                      int64_t agent_stride = 0);
+  // Epsilon-greedy on the policy network's outputs (kQNetwork: the Q-values), drawn from
+  // (seed, kExplore, i, step), agent k exploring with epsilons[k] (one per agent).
+  void act_epsilon_greedy(const ConstMatrix& obs, uint64_t step, std::span<const float> epsilons,
+                          int32_t* actions, int64_t agent_stride = 0);
   // A population: agent k's rows at k * in_stride in obs, its values at k * out_stride in out,
   // agent_rows[k] of them where given (else obs.rows).
   void values(const ConstMatrix& obs, float* out, int64_t in_stride = 0, int64_t out_stride = 0,
               std::span<const int64_t> agent_rows = {});
+  // The policy network's outputs, n x config().policy_outputs() (the logits, the Gaussian's
+  // means and log-stds, or a Q-network's Q-values); a population's strides as values' (rows).
+  void logits(const ConstMatrix& obs, float* out, int64_t in_stride = 0, int64_t out_stride = 0);
   // One agent only (evaluation, parity checks):
-  void logits(const ConstMatrix& obs, float* out);         // n x num_actions
   void probabilities(const ConstMatrix& obs, float* out);  // n x num_actions
 
   // ---- recording what acting computed, so that learning skips a forward pass ----
@@ -261,12 +279,26 @@ class PolicyValueModel {
   // networks.
   template <class RowsOf, class Body>
   void for_each_chunk(RowsOf rows_of, Body body);
+  // act(), act_continuous() and act_epsilon_greedy(): the policy network over every active
+  // agent's rows (batched: over all agents at once), with sample(head, rows, at, key, out,
+  // agent) turning `rows` rows of its outputs into actions written from row `at` as `out` lays
+  // them out, drawn with `key`; agent is the agent of a pass of its own, -1 for batched agents.
+  template <class Sample>
+  void act_chunks(const char* call, const ConstMatrix& obs, uint64_t step, float* values,
+                  int64_t record_row, int64_t agent_stride, Sample sample);
+  // The gradient of the head's loss (policy gradient or clipped surrogate, categorical or
+  // Gaussian, or the Huber TD loss) for `rows` rows of head outputs into w.d_logits, with the
+  // statistics into w.sample_stats; the batch's per-row inputs from row `at`, laid out as `in`.
+  void head_loss_grad(Workspace& w, const RolloutView& batch, const LossConfig& loss,
+                      const float* head, int64_t rows, int64_t at, const AgentRows& in,
+                      const float* count, int32_t stat_columns);
+  // The Gaussian head with a learned log-std vector: zero every agent's gradients of the weights
+  // that are held at zero (the log-std units' inputs).
+  void zero_pinned_gradients();
   // The features the heads read: the trunk's output (in `into` where given), or x itself.
   ConstMatrix features(Workspace& w, const ConstMatrix& x, const LayerOutputs* into = nullptr);
   [[nodiscard]] Acc acc_for(int64_t agent, int64_t shard);
   [[nodiscard]] float* divisors() { return stats_.data() + agents_ * kStatSlots; }
-  void act_batched(const ConstMatrix& obs, uint64_t step, int32_t* actions, float* log_prob,
-                   float* values, int64_t agent_stride);
   void accumulate_batched(const RolloutView& batch, const LossConfig& loss, GradientMode mode);
   [[nodiscard]] UpdateStats stats_from(const float* slots, float divisor, int64_t agent) const;
 
@@ -303,6 +335,7 @@ class PolicyValueModel {
   Buffer<uint8_t> active_device_;
   Buffer<uint64_t> steps_device_;
   Buffer<float> value_coefs_device_;
+  Buffer<float> epsilons_device_;  // act_epsilon_greedy's, batched
 };
 
 }  // namespace batchpole

@@ -94,6 +94,24 @@ BP_HD float portable_log(float x) {
   return (m + y) + 0.693359375f * ef;
 }
 
+// tanh(x) (Cephes tanhf): an odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above
+// (no cancellation there), +-1 from |x| = 9.5 on (where float tanh rounds to 1). CUDA's tanhf
+// is ex2.approx and FMAs, so a tanh network calls this one on both devices.
+BP_HD float portable_tanh(float x) {
+  const float ax = x < 0.0f ? -x : x;
+  if (ax >= 0.625f) {
+    const float t = ax >= 9.5f ? 1.0f : 1.0f - 2.0f / (portable_exp(2.0f * ax) + 1.0f);
+    return x < 0.0f ? -t : t;
+  }
+  const float z = x * x;  // NaN lands here and stays NaN
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  return p * z * x + x;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Activations. Backward uses the activation's output y (what forward stores), not its input.
 
@@ -102,7 +120,7 @@ BP_HD float activate(Activation a, float x) {
     case Activation::kRelu:
       return x > 0.0f ? x : 0.0f;
     case Activation::kTanh:
-      return tanhf(x);
+      return portable_tanh(x);
     case Activation::kIdentity:
     default:
       return x;
@@ -324,6 +342,176 @@ BP_HD float value_loss_row(float value, float target, bool valid, float inv_coun
     stats[kStatValid] = valid ? 1.0f : 0.0f;
   }
   return valid ? 2.0f * coef * err * inv_count : 0.0f;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gaussian policy head (continuous actions, the notebook's section 10) over one row of 2d
+// outputs: z[0, d) the means mu, z[d, 2d) the log standard deviations s, one per action
+// dimension (a diagonal Gaussian; the log-probability sums over dimensions, as the notebook's
+// `.sum(-1)`). With u = (a - mu) / sigma, sigma = exp(s):
+//   log pi(a) = sum_k -u_k^2 / 2 - s_k - log(2 pi) / 2,     H = sum_k s_k + (1 + log(2 pi)) / 2,
+//   d log pi / d mu_k = u_k / sigma_k,   d log pi / d s_k = u_k^2 - 1,   dH / ds_k = 1.
+// The log-probability is of the action as sampled; the environment clips it (the usual
+// practice, which keeps the density exact).
+
+inline constexpr int32_t kMaxActionDims = kMaxActions / 2;
+inline constexpr float kHalfLog2Pi = 0.918938533204672742f;  // log(2 pi) / 2
+
+BP_HD float gaussian_log_prob(const float* z, int32_t d, const float* action) {
+  float lp = 0.0f;
+  for (int32_t k = 0; k < d; ++k) {
+    const float s = z[d + k];
+    const float u = (action[k] - z[k]) * portable_exp(-s);
+    lp += (-0.5f * (u * u) - s) - kHalfLog2Pi;
+  }
+  return lp;
+}
+
+BP_HD float gaussian_entropy(const float* z, int32_t d) {
+  float h = 0.0f;
+  for (int32_t k = 0; k < d; ++k) h += z[d + k] + (0.5f + kHalfLog2Pi);
+  return h;
+}
+
+// Four standard normals from one Philox draw: Box-Muller on words (0, 1) and (2, 3), with
+// portable log and sin/cos and IEEE sqrt, so both devices draw the same bits.
+BP_HD void standard_normals(const Philox4x32::Counter& r, float* out) {
+  for (int p = 0; p < 2; ++p) {
+    // u1 in (0, 1] keeps the log finite; u2 in [0, 1).
+    const float u1 = static_cast<float>((r[2 * p] >> 8U) + 1U) * 0x1.0p-24f;
+    const float u2 = uniform_float(r[2 * p + 1]);
+    const float radius = sqrtf(-2.0f * portable_log(u1));
+    float sn;
+    float cs;
+    portable_sincos(6.28318530717958648f * u2, &sn, &cs);
+    out[2 * p] = radius * cs;
+    out[2 * p + 1] = radius * sn;
+  }
+}
+
+// The standard normal behind dimension k of env `env`'s action at acting step `step`.
+BP_HD float policy_normal(uint64_t seed, uint32_t env, uint64_t step, int32_t k) {
+  float n[4];
+  standard_normals(
+      philox_draw(seed, Stream::kPolicyNoise, env, 2 * step + static_cast<uint64_t>(k >> 2)), n);
+  return n[k & 3];
+}
+
+// Samples a = mu + sigma * eps for one row into action[0, d); writes log pi(a) and the entropy
+// where asked (nullptr: not wanted).
+BP_HD void gaussian_sample_row(const float* z, int32_t d, uint64_t seed, uint32_t env,
+                               uint64_t step, float* action, float* log_prob, float* entropy) {
+  float n[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  for (int32_t k = 0; k < d; ++k) {
+    if ((k & 3) == 0) {
+      standard_normals(
+          philox_draw(seed, Stream::kPolicyNoise, env, 2 * step + static_cast<uint64_t>(k >> 2)),
+          n);
+    }
+    action[k] = z[k] + portable_exp(z[d + k]) * n[k & 3];
+  }
+  if (log_prob != nullptr) *log_prob = gaussian_log_prob(z, d, action);
+  if (entropy != nullptr) *entropy = gaussian_entropy(z, d);
+}
+
+// The gradient of -(w log pi(a) + beta H) / C with respect to the row's means and log-stds
+// (zeros for an invalid sample: selects, so that NaN in masked slots cannot leak in). Returns
+// log pi(a).
+BP_HD float gaussian_loss_grad_row(const float* z, int32_t d, const float* action, float weight,
+                                   bool valid, const PolicyLossCoefs& c, float* dz) {
+  float lp = 0.0f;
+  for (int32_t k = 0; k < d; ++k) {
+    const float s = z[d + k];
+    const float inv_sigma = portable_exp(-s);
+    const float u = (action[k] - z[k]) * inv_sigma;
+    lp += (-0.5f * (u * u) - s) - kHalfLog2Pi;
+    const float d_mean = -(weight * (u * inv_sigma)) * c.inv_count;
+    const float d_log_std = -(weight * (u * u - 1.0f) + c.entropy_coef) * c.inv_count;
+    dz[k] = valid ? d_mean : 0.0f;
+    dz[d + k] = valid ? d_log_std : 0.0f;
+  }
+  return lp;
+}
+
+// The policy-gradient loss of one sample (policy_loss_row's, for the Gaussian head).
+BP_HD void gaussian_policy_loss_row(const float* z, int32_t d, const float* action, float weight,
+                                    bool valid, const PolicyLossCoefs& c, float* dz, float* stats) {
+  const float lp = gaussian_loss_grad_row(z, d, action, weight, valid, c, dz);
+  if (stats != nullptr) {
+    stats[kStatWeightedLogProb] = valid ? weight * lp : 0.0f;
+    stats[kStatEntropy] = valid ? gaussian_entropy(z, d) : 0.0f;
+    stats[kStatSquaredError] = 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+  }
+}
+
+// PPO's clipped surrogate of one sample (clipped_policy_loss_row's, for the Gaussian head): the
+// gradient flows through r A with r = exp(log pi(a) - old_log_prob) unless the clipped term is
+// the smaller one.
+BP_HD void clipped_gaussian_policy_loss_row(const float* z, int32_t d, const float* action,
+                                            float advantage, float old_log_prob, float clip,
+                                            bool valid, const PolicyLossCoefs& c, float* dz,
+                                            float* stats) {
+  const float log_ratio = gaussian_log_prob(z, d, action) - old_log_prob;
+  const float ratio = portable_exp(log_ratio);
+  const float lo = 1.0f - clip;
+  const float hi = 1.0f + clip;
+  const float clipped_ratio = ratio < lo ? lo : (ratio > hi ? hi : ratio);
+  const float surr1 = ratio * advantage;
+  const float surr2 = clipped_ratio * advantage;
+  const bool active = !(surr2 < surr1);
+  gaussian_loss_grad_row(z, d, action, active ? advantage * ratio : 0.0f, valid, c, dz);
+  if (stats != nullptr) {
+    stats[kStatWeightedLogProb] = valid ? (surr1 < surr2 ? surr1 : surr2) : 0.0f;
+    stats[kStatEntropy] = valid ? gaussian_entropy(z, d) : 0.0f;
+    stats[kStatSquaredError] = 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+    stats[kStatApproxKl] = valid ? (ratio - 1.0f) - log_ratio : 0.0f;
+    stats[kStatClipped] = valid && (ratio < lo || ratio > hi) ? 1.0f : 0.0f;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Q-learning head (DQN) over one row of n Q-values.
+
+// The first action with the largest Q-value (NaN is never the largest).
+BP_HD int32_t argmax_row(const float* q, int32_t n) {
+  int32_t best = 0;
+  for (int32_t j = 1; j < n; ++j) best = q[j] > q[best] ? j : best;
+  return best;
+}
+
+// Epsilon-greedy: with probability epsilon a uniformly random action, else argmax Q. One draw
+// (kExplore, env, step): word 0 decides, word 1 picks the random action.
+BP_HD int32_t epsilon_greedy_row(const float* q, int32_t n, float epsilon, uint64_t seed,
+                                 uint32_t env, uint64_t step) {
+  const auto r = philox_draw(seed, Stream::kExplore, env, step);
+  if (uniform_float(r[0]) < epsilon) {
+    return static_cast<int32_t>((static_cast<uint64_t>(r[1]) * static_cast<uint64_t>(n)) >> 32U);
+  }
+  return argmax_row(q, n);
+}
+
+// The Huber loss of one sample's TD error, delta (Q(s, a) - y) / C with the Huber function
+// delta (PyTorch's smooth_l1_loss for delta 1: quadratic inside [-delta, delta], linear
+// outside), and its gradient with respect to the row's Q-values: clip(Q(s, a) - y, -delta,
+// delta) / C at the action taken, 0 elsewhere. The target y is held fixed (the target network's,
+// no gradient). stats: the Huber loss in kStatSquaredError.
+BP_HD void q_loss_row(const float* q, int32_t n, int32_t action, float target, float delta,
+                      bool valid, float inv_count, float* dq, float* stats) {
+  valid = valid && action >= 0 && action < n;
+  action = valid ? action : 0;
+  const float err = q[action] - target;
+  const float abs_err = err < 0.0f ? -err : err;
+  const float loss = abs_err <= delta ? 0.5f * (err * err) : delta * (abs_err - 0.5f * delta);
+  const float g = (err < -delta ? -delta : (err > delta ? delta : err)) * inv_count;
+  for (int32_t j = 0; j < n; ++j) dq[j] = valid && j == action ? g : 0.0f;
+  if (stats != nullptr) {
+    stats[kStatWeightedLogProb] = 0.0f;
+    stats[kStatEntropy] = 0.0f;
+    stats[kStatSquaredError] = valid ? loss : 0.0f;
+    stats[kStatValid] = valid ? 1.0f : 0.0f;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,15 +34,27 @@ struct SampleKey {
   uint32_t agent_envs = 0;
 };
 
-// The uniform behind row i's action in a sampling call laid out as `out`.
-BP_HD float sample_uniform(const SampleKey& key, const AgentRows& out, int64_t i) {
-  if (out.agents <= 1) {
-    return policy_uniform(key.seed, key.first_env + static_cast<uint32_t>(i), key.step);
-  }
+// The keys of row i's draws in a sampling call laid out as `out`: its agent's seed, its env
+// index within the agent (data-parallel parts: within the whole batch) and its step. Every head (categorical, Gaussian, epsilon-greedy) draws
+// from these, each from its own stream.
+struct SampleSite {
+  uint64_t seed;
+  uint32_t env;
+  uint64_t step;
+};
+
+BP_HD SampleSite sample_site(const SampleKey& key, const AgentRows& out, int64_t i) {
+  if (out.agents <= 1) return {key.seed, key.first_env + static_cast<uint32_t>(i), key.step};
   const int64_t k = out.agent(i);
   const auto local = static_cast<uint32_t>(i - k * out.rows);
   const uint32_t env = key.first_env + static_cast<uint32_t>(k) * key.agent_envs + local;
-  return policy_uniform(key.seeds[k], env, key.steps[k] + key.step);
+  return {key.seeds[k], env, key.steps[k] + key.step};
+}
+
+// The uniform behind row i's action in a sampling call laid out as `out`.
+BP_HD float sample_uniform(const SampleKey& key, const AgentRows& out, int64_t i) {
+  const SampleSite s = sample_site(key, out, i);
+  return policy_uniform(s.seed, s.env, s.step);
 }
 
 // A population's Adam step: `agents` segments of n parameters, `stride` floats apart in params
@@ -81,6 +93,43 @@ struct PolicyLossArgs {
   int32_t stat_columns = kStatColumns;
 };
 
+// The Gaussian head's loss (policy_loss_grad's twin for continuous actions): rows of 2 d head
+// outputs (means, then log-stds), float actions. A population as PolicyLossArgs: the per-row
+// inputs laid out as `in`, the head and outputs packed, one divisor per agent.
+struct GaussianLossArgs {
+  const float* head = nullptr;  // rows x 2 action_dim
+  int64_t rows = 0;
+  int32_t action_dim = 1;
+  const float* actions = nullptr;  // rows x action_dim
+  const float* weights = nullptr;  // rows: returns or advantages
+  const uint8_t* mask = nullptr;   // rows, nonzero = valid; nullptr: all valid
+  const float* count = nullptr;    // device scalar C (per agent)
+  AgentRows in;
+  float entropy_coef = 0.0f;
+  const float* old_log_prob = nullptr;  // PPO: the acting policy's; nullptr: policy gradient
+  float clip = 0.2f;
+  float* d_head = nullptr;  // rows x 2 action_dim, overwritten
+  float* stats = nullptr;   // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
+};
+
+// DQN's loss: the Huber loss of Q(s, a) against fixed targets (q_loss_row). A population as
+// PolicyLossArgs: actions, targets and mask laid out as `in`, q and outputs packed.
+struct QLossArgs {
+  const float* q = nullptr;  // rows x num_actions
+  int64_t rows = 0;
+  int32_t num_actions = 0;
+  const int32_t* actions = nullptr;  // rows
+  const float* targets = nullptr;    // rows
+  const uint8_t* mask = nullptr;     // rows or nullptr
+  const float* count = nullptr;      // device scalar C (per agent)
+  AgentRows in;
+  float huber_delta = 1.0f;
+  float* d_q = nullptr;    // rows x num_actions, overwritten
+  float* stats = nullptr;  // rows x stat_columns, or nullptr
+  int32_t stat_columns = kStatColumns;
+};
+
 struct ValueLossArgs {
   const float* values = nullptr;   // rows (packed)
   const float* targets = nullptr;  // rows (laid out as `in`)
@@ -107,7 +156,8 @@ class NnOps {
 
   [[nodiscard]] virtual std::string description() const = 0;
 
-  void fill(float* x, int64_t n, float value);
+  // x[i] = value over n floats; a population's `agents` blocks of n, `stride` floats apart.
+  void fill(float* x, int64_t n, float value, int64_t agents = 1, int64_t stride = 0);
   // x[i] = init_uniform_value(seed, block, i, bound).
   void init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block);
   // y (rows x cols, row-major) = act(y + bias) with bias broadcast over rows. A population's
@@ -127,6 +177,23 @@ class NnOps {
   // rows x num_actions probabilities.
   void softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs);
   void policy_loss_grad(const PolicyLossArgs& args);
+  // The Gaussian head: a[i] = mu + sigma * eps with eps from policy_normal(key.seed, first_env +
+  // i, step, k), rows x action_dim; log_prob and entropy (rows each) where not null. A
+  // population as sample_actions.
+  void sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
+                       float* actions, float* log_prob, float* entropy,
+                       const AgentRows& out = {});
+  // log pi(actions[i]) and/or the entropy of each row of the Gaussian head.
+  void gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                 const float* actions, float* log_prob, float* entropy);
+  void gaussian_loss_grad(const GaussianLossArgs& args);
+  // DQN: epsilon-greedy actions on rows of Q-values (epsilon_greedy_row, drawn from
+  // (key.seed, kExplore, key.first_env + i, key.step)). A population as sample_actions, agent k
+  // exploring with epsilons[k] (device memory) instead of epsilon.
+  void epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
+                      float epsilon, int32_t* actions, const AgentRows& out = {},
+                      const float* epsilons = nullptr);
+  void q_loss_grad(const QLossArgs& args);
   void value_loss_grad(const ValueLossArgs& args);
   // *out = number of nonzero bytes in mask[0, n), as a float (exact up to 2^24), in device
   // memory. A population: out[k] counts agent k's mask[k * stride, k * stride + n).
@@ -146,7 +213,7 @@ class NnOps {
   [[nodiscard]] Device& device() const { return *device_; }
 
   // Called with checked arguments and n, rows > 0.
-  virtual void do_fill(float* x, int64_t n, float value) = 0;
+  virtual void do_fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) = 0;
   virtual void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) = 0;
   virtual void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
                                   Activation act, int64_t rows_per_agent,
@@ -160,6 +227,17 @@ class NnOps {
   virtual void do_softmax(const float* logits, int64_t rows, int32_t num_actions, float* probs) = 0;
   virtual void do_policy_loss_grad(const PolicyLossArgs& args) = 0;
   virtual void do_value_loss_grad(const ValueLossArgs& args) = 0;
+  virtual void do_sample_gaussian(const float* head, int64_t rows, int32_t action_dim,
+                                  const SampleKey& key, float* actions, float* log_prob,
+                                  float* entropy, const AgentRows& out) = 0;
+  virtual void do_gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
+                                            const float* actions, float* log_prob,
+                                            float* entropy) = 0;
+  virtual void do_gaussian_loss_grad(const GaussianLossArgs& args) = 0;
+  virtual void do_epsilon_greedy(const float* q, int64_t rows, int32_t num_actions,
+                                 const SampleKey& key, float epsilon, int32_t* actions,
+                                 const AgentRows& out, const float* epsilons) = 0;
+  virtual void do_q_loss_grad(const QLossArgs& args) = 0;
   // n may be 0 here (the count is then 0).
   virtual void do_count_nonzero(const uint8_t* mask, int64_t n, float* out, int64_t agents,
                                 int64_t stride) = 0;

@@ -13,6 +13,8 @@
 #include <cstdint>
 
 #include "batchpole/core/common.hpp"
+#include "batchpole/core/random.hpp"
+#include "batchpole/nn/nn_elements.hpp"
 
 namespace batchpole {
 
@@ -169,8 +171,12 @@ struct MinibatchArgs {
   int64_t first = 0;  // position in the shuffled order
   int64_t rows = 0;   // B
   int32_t obs_dim = 4;
-  const float* obs = nullptr;  // rollout rows x obs_dim, and the others rollout rows
-  const int32_t* actions = nullptr;
+  const float* obs = nullptr;        // rollout rows x obs_dim, and the others rollout rows
+  const int32_t* actions = nullptr;  // discrete actions, or nullptr
+  // Continuous actions (rollout rows x action_dim), or nullptr.
+  const float* continuous_actions = nullptr;
+  int32_t action_dim = 1;
+  float* out_continuous_actions = nullptr;  // B x action_dim
   const float* log_prob = nullptr;
   const float* advantages = nullptr;
   const float* returns = nullptr;
@@ -192,11 +198,160 @@ BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t g) {
   const auto src = k * a.agent_stride +
                    static_cast<int64_t>(shuffle_index(key, static_cast<uint64_t>(a.first + j)));
   for (int32_t d = 0; d < a.obs_dim; ++d) a.out_obs[g * a.obs_dim + d] = a.obs[src * a.obs_dim + d];
-  a.out_actions[g] = a.actions[src];
+  if (a.actions != nullptr) a.out_actions[g] = a.actions[src];
+  if (a.continuous_actions != nullptr) {
+    for (int32_t d = 0; d < a.action_dim; ++d) {
+      a.out_continuous_actions[g * a.action_dim + d] = a.continuous_actions[src * a.action_dim + d];
+    }
+  }
   a.out_log_prob[g] = a.log_prob[src];
   a.out_advantages[g] = a.advantages[src];
   a.out_returns[g] = a.returns[src];
   a.out_values[g] = a.values[src];
+}
+
+// ---------------------------------------------------------------------------------------------
+// DQN: the replay buffer (fixed capacity, circular, structure of arrays on the device) and the
+// TD targets. A population's agents each have a buffer of `capacity` slots, agent k's slots
+// [k * capacity, (k + 1) * capacity) of the arrays, and a cursor of their own.
+
+struct ReplayArrays {
+  float* obs = nullptr;  // capacity x obs_dim (of each agent)
+  int32_t* actions = nullptr;
+  float* rewards = nullptr;
+  uint8_t* terminated = nullptr;  // 1: no bootstrap (the episode is over, not just cut)
+  float* next_obs = nullptr;      // capacity x obs_dim: the observation the action led to
+  int64_t capacity = 0;
+  int32_t obs_dim = 4;
+};
+
+// One agent's place in its buffer in an update of a population: where its rows go, the slots
+// filled once they are stored, and its sampling key. Agents with active = 0 neither store nor
+// draw.
+struct ReplayCursor {
+  int64_t position = 0;  // the slot of row 0 of the store, in [0, capacity)
+  int64_t size = 0;      // filled slots after the store
+  uint64_t seed = 0;     // the agent's seed (Stream::kReplay)
+  uint64_t draw = 0;     // the number of its update's first minibatch
+  uint8_t active = 1;
+};
+
+// Rows [0, rows) of a T x N rollout into the slots (position + k) % capacity, k the row. The
+// next observation of row k is row k + N of the rollout's observations, unless the episode ended
+// at row k: with same-step auto-reset that row already holds the next episode's first
+// observation, and the ended episode's last one is final_obs (so a truncated transition still
+// bootstraps from where it stopped). rows <= capacity (no two rows share a slot). A population:
+// `rows` rows of each agent, agent k's from row k * agent_stride of the rollout into its buffer
+// at cursors[k].position.
+struct ReplayStoreArgs {
+  ReplayArrays replay;
+  int64_t position = 0;        // the slot of row 0, in [0, capacity)
+  int64_t rows = 0;            // T x N
+  int64_t envs = 0;            // N
+  const float* obs = nullptr;  // (rows + N) x obs_dim
+  const int32_t* actions = nullptr;
+  const float* rewards = nullptr;
+  const uint8_t* terminated = nullptr;
+  const uint8_t* truncated = nullptr;
+  const float* final_obs = nullptr;  // rows x obs_dim, valid where an episode ended
+  int64_t agents = 1;
+  int64_t agent_stride = 0;              // rollout rows between agents' blocks
+  const ReplayCursor* cursors = nullptr;  // agents > 1: per agent (device memory)
+};
+
+// Row g of the call: agent g / rows's row g % rows.
+BP_HD void replay_store_row(const ReplayStoreArgs& a, int64_t g) {
+  const ReplayArrays& r = a.replay;
+  const int64_t agent = a.agents > 1 ? g / a.rows : 0;
+  const int64_t k = g - agent * a.rows;
+  if (a.agents > 1 && a.cursors[agent].active == 0) return;
+  const int64_t position = a.agents > 1 ? a.cursors[agent].position : a.position;
+  const int64_t slot = agent * r.capacity + (position + k) % r.capacity;
+  const int64_t src = agent * a.agent_stride + k;
+  const bool ended = (a.terminated[src] | a.truncated[src]) != 0;
+  const float* next =
+      ended ? a.final_obs + src * r.obs_dim : a.obs + (src + a.envs) * r.obs_dim;
+  for (int32_t d = 0; d < r.obs_dim; ++d) {
+    r.obs[slot * r.obs_dim + d] = a.obs[src * r.obs_dim + d];
+    r.next_obs[slot * r.obs_dim + d] = next[d];
+  }
+  r.actions[slot] = a.actions[src];
+  r.rewards[slot] = a.rewards[src];
+  r.terminated[slot] = a.terminated[src];
+}
+
+// A minibatch drawn uniformly, with replacement, from slots [0, size): row j is slot
+// replay_index(seed, draw, j, size), a pure function of (seed, minibatch number, row), so the
+// same on every device and thread count. A population: `rows` rows of each agent, packed agent
+// after agent, agent k's drawn from its buffer with its cursor's seed, size and draw + `draw`.
+struct ReplaySampleArgs {
+  ReplayArrays replay;  // read
+  int64_t size = 0;     // filled slots, 1 <= size <= capacity
+  uint64_t seed = 0;
+  uint64_t draw = 0;     // the minibatch's number
+  int64_t rows = 0;      // B
+  float* obs = nullptr;  // B x obs_dim, and the others B
+  int32_t* actions = nullptr;
+  float* rewards = nullptr;
+  uint8_t* terminated = nullptr;
+  float* next_obs = nullptr;
+  int64_t agents = 1;
+  const ReplayCursor* cursors = nullptr;  // agents > 1: per agent (device memory)
+};
+
+// 64 random bits modulo size: the bias, at most size / 2^64, is far below anything measurable.
+BP_HD int64_t replay_index(uint64_t seed, uint64_t draw, int64_t j, int64_t size) {
+  const auto r = philox_draw(seed, Stream::kReplay, static_cast<uint32_t>(j), draw);
+  const uint64_t bits = (static_cast<uint64_t>(r[0]) << 32U) | r[1];
+  return static_cast<int64_t>(bits % static_cast<uint64_t>(size));
+}
+
+// Row g of the call: agent g / rows's row g % rows. An inactive agent's rows are left as they
+// are.
+BP_HD void replay_sample_row(const ReplaySampleArgs& a, int64_t g) {
+  const ReplayArrays& r = a.replay;
+  const int64_t agent = a.agents > 1 ? g / a.rows : 0;
+  const int64_t j = g - agent * a.rows;
+  int64_t slot = 0;
+  if (a.agents > 1) {
+    const ReplayCursor& c = a.cursors[agent];
+    if (c.active == 0 || c.size <= 0) return;
+    slot = agent * r.capacity + replay_index(c.seed, c.draw + a.draw, j, c.size);
+  } else {
+    slot = replay_index(a.seed, a.draw, j, a.size);
+  }
+  for (int32_t d = 0; d < r.obs_dim; ++d) {
+    a.obs[g * r.obs_dim + d] = r.obs[slot * r.obs_dim + d];
+    a.next_obs[g * r.obs_dim + d] = r.next_obs[slot * r.obs_dim + d];
+  }
+  a.actions[g] = r.actions[slot];
+  a.rewards[g] = r.rewards[slot];
+  a.terminated[g] = r.terminated[slot];
+}
+
+// The TD target of a sampled transition: y = r where it terminated, else
+// y = r + gamma Q_target(s', a*) with a* = argmax Q_target(s', .) (DQN) or, given the online
+// network's Q-values of s', a* = argmax Q_online(s', .) (double DQN, van Hasselt et al. 2016).
+// A truncated transition is not terminated: it bootstraps from its stored final observation.
+// Row by row: a population's packed minibatches are one call.
+struct TdTargetArgs {
+  const float* rewards = nullptr;        // B
+  const uint8_t* terminated = nullptr;   // B
+  const float* next_q_target = nullptr;  // B x num_actions
+  const float* next_q_online = nullptr;  // B x num_actions, or nullptr (plain DQN)
+  int32_t num_actions = 2;
+  float gamma = 0.99f;
+  int64_t rows = 0;
+  float* targets = nullptr;  // B, written
+};
+
+BP_HD void td_target_row(const TdTargetArgs& a, int64_t j) {
+  const int32_t n = a.num_actions;
+  const float* target_q = a.next_q_target + j * n;
+  const int32_t best =
+      argmax_row(a.next_q_online != nullptr ? a.next_q_online + j * n : target_q, n);
+  const float bootstrap = a.gamma * target_q[best];
+  a.targets[j] = a.terminated[j] != 0 ? a.rewards[j] : a.rewards[j] + bootstrap;
 }
 
 // mask[t, i] = 1 up to and including the step that ends env i's first episode of the rollout,
@@ -296,7 +451,10 @@ BP_HD EpisodeTally episode_tally_row(const EpisodeRows& r, int64_t k) {
 }
 
 // Fixed-size blocks of a reduction: partial sums per block, then the blocks in order. The
-// result then depends neither on the thread count nor on the device.
+// result then depends neither on the thread count nor on the run. It does depend on the device:
+// the CPU adds a block's elements in order, the GPU in 256 strided lanes and then a fixed tree
+// (rl_reduce.cu), so the two agree to the rounding of double sums (~1e-15 relative), not bit for
+// bit (RlOpsTest.ReductionsAreIndependentOfThreadCountAndLarge holds both to 1e-6 of float64).
 constexpr int64_t kReduceBlock = 4096;
 
 }  // namespace batchpole

@@ -30,6 +30,12 @@ class RlOps {
   void gae(const GaeArgs& args);
   // gather_minibatch_row over the minibatch's rows.
   void gather_minibatch(const MinibatchArgs& args);
+  // DQN: replay_store_row over the rollout's rows (at most the capacity), replay_sample_row
+  // over the minibatch's rows, td_target_row over its rows. A population: every agent's rows,
+  // each into or from its own buffer as its ReplayCursor says.
+  void replay_store(const ReplayStoreArgs& args);
+  void replay_sample(const ReplaySampleArgs& args);
+  void td_targets(const TdTargetArgs& args);
   // first_episode_mask_env over the N envs of a T x N rollout.
   void first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
                           int64_t envs, uint8_t* mask, int64_t agents = 1, int64_t stride = 0);
@@ -59,6 +65,9 @@ class RlOps {
   virtual void do_returns(const ReturnsArgs& args) = 0;
   virtual void do_gae(const GaeArgs& args) = 0;
   virtual void do_gather_minibatch(const MinibatchArgs& args) = 0;
+  virtual void do_replay_store(const ReplayStoreArgs& args) = 0;
+  virtual void do_replay_sample(const ReplaySampleArgs& args) = 0;
+  virtual void do_td_targets(const TdTargetArgs& args) = 0;
   virtual void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated,
                                      int64_t steps, int64_t envs, uint8_t* mask, int64_t agents,
                                      int64_t stride) = 0;

@@ -13,11 +13,16 @@
 
 namespace batchpole {
 
-enum class Algorithm : uint8_t { kReinforce, kBaseline, kA2C, kPpo };
+enum class Algorithm : uint8_t { kReinforce, kBaseline, kA2C, kPpo, kDqn };
 std::string to_string(Algorithm a);
 Algorithm parse_algorithm(const std::string& s);  // throws Error(kInvalidArgument)
 // The names parse_algorithm takes, in the order of the enum.
 const std::vector<std::string>& algorithm_names();
+
+// CartPole's two pushes, or a continuous force in [-1, 1] x force_mag (a Gaussian policy).
+enum class ActionSpace : uint8_t { kDiscrete, kContinuous };
+std::string to_string(ActionSpace a);
+ActionSpace parse_action_space(const std::string& s);  // throws Error(kInvalidArgument)
 
 struct TrainConfig {
   Algorithm algorithm = Algorithm::kA2C;
@@ -61,6 +66,34 @@ struct TrainConfig {
   bool clip_value_loss = false;
   float target_kl = 0.0F;
   int64_t lr_anneal_steps = 0;
+
+  // Continuous actions (REINFORCE, baseline, A2C, PPO): the policy is a Gaussian whose mean
+  // comes from the network and whose log-std is a learned vector (the notebook's
+  // ContinuousPolicyNetwork) or, with state_dependent_std, a second output of the network.
+  ActionSpace actions = ActionSpace::kDiscrete;
+  bool state_dependent_std = false;
+  float log_std_init = 0.0F;
+
+  // DQN (Mnih et al. 2015, with van Hasselt's double-DQN target): an update is n_steps
+  // epsilon-greedy steps of every env stored in the replay buffer, then gradient_steps Adam
+  // steps on minibatches of batch_size transitions drawn uniformly from it (once it holds
+  // learning_starts), the Huber loss of the TD error, gradients clipped to max_grad_norm. The
+  // target network follows every target_update gradient steps: a copy (tau 1) or
+  // tau * online + (1 - tau) * target. Epsilon falls linearly from epsilon_start to
+  // epsilon_end over epsilon_decay_steps env steps.
+  // The defaults are CleanRL's for CartPole, batched (TrainConfig::defaults sets the rest), but
+  // for the Huber threshold: delta 1 made Q diverge in every seed (EXPERIMENTS.md).
+  int64_t buffer_size = 10'000;
+  int32_t batch_size = 128;
+  int64_t learning_starts = 10'000;
+  int32_t gradient_steps = 8;
+  int64_t target_update = 50;
+  float tau = 1.0F;
+  float epsilon_start = 1.0F;
+  float epsilon_end = 0.05F;
+  int64_t epsilon_decay_steps = 250'000;
+  bool double_dqn = true;
+  float huber_delta = 100.0F;
 
   // The defaults of an algorithm on a device: its learning rate (the notebook's 1e-3 for
   // REINFORCE and baseline), the plan's batch size, and PPO's large-batch recipe for it.

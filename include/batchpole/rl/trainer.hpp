@@ -90,6 +90,9 @@ struct AgentProgress {
 // The networks a configuration trains: separate policy and value networks (REINFORCE,
 // baseline) or the shared-trunk actor-critic (A2C), with `hidden` units per layer.
 ModelConfig model_config_for(const TrainConfig& c);
+// Throws Error(kInvalidArgument) unless `state` is learner state (Trainer::learner_state) that
+// a trainer of configuration c takes: none for most algorithms, DQN's for DQN.
+void check_learner_state(const TrainConfig& c, const std::vector<std::vector<unsigned char>>& state);
 
 class Learner;  // host/rl/learner.hpp: one algorithm
 struct Rollout;
@@ -153,6 +156,10 @@ class Trainer {
   std::vector<UpdateRecord> update_parts();  // one data-parallel update (parts > 1)
   // This process's parts (1 without data-parallel parts: the agents are the population's).
   [[nodiscard]] int64_t parts_here() const { return config_.parts > 1 ? parts_.local_parts : 1; }
+  // The learner's own state for checkpoints, one byte vector per agent (empty: none;
+  // Learner::save_state, restore_state).
+  [[nodiscard]] std::vector<std::vector<unsigned char>> learner_state() const;
+  void restore_learner_state(const std::vector<std::vector<unsigned char>>& agents);
 
   Device* device_;
   TrainConfig config_;
