@@ -187,6 +187,11 @@ for bad in "--sweep lr" "--sweep lr=" "--sweep nothing=1,2" "--sweep seed=1,2" \
   expect_code 2 "train $bad" -- "$bp" train --device cpu $bad --out "$work/badsweep" --updates 1 -q
 done
 [ ! -e "$work/badsweep/metrics.csv" ] && pass=$((pass + 1)) || { failures=$((failures + 1)); echo "FAIL: a refused sweep wrote metrics"; }
+# --distributed outside mpirun is refused, with or without MPI in the build (tests/mpi_test.sh
+# runs it under mpirun where MPI was found).
+expect_code 2 "train --distributed without mpirun" -- "$bp" train --device cpu --agents 2 --envs 8 \
+  --updates 1 --distributed --out "$work/dist" -q
+expect_grep "MPI\|mpirun" "$work/err.txt" "--distributed says what it needs"
 expect_code 0 "bench train --agents" -- "$bp" bench train --device cpu --agents 4 --envs 16 --updates 2 --json
 expect_grep '"agents": 4' "$work/out.txt" "bench train reports the agents"
 

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "batchpole/device/device.hpp"
+#include "batchpole/run/comm.hpp"
 #include "commands.hpp"
 
 extern "C" char* openblas_get_config();  // OpenBLAS's own description of its build
@@ -39,6 +40,7 @@ nlohmann::json collect_info() {
   j["simd_runtime"] = simd_level();
   j["march_compiled"] = BATCHPOLE_MARCH;
   j["default_device"] = count > 0 ? "cuda" : "cpu";
+  j["mpi"] = comm_built();  // train --distributed
   return j;
 }
 
@@ -85,6 +87,9 @@ void add_info_command(CLI::App& app) {
     fmt::print("  SIMD (runtime)   : {}, compiled for -march={}\n",
                j["simd_runtime"].get<std::string>(), j["march_compiled"].get<std::string>());
     fmt::print("  default device   : {}\n", j["default_device"].get<std::string>());
+    fmt::print("  MPI              : {}\n",
+               j["mpi"].get<bool>() ? "yes (train --distributed under mpirun)"
+                                    : "no (configure with -DBATCHPOLE_MPI=ON for --distributed)");
   });
 }
 

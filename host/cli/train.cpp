@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "batchpole/run/comm.hpp"
 #include "batchpole/run/train_run.hpp"
 #include "cli_fields.hpp"
 #include "commands.hpp"
@@ -26,6 +27,7 @@ struct TrainFlags {
   FlagTexts train;
   std::string config_file;
   std::vector<std::string> sweep;  // --sweep, repeatable
+  bool distributed = false;        // --distributed: the ranks of mpirun share the run
 };
 
 // A configuration file is a few hundred bytes; this much is a mistake (or /dev/zero), refused
@@ -50,7 +52,30 @@ std::string read_text(const std::string& path, const char* what) {
   return os.str();
 }
 
+int run_train(const TrainFlags& flags, const CLI::App& cmd, Comm* comm);
+
+// Under --distributed a rank that fails ends the whole job (MPI_Abort) with its exit status, so
+// that the others do not wait for it in a collective; its message is printed first.
 int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
+  if (!flags.distributed) return run_train(flags, cmd, nullptr);
+  const std::unique_ptr<Comm> comm = make_world_comm();
+  try {
+    return run_train(flags, cmd, comm.get());
+  } catch (const Error& e) {
+    if (comm->size() == 1) throw;
+    fmt::print(stderr, "batchpole: error (rank {} of {}): {}\n", comm->rank(), comm->size(),
+               e.what());
+    comm->abort(e.kind() == Error::Kind::kRuntime ? 1 : 2);
+  } catch (const std::exception& e) {
+    if (comm->size() == 1) throw;
+    fmt::print(stderr, "batchpole: error (rank {} of {}): {}\n", comm->rank(), comm->size(),
+               e.what());
+    comm->abort(1);
+  }
+  return 1;  // not reached: abort ends the job
+}
+
+int run_train(const TrainFlags& flags, const CLI::App& cmd, Comm* comm) {
   RunKeys keys;
   if (!flags.config_file.empty()) {
     keys = run_keys_from_json(read_text(flags.config_file, "--config"),
@@ -63,7 +88,8 @@ int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
     for (const auto& s : flags.sweep) joined += (joined.empty() ? "" : ";") + s;
     keys["sweep"] = joined;
   }
-  const RunConfig run = resolve_run_config(keys);
+  RunConfig run = resolve_run_config(keys);
+  if (comm != nullptr && comm->rank() != 0) run.quiet = true;  // rank 0 speaks for the run
   parse_sweep(run.sweep);  // a malformed sweep is a usage error before anything starts
   DeviceOptions options;
   options.device = DeviceRequest::parse(run.device);
@@ -80,7 +106,7 @@ int run_train_command(const TrainFlags& flags, const CLI::App& cmd) {
   if (!run.quiet) cb.on_update = [&](const RunProgress& p) { progress.show(p); };
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
-  const RunResult result = run_training(*device, run, points, has_train_keys(keys), cb);
+  const RunResult result = run_training(*device, run, points, has_train_keys(keys), cb, comm);
   progress.done();
   if (!run.quiet || result.exit_code == 1) fmt::print(stderr, "{}\n", result.message);
   return result.exit_code;
@@ -112,6 +138,10 @@ void add_train_command(CLI::App& app) {
       ->take_all()
       ->expected(1);
   cmd->add_option("--config", flags->config_file, "JSON file with the same keys (flags win)");
+  cmd->add_flag("--distributed", flags->distributed,
+                "Under mpirun -np R: the --agents K agents (K >= R) split over the R ranks, or "
+                "one agent's envs (data-parallel: the same run as --parts R); rank 0 writes "
+                "metrics.csv and summary.json, identical to one process's (needs MPI)");
   cmd->callback([flags, cmd] {
     const int code = run_train_command(*flags, *cmd);
     if (code != 0) throw CLI::RuntimeError(code);

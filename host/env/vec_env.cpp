@@ -51,6 +51,9 @@ struct VecEnv::Impl {
   Buffer<uint64_t> device_seeds;
   Buffer<uint8_t> active;
   [[nodiscard]] int64_t agents() const { return static_cast<int64_t>(seeds.size()); }
+  // Data-parallel parts: draws keyed by the global env index first_key + i.
+  bool global_keys = false;
+  uint32_t first_key = 0;
 
   Buffer<int32_t> length, final_length, scratch_actions;
   Buffer<float> scratch_continuous;  // step_host_continuous's, made on first use
@@ -106,6 +109,8 @@ struct TypedImpl final : VecEnv::Impl {
       c.seeds = device_seeds.data();
       c.active = active.data();
     }
+    c.global_keys = global_keys;
+    c.first_key = first_key;
     return c;
   }
   // The state and counters, with the outputs where `out` says.
@@ -283,6 +288,11 @@ void VecEnv::reset(std::span<const uint64_t> seeds) {
   set_seeds(*impl_, seeds);
   impl_->steps = 0;
   impl_->reset();
+}
+
+void VecEnv::set_global_keys(uint32_t first_env) {
+  impl_->global_keys = true;
+  impl_->first_key = first_env;
 }
 
 int64_t VecEnv::agents() const { return impl_->agents(); }

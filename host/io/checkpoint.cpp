@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <iterator>
 #include <memory>
+#include <type_traits>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -406,10 +407,29 @@ void write_atomically(const std::string& path, const std::vector<unsigned char>&
 }  // namespace
 
 void Trainer::save_checkpoint(const std::string& path, const std::string& extra_json) const {
+  // Data-parallel parts write the one agent's checkpoint: part 0's parameters and optimiser
+  // (every part holds the same), the environments of all parts in global order (gathered from
+  // every process of a distributed run, which all call this; one writes). The file is then the
+  // same whether the parts lived in one process or in R.
+  const bool parted = config_.parts > 1;
+  EnvState s = env_->get_state();
+  if (parted) {
+    const auto gather = [&](auto& v) {
+      using T = typename std::remove_reference_t<decltype(v)>::value_type;
+      v = all_parts<T>(parts_, v);
+    };
+    for (auto* v : {&s.x, &s.x_dot, &s.theta, &s.theta_dot}) gather(*v);
+    gather(s.length);
+    gather(s.ret);
+    gather(s.episode);
+    if (!parts_.writes_checkpoints) return;
+  }
   Writer w;
   w.str(config_to_json(config_));
   w.str(extra_json);
-  w.vec(model_->get_parameters());
+  std::vector<float> params = model_->get_parameters();
+  if (parted) params.resize(static_cast<std::size_t>(model_->parameter_count()));
+  w.vec(params);
   w.pod<uint32_t>(static_cast<uint32_t>(model_->optimizer_count()));
   for (int i = 0; i < model_->optimizer_count(); ++i) {
     for (int64_t k = 0; k < agents(); ++k) {
@@ -418,9 +438,8 @@ void Trainer::save_checkpoint(const std::string& path, const std::string& extra_
       w.vec(state.moments);
     }
   }
-  const EnvState s = env_->get_state();
   w.pod<uint8_t>(static_cast<uint8_t>(env_->precision()));
-  w.vec(env_->seeds());
+  w.vec(parted ? std::vector<uint64_t>{config_.seed} : env_->seeds());
   w.pod<uint64_t>(env_->steps_taken());
   for (const auto* v : {&s.x, &s.x_dot, &s.theta, &s.theta_dot}) w.vec(*v);
   w.vec(s.length);
@@ -482,6 +501,26 @@ void Trainer::restore_checkpoint(const std::string& path) {
 
   // Everything read and checked: only now change the trainer. The environments first: their
   // restore checks the state (lengths within the time limit, finite values) before it writes.
+  if (config_.parts > 1) {
+    // Data-parallel parts: this process's slice of the environments, the one agent's
+    // parameters and optimiser for each of its parts.
+    const int64_t here = parts_here();
+    const auto per = static_cast<std::size_t>(config_.envs / config_.parts);
+    const auto from = static_cast<std::ptrdiff_t>(static_cast<std::size_t>(parts_.first_part) * per);
+    const auto n = static_cast<std::ptrdiff_t>(static_cast<std::size_t>(here) * per);
+    const auto slice = [&](auto& v) {
+      v.erase(v.begin() + from + n, v.end());
+      v.erase(v.begin(), v.begin() + from);
+    };
+    for (auto* v : {&c.env.x, &c.env.x_dot, &c.env.theta, &c.env.theta_dot}) slice(*v);
+    slice(c.env.length);
+    slice(c.env.ret);
+    slice(c.env.episode);
+    c.seeds.assign(static_cast<std::size_t>(here), config_.seed);
+    std::vector<float> params;
+    for (int64_t k = 0; k < here; ++k) params.insert(params.end(), c.params.begin(), c.params.end());
+    c.params = std::move(params);
+  }
   try {
     env_->restore(c.seeds, c.steps_taken, c.env);
   } catch (const Error& e) {
@@ -490,8 +529,10 @@ void Trainer::restore_checkpoint(const std::string& path) {
   model_->set_parameters(c.params);
   for (std::size_t j = 0; j < c.optimizers.size(); ++j) {
     const auto k = static_cast<int64_t>(j % static_cast<std::size_t>(k_agents));
-    model_->set_optimizer_state(static_cast<int>(j / static_cast<std::size_t>(k_agents)),
-                                c.optimizers[j], k);
+    for (int64_t part = 0; part < parts_here(); ++part) {
+      model_->set_optimizer_state(static_cast<int>(j / static_cast<std::size_t>(k_agents)),
+                                  c.optimizers[j], config_.parts > 1 ? part : k);
+    }
   }
   updates_ = c.updates;
   for (std::size_t k = 0; k < c.agents.size(); ++k) agents_[k] = std::move(c.agents[k]);

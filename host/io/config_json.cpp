@@ -9,6 +9,9 @@ namespace batchpole {
 std::string config_to_json(const TrainConfig& c) {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& f : train_config_fields()) {
+    // A run of one part writes its configuration as before parts existed (checkpoints and
+    // summaries of such runs are unchanged).
+    if (f.key == "parts" && c.parts == 1) continue;
     if (!f.input_only) j[f.key] = field_to_json(f.get(c));
   }
   return j.dump(2);

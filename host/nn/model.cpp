@@ -248,6 +248,32 @@ void PolicyValueModel::set_steps(std::span<const uint64_t> steps) {
   if (batched_) steps_device_.from_host(steps_);
 }
 
+std::vector<float> PolicyValueModel::part_blocks() const {
+  const int64_t block = part_block();
+  std::vector<float> out(static_cast<std::size_t>(agents_ * block));
+  std::vector<Device::HostCopy> reads;
+  for (int64_t k = 0; k < agents_; ++k) {
+    float* at = out.data() + k * block;
+    reads.push_back({at, grads_.data() + k * parameter_count_,
+                     static_cast<std::size_t>(parameter_count_) * sizeof(float)});
+    reads.push_back({at + parameter_count_, stats_.data() + k * kStatSlots,
+                     static_cast<std::size_t>(kStatColumnsClipped) * sizeof(float)});
+  }
+  device_->copy_to_host(reads);
+  return out;
+}
+
+void PolicyValueModel::set_part_blocks(std::span<const float> sum) {
+  BP_CHECK_ARG(static_cast<int64_t>(sum.size()) == part_block(),
+               "set_part_blocks: " << sum.size() << " floats, expected " << part_block());
+  for (int64_t k = 0; k < agents_; ++k) {
+    device_->copy_from_host(grads_.data() + k * parameter_count_, sum.data(),
+                            static_cast<std::size_t>(parameter_count_) * sizeof(float));
+    device_->copy_from_host(stats_.data() + k * kStatSlots, sum.data() + parameter_count_,
+                            static_cast<std::size_t>(kStatColumnsClipped) * sizeof(float));
+  }
+}
+
 UpdateStats PolicyValueModel::stats() const { return agent_stats().front(); }
 
 std::vector<UpdateStats> PolicyValueModel::agent_stats() const {

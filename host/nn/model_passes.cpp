@@ -89,7 +89,8 @@ void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, uint
       const float* head = w.policy->forward(f, nullptr, heads);
       SampleKey key;
       key.step = step;
-      key.first_env = static_cast<uint32_t>(begin);
+      key.first_env = static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
+      key.agent_envs = options_.global_envs ? static_cast<uint32_t>(obs.rows) : 0;
       key.seeds = seeds_device_.data();
       key.steps = steps_device_.data();
       sample(head, agents_ * rows, begin, key, AgentRows{agents_, rows, agent_stride}, -1);
@@ -138,9 +139,12 @@ void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, uint
                    const ConstMatrix f = features(w, x, record ? &to : nullptr);
                    const float* head = w.policy->forward(f, record ? &po : nullptr);
                    const auto agent = static_cast<std::size_t>(k);
+                   // Data-parallel parts draw by the global env index.
+                   const int64_t first_env =
+                       options_.global_envs ? options_.first_env + k * obs.rows : 0;
                    sample(head, rows, at,
                           SampleKey{seeds_[agent], steps_[agent] + step,
-                                    static_cast<uint32_t>(begin)},
+                                    static_cast<uint32_t>(first_env + begin)},
                           AgentRows{}, k);
                    if (values != nullptr) {
                      const float* v = w.value->forward(f, record_values ? &vo : nullptr);

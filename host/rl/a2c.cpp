@@ -51,10 +51,11 @@ class A2C final : public Learner {
     view.value_targets = r.returns.data();
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
-    view.count = 0.0F;  // the valid samples, counted on the device
+    view.count = part_loss_count(ctx);  // 0: the valid samples, counted on the device
     view.agent_stride = ctx.stride();
     view.agent_rows = agent_rows;
     ctx.model.accumulate_gradients(view, LossConfig{c_.entropy_coef, c_.value_coef});
+    combine_part_gradients(ctx);
     ctx.model.step();
     return report_of(ctx, true);
   }

@@ -31,7 +31,8 @@ class Baseline final : public Learner {
 
   LearnReport learn(const LearnContext& ctx) override {
     compute_returns(ctx, nullptr, nullptr);
-    const auto envs = static_cast<double>(ctx.rollout.envs);
+    // The episodes: one per env (of the whole batch with data-parallel parts).
+    const auto envs = static_cast<double>(ctx.parts != nullptr ? ctx.config.envs : ctx.rollout.envs);
     const std::vector<int64_t> rows = ctx.agent_rows();
     RolloutView view;
     view.obs = ConstMatrix{ctx.rollout.obs.data(), ctx.steps * ctx.rollout.envs, 4};
@@ -48,11 +49,18 @@ class Baseline final : public Learner {
     for (int64_t k = 0; k < ctx.agents(); ++k) {
       value_coefs.push_back(static_cast<float>(envs / std::max(valid_samples(ctx, k), 1.0)));
     }
+    if (ctx.parts != nullptr) {
+      // Data-parallel parts: the whole batch's valid samples, the same coefficient in every part.
+      const double valid =
+          sum_parts(all_parts<EpisodeTally>(*ctx.parts, ctx.tally)).length_sum;
+      value_coefs.assign(value_coefs.size(), static_cast<float>(envs / std::max(valid, 1.0)));
+    }
     LossConfig loss;
     loss.entropy_coef = 0.0F;
     loss.value_coef = value_coefs.front();
     if (ctx.agents() > 1) view.value_coefs = value_coefs;
     ctx.model.accumulate_gradients(view, loss);
+    combine_part_gradients(ctx);
     ctx.model.step();
     return report_of(ctx, true);
   }

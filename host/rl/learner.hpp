@@ -12,6 +12,7 @@
 
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
+#include "batchpole/rl/data_parallel.hpp"
 #include "batchpole/rl/rl_ops.hpp"
 #include "batchpole/rl/train_config.hpp"
 #include "rollout.hpp"
@@ -36,6 +37,10 @@ struct LearnContext {
   std::span<const int64_t> agent_steps;  // the steps each agent took (T_k; 0: inactive)
   std::span<const uint8_t> active;       // the agents that learn in this update
   const uint64_t* seeds;  // device memory, one per agent (PPO's per-agent shuffles)
+  // Data-parallel parts (TrainConfig::parts > 1): the agents are this process's parts of one
+  // batch, whose statistics and gradients are summed in part order before they are used;
+  // nullptr otherwise.
+  const DataParallel* parts = nullptr;
 
   [[nodiscard]] int64_t agents() const { return rollout.agents; }
   [[nodiscard]] int64_t stride() const { return rollout.agent_stride(); }
@@ -127,6 +132,15 @@ inline constexpr float kNormalizeEps = 1e-8F;
 // The valid samples of agent k's rollout: the episodes' steps with whole episodes, else every
 // row.
 double valid_samples(const LearnContext& ctx, int64_t agent);
+// Data-parallel parts (ctx.parts): every part's moments m[k] replaced by the sum of all parts'
+// in part order, so that each part normalises with the whole batch's (nothing otherwise).
+void combine_part_moments(const LearnContext& ctx, Moments* m);
+// Data-parallel parts: every part's gradient and loss sums replaced by the sum of all parts' in
+// part order, before the optimiser step (nothing otherwise).
+void combine_part_gradients(const LearnContext& ctx);
+// The divisor C of a loss over the rollout: with data-parallel parts the whole batch's sample
+// count (each part's gradient is its share of the batch mean), else 0 (counted per agent).
+float part_loss_count(const LearnContext& ctx);
 // A report of `epochs` passes for every agent.
 LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs = 1);
 

@@ -77,15 +77,20 @@ class Ppo final : public Learner {
     LearnReport report = report_of(ctx, true, 0);
     // Agents still taking epochs (the target KL stops each on its own).
     std::vector<uint8_t> going(ctx.active.begin(), ctx.active.end());
+    // Data-parallel parts each shuffle their own rows by (seed, part); a process of one part
+    // keys its one shuffle so (more parts: ctx.seeds holds each part's seed).
+    const uint64_t seed = ctx.parts != nullptr && agents == 1
+                              ? part_shuffle_seed(c_.seed, ctx.parts->first_part)
+                              : c_.seed;
     for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) {
       const ShuffleKey key =
-          make_shuffle_key(c_.seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
+          make_shuffle_key(seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
                            static_cast<uint64_t>(rows));
       for (int64_t first = 0; first < rows; first += per_batch) {
         const int64_t n = std::min(per_batch, rows - first);
         MinibatchArgs g;
         g.key = key;
-        g.seed = c_.seed;
+        g.seed = seed;
         g.agents = agents;
         g.agent_stride = ctx.stride();
         g.seeds = ctx.seeds;
@@ -111,6 +116,8 @@ class Ppo final : public Learner {
         rl.gather_minibatch(g);
         if (c_.normalize) {
           rl.moments(mb.advantages.data(), nullptr, n, mb.moments.data(), agents, n);
+          // Data-parallel parts: minibatch m is every part's minibatch m together.
+          combine_part_moments(ctx, mb.moments.data());
           rl.normalize(mb.advantages.data(), nullptr, n, mb.moments.data(), kNormalizeEps, agents,
                        n);
         }
@@ -126,9 +133,10 @@ class Ppo final : public Learner {
           view.old_values = mb.values.data();
           view.value_clip = c_.clip;
         }
-        view.count = static_cast<float>(n);
+        view.count = static_cast<float>(ctx.parts != nullptr ? n * ctx.config.parts : n);
         view.agent_stride = agents > 1 ? n : 0;
         ctx.model.accumulate_gradients(view, loss, GradientMode::kOverwrite);
+        combine_part_gradients(ctx);
         ctx.model.step();
       }
       for (int64_t k = 0; k < agents; ++k) {

@@ -35,10 +35,12 @@ class Reinforce final : public Learner {
     view.weights = advantage_weights(ctx, false);
     view.mask = ctx.mask;
     view.recorded = ctx.recorded;
-    view.count = static_cast<float>(ctx.rollout.envs);
+    // The episodes: one per env (of the whole batch with data-parallel parts).
+    view.count = static_cast<float>(ctx.parts != nullptr ? ctx.config.envs : ctx.rollout.envs);
     view.agent_stride = ctx.stride();
     view.agent_rows = rows;
     ctx.model.accumulate_gradients(view, LossConfig{0.0F, 0.0F});
+    combine_part_gradients(ctx);
     ctx.model.step();
     return report_of(ctx, false);
   }

@@ -79,6 +79,7 @@ const float* advantage_weights(const LearnContext& ctx, bool subtract_values) {
   }
   if (ctx.config.normalize) {
     rl.moments(weights, ctx.mask, rows, r.moments.data(), agents, stride);
+    combine_part_moments(ctx, r.moments.data());
     rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps, agents, stride);
   }
   return weights;
@@ -141,6 +142,7 @@ const float* normalized_advantages(const LearnContext& ctx) {
     const int64_t rows = ctx.steps * r.envs;
     RlOps& rl = ctx.device.rl();
     rl.moments(r.weights.data(), ctx.mask, rows, r.moments.data(), ctx.agents(), ctx.stride());
+    combine_part_moments(ctx, r.moments.data());
     rl.normalize(r.weights.data(), ctx.mask, rows, r.moments.data(), kNormalizeEps, ctx.agents(),
                  ctx.stride());
   }
@@ -153,6 +155,32 @@ double valid_samples(const LearnContext& ctx, int64_t agent) {
                "valid_samples: whole-episode rollouts read the tally before learning");
   return ctx.mask != nullptr ? ctx.tally[k].length_sum
                              : static_cast<double>(ctx.agent_steps[k] * ctx.rollout.envs);
+}
+
+void combine_part_moments(const LearnContext& ctx, Moments* m) {
+  if (ctx.parts == nullptr) return;
+  const auto k = static_cast<std::size_t>(ctx.agents());
+  std::vector<Moments> mine(k);
+  ctx.device.copy_to_host(mine.data(), m, k * sizeof(Moments));
+  const std::vector<Moments> sum(k, sum_parts(all_parts<Moments>(*ctx.parts, mine)));
+  ctx.device.copy_from_host(m, sum.data(), k * sizeof(Moments));
+}
+
+void combine_part_gradients(const LearnContext& ctx) {
+  if (ctx.parts == nullptr) return;
+  const std::vector<float> mine = ctx.model.part_blocks();
+  ctx.model.set_part_blocks(
+      sum_parts(all_parts<float>(*ctx.parts, mine), ctx.model.part_block()));
+}
+
+float part_loss_count(const LearnContext& ctx) {
+  if (ctx.parts == nullptr) return 0.0F;
+  // Whole episodes: the valid samples of every part (their first episodes' steps); n steps:
+  // every row. (A float, as the count the device makes for one batch.)
+  if (ctx.mask != nullptr) {
+    return static_cast<float>(sum_parts(all_parts<EpisodeTally>(*ctx.parts, ctx.tally)).length_sum);
+  }
+  return static_cast<float>(ctx.steps * ctx.config.envs);
 }
 
 LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs) {

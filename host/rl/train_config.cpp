@@ -115,6 +115,19 @@ void TrainConfig::validate() const {
                                    << "buffer of " << buffer_size);
   const bool episodic = !dqn && (algorithm == Algorithm::kReinforce ||
                                  algorithm == Algorithm::kBaseline || n_steps == 0);
+  if (parts > 1) {
+    BP_CHECK_ARG(!dqn, "parts: data-parallel training covers reinforce, baseline, a2c and ppo; "
+                       "dqn (its replay buffer) is not cut into parts");
+    BP_CHECK_ARG(algorithm != Algorithm::kPpo || minibatches <= envs / parts * n_steps,
+                 "parts: " << minibatches << " minibatches of a part's rollout of only "
+                           << envs / parts * n_steps << " rows");
+    BP_CHECK_ARG(agents == 1, "parts: data-parallel training is of one agent, not of a "
+                              "population of "
+                                  << agents);
+    BP_CHECK_ARG(envs % parts == 0, "parts: " << envs << " envs do not cut into " << parts
+                                              << " equal parts (envs must be a multiple of "
+                                                 "parts)");
+  }
   BP_CHECK_ARG(!episodic || env.max_episode_steps > 0,
                "whole-episode rollouts (" << to_string(algorithm)
                                           << (algorithm == Algorithm::kA2C ? " with n_steps 0" : "")
@@ -194,6 +207,10 @@ std::vector<F> make_fields() {
                       "Independent agents trained at once (a population); agent k trains with "
                       "seed + k, exactly as alone",
                       1, 65535, &TrainConfig::agents));
+  t.push_back(integer("parts",
+                      "Data-parallel: the envs cut into this many parts, their gradients summed "
+                      "in part order (train --distributed: one part per rank)",
+                      1, 65535, &TrainConfig::parts));
   t.push_back(integer("n_steps", "A2C rollout length; 0 = whole episodes (the notebook's variant)",
                       0, 1'000'000, &TrainConfig::n_steps));
   t.push_back(real("lr", "Learning rate (the policy's or the actor-critic's)", 0, true, kInf,

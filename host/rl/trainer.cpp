@@ -60,6 +60,8 @@ std::unique_ptr<Learner> make_learner(const TrainConfig& config) {
 std::size_t Trainer::record_bytes(const TrainConfig& c, const DevicePlan& plan) {
   if (!c.reuse_activations) return 0;
   if (c.agents > 1 && plan.batch_agents) return 0;  // batched agents run the forward again
+  // Data-parallel parts: the same decision in every process, whatever its share of the parts.
+  if (c.parts > 1 && plan.batch_agents) return 0;
   const auto learner = make_learner(c);
   const RolloutSpec spec = learner->rollout_spec();
   if (!spec.reuses_activations) return 0;
@@ -89,7 +91,8 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
                      record_bytes(c, plan), learner->bytes_required(device, c.envs, c.agents));
 }
 
-Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), config_(config) {
+Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_parallel)
+    : device_(&device), config_(config), parts_(std::move(data_parallel)) {
   config_.validate();
   const std::size_t need = bytes_required(config_, device);
   const std::size_t record = record_bytes(config_, device.plan());
@@ -113,22 +116,52 @@ Trainer::Trainer(Device& device, const TrainConfig& config) : device_(&device), 
     seeds.push_back(a.seed);
     agents_.push_back(std::move(a));
   }
+  // Data-parallel parts: this process's parts run as a population of `parts` agents of envs /
+  // parts envs each, all with the one seed, keyed by the global env index.
+  int64_t envs = config_.envs;
+  int64_t first_env = 0;
+  if (config_.parts > 1) {
+    if (parts_.local_parts <= 0 || !parts_.gather) {
+      parts_.first_part = 0;
+      parts_.local_parts = config_.parts;
+    }
+    BP_CHECK_ARG(parts_.first_part >= 0 && parts_.first_part + parts_.local_parts <= config_.parts,
+                 "data-parallel parts [" << parts_.first_part << ", "
+                                         << parts_.first_part + parts_.local_parts << ") of "
+                                         << config_.parts);
+    envs = config_.envs / config_.parts;
+    first_env = parts_.first_part * envs;
+    seeds.assign(static_cast<std::size_t>(parts_.local_parts), config_.seed);
+  }
+  const auto model_agents = static_cast<int64_t>(seeds.size());
   learner_ = make_learner(config_);
-  env_ = std::make_unique<VecEnv>(device, config_.envs * k_agents, config_.env, config_.precision);
+  env_ = std::make_unique<VecEnv>(device, envs * model_agents, config_.env, config_.precision);
+  if (config_.parts > 1) env_->set_global_keys(static_cast<uint32_t>(first_env));
   env_->reset(seeds);
   ModelOptions options = learner_->model_options();
-  options.agents = k_agents;
-  if (k_agents > 1) options.seeds = seeds;
+  options.agents = model_agents;
+  if (model_agents > 1) options.seeds = seeds;
+  if (config_.parts > 1) {
+    options.global_envs = true;
+    options.first_env = static_cast<uint32_t>(first_env);
+  }
   model_ = std::make_unique<PolicyValueModel>(device, learner_->model_config(), options);
   learner_->attach(device, *model_);
   const RolloutSpec spec = learner_->rollout_spec();
-  rollout_ = std::make_unique<Rollout>(device, spec, config_.envs, k_agents);
-  if (k_agents > 1) {
-    seeds_ = Buffer<uint64_t>(device, seeds.size());
-    seeds_.from_host(seeds);
+  rollout_ = std::make_unique<Rollout>(device, spec, envs, model_agents);
+  if (model_agents > 1) {
+    // PPO's shuffles: each agent's seed, or each data-parallel part's own shuffle seed.
+    std::vector<uint64_t> shuffle = seeds;
+    if (config_.parts > 1) {
+      for (std::size_t k = 0; k < shuffle.size(); ++k) {
+        shuffle[k] = part_shuffle_seed(config_.seed, parts_.first_part + static_cast<int64_t>(k));
+      }
+    }
+    seeds_ = Buffer<uint64_t>(device, shuffle.size());
+    seeds_.from_host(shuffle);
   }
   reuse_ = record > 0;
-  if (reuse_) model_->reserve_record(spec.steps * config_.envs, spec.values);
+  if (reuse_) model_->reserve_record(spec.steps * envs, spec.values);
 }
 
 Trainer::~Trainer() = default;
@@ -147,6 +180,8 @@ int64_t Trainer::env_steps() const {
 void Trainer::apply_active() {
   std::vector<uint8_t> flags;
   for (const AgentProgress& a : agents_) flags.push_back(a.active ? 1 : 0);
+  // Data-parallel parts: the one agent's flag for each of its parts here.
+  if (config_.parts > 1) flags.assign(static_cast<std::size_t>(parts_here()), flags.front());
   model_->set_active(flags);
   env_->set_active(flags);
 }
@@ -176,6 +211,7 @@ UpdateRecord Trainer::update() {
 }
 
 std::vector<UpdateRecord> Trainer::update_agents() {
+  if (config_.parts > 1) return update_parts();
   const OpCounts before = device_->counts();
   const int64_t k_agents = agents();
   std::vector<uint8_t> active;

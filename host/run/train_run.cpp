@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "batchpole/io/config_json.hpp"
+#include "batchpole/run/comm.hpp"
 #include "run_dir.hpp"
 
 namespace batchpole {
@@ -142,6 +143,7 @@ struct Group {
   std::vector<AgentRun> agents;
   int64_t first_agent = 0;
   fs::path checkpoint;
+  std::size_t index = 0;  // of the point, in the run's sweep
 };
 
 fs::path group_checkpoint(const fs::path& first, std::size_t g) {
@@ -170,18 +172,19 @@ nlohmann::json spread(std::vector<double> v) {
   return {{"median", median}, {"min", v.front()}, {"max", v.back()}};
 }
 
-// The aggregate of some agents: how many solved, and the spread of what they took.
-nlohmann::json aggregate(const std::vector<const AgentRun*>& runs) {
+// The aggregate of some agents, from their entries in summary.json's "agents" list (which a
+// distributed run gathers from its ranks): how many solved, and the spread of what they took.
+nlohmann::json aggregate(const std::vector<const nlohmann::json*>& runs) {
   std::vector<double> steps, wall, updates, finals;
   int64_t solved = 0;
-  for (const AgentRun* a : runs) {
-    if (!a->solved.is_null()) {
+  for (const nlohmann::json* a : runs) {
+    if ((*a)["solved"].get<bool>()) {
       ++solved;
-      steps.push_back(a->solved["env_steps"].get<double>());
-      wall.push_back(a->solved["wall_s"].get<double>());
-      updates.push_back(a->solved["update"].get<double>());
+      steps.push_back((*a)["env_steps_to_solve"].get<double>());
+      wall.push_back((*a)["wall_s_to_solve"].get<double>());
+      updates.push_back((*a)["updates_to_solve"].get<double>());
     }
-    finals.push_back(a->trained ? mean_return(a->last.recent) : 0.0);
+    finals.push_back((*a)["final_mean_return"].get<double>());
   }
   return {{"agents", runs.size()},
           {"solved", solved},
@@ -201,14 +204,48 @@ RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& 
 
 RunResult run_training(Device& device, const RunConfig& run,
                        const std::vector<SweepPoint>& requested, bool train_keys_given,
-                       const RunCallbacks& cb) {
+                       const RunCallbacks& cb, Comm* comm) {
   BP_CHECK_ARG(!requested.empty(), "run_training: nothing to train");
+  // A distributed run: this rank's share of the agents, and whether it writes the run's files.
+  const int rank = comm != nullptr ? comm->rank() : 0;
+  const int ranks = comm != nullptr ? comm->size() : 1;
+  const bool writer = rank == 0;
   const auto notice = [&](const std::string& m) {
     if (cb.message && !m.empty()) cb.message(m);
   };
-  const RunPaths paths = run_paths(run, requested.front().config);
+  RunPaths paths = run_paths(run, requested.front().config);
   const bool resuming = !paths.resume_from.empty();
+  int64_t total_agents = 0;
+  for (const SweepPoint& p : requested) total_agents += p.config.agents;
+  // One agent over the ranks is data-parallel: rank r holds part r of its envs
+  // (rl/data_parallel.hpp), every rank the same agent.
+  const bool data_parallel = comm != nullptr && total_agents == 1;
+  if (comm != nullptr) {
+    BP_CHECK_ARG(!resuming || data_parallel,
+                 "--distributed resumes data-parallel runs (one agent) only in this version; "
+                 "resume a population without --distributed, or train afresh");
+    BP_CHECK_ARG(data_parallel || total_agents >= ranks,
+                 "--distributed: " << total_agents << " agents over " << ranks
+                                   << " ranks leaves a rank without one; give --agents >= "
+                                   << ranks << " (or one agent, trained data-parallel)");
+    const int32_t parts = requested.front().config.parts;
+    BP_CHECK_ARG(!data_parallel || parts == 1 || parts == ranks,
+                 "--distributed: --parts " << parts << " under " << ranks
+                                           << " ranks; each rank holds one part (leave "
+                                              "--parts out, or give "
+                                           << ranks << ")");
+    BP_CHECK_ARG(data_parallel || parts == 1,
+                 "--distributed: a population's agents are split over the ranks; --parts is "
+                 "for one agent");
+    // Each rank checkpoints its own agents; data-parallel ranks write one checkpoint together.
+    if (!data_parallel) paths.checkpoint = paths.out / fmt::format("checkpoint.rank{}.bin", rank);
+  }
+
   std::vector<SweepPoint> points = requested;
+  if (data_parallel && !resuming) {  // (resumed: the checkpoint's parts, checked below)
+    points.front().config.parts = ranks;
+    points.front().config.validate();  // what data-parallel training covers, refused by name
+  }
   std::string sweep = run.sweep;
   std::vector<nlohmann::json> saved(points.size());  // each group's checkpoint information
   double wall_offset = 0;
@@ -229,6 +266,12 @@ RunResult run_training(Device& device, const RunConfig& run,
     std::string extra_text;
     const TrainConfig first =
         Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
+    // Data-parallel ranks each take their part of the one checkpoint: the same parts.
+    BP_CHECK_ARG(comm == nullptr || (first.agents == 1 && first.parts == ranks),
+                 "--resume --distributed: checkpoint " << paths.resume_from.string() << " is of "
+                     << (first.agents > 1 ? std::to_string(first.agents) + " agents"
+                                          : std::to_string(first.parts) + " parts")
+                     << "; resume a data-parallel run under mpirun -np <its parts>");
     const nlohmann::json extra = read_extra(extra_text, paths.resume_from, first.agents);
     const std::string saved_sweep = extra["sweep"].get<std::string>();
     BP_CHECK_ARG(run.sweep.empty() || run.sweep == saved_sweep,
@@ -256,22 +299,45 @@ RunResult run_training(Device& device, const RunConfig& run,
     wall_offset = extra.value("wall_s", 0.0);
   }
   // Resuming into another directory starts a run there: one that holds a run is refused.
-  notice(prepare_run_dir(paths.out, resuming && in_place(paths)));
+  if (writer) notice(prepare_run_dir(paths.out, resuming && in_place(paths)));
+  if (comm != nullptr) comm->barrier();  // the directory exists before any rank writes there
 
   // The swept keys, as metrics.csv's last columns.
   std::vector<std::string> swept;
   for (const auto& [key, value] : points.front().values) swept.push_back(key);
-  std::vector<Group> groups(points.size());
-  int64_t total_agents = 0;
+  // Agents [agent_lo, agent_hi) of the run are this rank's (all of them in one process; a resumed
+  // run has its checkpoint's points).
+  total_agents = 0;
+  for (const SweepPoint& p : points) total_agents += p.config.agents;
+  const int64_t agent_lo = data_parallel ? 0 : total_agents * rank / ranks;
+  const int64_t agent_hi = data_parallel ? 1 : total_agents * (rank + 1) / ranks;
+  // This rank's groups: the points' agents within [agent_lo, agent_hi), a point cut by a rank's
+  // boundary trains the agents on each side there, agent k keeping seed + k.
+  std::vector<Group> groups;
+  total_agents = 0;
   int64_t rows_done = 0;  // metrics rows written before the checkpoint
   for (std::size_t g = 0; g < points.size(); ++g) {
-    Group& gr = groups[g];
+    const int64_t first = total_agents;
+    total_agents += points[g].config.agents;
+    const int64_t lo = std::max(first, agent_lo);
+    const int64_t hi = std::min(total_agents, agent_hi);
+    if (lo >= hi) continue;
+    Group& gr = groups.emplace_back();
+    gr.index = g;
     gr.point = points[g];
+    gr.point.config.agents = hi - lo;
+    gr.point.config.seed += static_cast<uint64_t>(lo - first);
     for (const auto& [key, value] : gr.point.values) gr.values.push_back(to_string(value));
-    gr.trainer = std::make_unique<Trainer>(device, gr.point.config);
+    DataParallel dp;
+    if (data_parallel && ranks > 1) {
+      dp.first_part = rank;
+      dp.local_parts = 1;
+      dp.gather = [comm](const std::string& bytes) { return comm->allgather(bytes); };
+      dp.writes_checkpoints = writer;
+    }
+    gr.trainer = std::make_unique<Trainer>(device, gr.point.config, dp);
     gr.agents.resize(static_cast<std::size_t>(gr.point.config.agents));
-    gr.first_agent = total_agents;
-    total_agents += gr.point.config.agents;
+    gr.first_agent = lo;
     gr.checkpoint = group_checkpoint(paths.checkpoint, g);
     if (resuming) {
       gr.trainer->restore_checkpoint(group_checkpoint(paths.resume_from, g).string());
@@ -294,7 +360,9 @@ RunResult run_training(Device& device, const RunConfig& run,
   }
   const fs::path metrics_path = paths.out / "metrics.csv";
   int64_t rows_kept = 0;
-  std::ofstream metrics = resuming
+  // Rank 0 writes the run's metrics (other ranks' stream stays closed and is never written).
+  std::ofstream metrics = !writer ? std::ofstream()
+                          : resuming
                               ? continue_metrics(resume_dir(paths) / "metrics.csv", metrics_path,
                                                  rows_done, metrics_header(swept), &rows_kept)
                               : std::ofstream(metrics_path, std::ios::trunc);
@@ -304,19 +372,21 @@ RunResult run_training(Device& device, const RunConfig& run,
                        (resume_dir(paths) / "metrics.csv").string(), rows_kept, rows_done,
                        metrics_path.string()));
   }
-  if (!resuming) metrics << metrics_header(swept) << '\n';
-  BP_CHECK_ARG(metrics.good(), "cannot write " << metrics_path.string());
+  if (writer && !resuming) metrics << metrics_header(swept) << '\n';
+  BP_CHECK_ARG(!writer || metrics.good(), "cannot write " << metrics_path.string());
 
   const TrainConfig& base = points.front().config;
   const bool population = total_agents > 1;
-  notice(fmt::format("batchpole train: {} on {} envs{}, {}, {} -> {}", to_string(base.algorithm),
+  notice(fmt::format("batchpole train: {} on {} envs{}, {}{}, {} -> {}", to_string(base.algorithm),
                      base.envs,
                      population ? fmt::format(" x {} agents{}", total_agents,
                                               points.size() > 1
                                                   ? fmt::format(" ({} sweep points)", points.size())
                                                   : std::string())
                                 : std::string(),
-                     device.description(), to_string(base.precision), paths.out.string()));
+                     device.description(),
+                     comm != nullptr ? fmt::format(" x {} ranks", ranks) : std::string(),
+                     to_string(base.precision), paths.out.string()));
   const int64_t step_cap =
       run.env_steps > 0 ? run.env_steps
                         : (run.updates > 0 || run.seconds > 0 ? 0 : RunConfig::kDefaultEnvStepCap);
@@ -370,6 +440,7 @@ RunResult run_training(Device& device, const RunConfig& run,
       last_rate_steps = total_steps();
     }
     // Each agent's rows, target and budgets.
+    std::string rows;  // this round's metrics rows, in agent order
     double fraction = 0;
     if (run.seconds > 0) fraction = wall / run.seconds;
     for (std::size_t g = 0; g < groups.size(); ++g) {
@@ -385,9 +456,9 @@ RunResult run_training(Device& device, const RunConfig& run,
           continue;
         }
         const uint64_t seed = gr.trainer->agent(rec.agent).seed;
-        metrics << metrics_row(rec, wall, population ? per_update_rate : round_rate, seed,
-                               gr.first_agent + rec.agent, gr.values)
-                << '\n';
+        rows += metrics_row(rec, wall, population ? per_update_rate : round_rate, seed,
+                            gr.first_agent + rec.agent, gr.values);
+        rows += '\n';
         a.last = rec;
         a.trained = true;
         const EpisodeTally& t = rec.recent;
@@ -408,16 +479,18 @@ RunResult run_training(Device& device, const RunConfig& run,
         fraction = std::max(fraction, std::min(f, 1.0));
       }
     }
-    metrics.flush();
-    BP_REQUIRE(metrics.good(), kRuntime,
-               "writing " << metrics_path.string() << " failed (disk full?)");
-    if (nonfinite && total_agents == 1) break;  // one agent: stop at once, as before
+    if (nonfinite && total_agents == 1) {  // one agent: stop at once, as before
+      metrics << rows;
+      metrics.flush();
+      break;
+    }
     interrupted = cb.interrupted && cb.interrupted();
     out_of_time = run.seconds > 0 && wall >= run.seconds;
     int64_t active = 0;
     int64_t solved = 0;
     double return_sum = 0;
     int64_t with_returns = 0;
+    int64_t run_steps_now = total_steps();
     shown = nullptr;
     for (const Group& g : groups) {
       active += g.trainer->active_agents();
@@ -429,6 +502,41 @@ RunResult run_training(Device& device, const RunConfig& run,
           if (shown == nullptr && (a.stop.empty() || total_agents == 1)) shown = &a.last;
         }
       }
+    }
+    if (comm != nullptr) {
+      // Every rank's round, in rank order: the rows in the order one process writes them (the
+      // ranks hold consecutive agents), and what the ranks decide together on (the run ends
+      // when no rank's agents train, on rank 0's clock, or on any rank's interrupt).
+      const nlohmann::json mine = {{"rows", rows},        {"active", active},
+                                   {"solved", solved},    {"return_sum", return_sum},
+                                   {"with", with_returns}, {"steps", run_steps_now},
+                                   {"interrupted", interrupted}, {"nonfinite", nonfinite},
+                                   {"out_of_time", out_of_time}};
+      const std::vector<std::string> all = comm->allgather(mine.dump());
+      rows.clear();
+      active = solved = with_returns = run_steps_now = 0;
+      return_sum = 0;
+      interrupted = nonfinite = false;
+      for (std::size_t r = 0; r < all.size(); ++r) {
+        const nlohmann::json j = nlohmann::json::parse(all[r]);
+        interrupted = interrupted || j["interrupted"].get<bool>();
+        // Data-parallel ranks train one agent and write the same rows: rank 0's count.
+        if (data_parallel && r > 0) continue;
+        rows += j["rows"].get<std::string>();
+        active += j["active"].get<int64_t>();
+        solved += j["solved"].get<int64_t>();
+        return_sum += j["return_sum"].get<double>();
+        with_returns += j["with"].get<int64_t>();
+        run_steps_now += j["steps"].get<int64_t>();
+        nonfinite = nonfinite || j["nonfinite"].get<bool>();
+        if (r == 0) out_of_time = j["out_of_time"].get<bool>();
+      }
+    }
+    if (writer) {
+      metrics << rows;
+      metrics.flush();
+      BP_REQUIRE(metrics.good(), kRuntime,
+                 "writing " << metrics_path.string() << " failed (disk full?)");
     }
     if (shown == nullptr) {
       for (const Group& g : groups) {
@@ -443,7 +551,7 @@ RunResult run_training(Device& device, const RunConfig& run,
       p.agents = total_agents;
       p.solved = solved;
       p.active = active;
-      p.env_steps = total_steps();
+      p.env_steps = run_steps_now;
       p.mean_return = with_returns > 0 ? return_sum / static_cast<double>(with_returns) : 0.0;
       cb.on_update(p);
     }
@@ -470,13 +578,54 @@ RunResult run_training(Device& device, const RunConfig& run,
   }
   save_all(wall);
 
-  const double run_steps = static_cast<double>(total_steps() - start_steps);
+  // Every agent's entry of summary.json, with its point, in the run's agent order (a
+  // distributed run gathers them from the ranks, which hold consecutive agents).
+  nlohmann::json entries = nlohmann::json::array();
+  for (const Group& g : groups) {
+    nlohmann::json values = nlohmann::json::object();
+    for (const auto& [key, value] : g.point.values) {
+      values[key] = nlohmann::json::parse(to_string(value), nullptr, false);
+      if (values[key].is_discarded()) values[key] = to_string(value);
+    }
+    for (std::size_t k = 0; k < g.agents.size(); ++k) {
+      const AgentRun& a = g.agents[k];
+      entries.push_back(
+          {{"point", g.index},
+           {"entry",
+            {{"agent", g.first_agent + static_cast<int64_t>(k)},
+             {"seed", g.trainer->agent(static_cast<int64_t>(k)).seed},
+             {"config", values},
+             {"solved", !a.solved.is_null()},
+             {"env_steps_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["env_steps"]},
+             {"wall_s_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["wall_s"]},
+             {"updates_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["update"]},
+             {"final_mean_return", a.trained ? mean_return(a.last.recent) : 0.0},
+             {"env_steps", g.trainer->agent(static_cast<int64_t>(k)).env_steps},
+             {"stop_reason", a.stop}}}});
+    }
+  }
+  int64_t updates = 0;
+  for (const Group& g : groups) updates = std::max(updates, g.trainer->updates());
+  int64_t end_steps = total_steps();
+  int64_t first_steps = start_steps;
+  if (comm != nullptr && !data_parallel) {
+    const nlohmann::json mine = {
+        {"entries", entries}, {"updates", updates}, {"steps", end_steps}, {"start", start_steps}};
+    entries = nlohmann::json::array();
+    updates = end_steps = first_steps = 0;
+    for (const std::string& text : comm->allgather(mine.dump())) {
+      const nlohmann::json j = nlohmann::json::parse(text);
+      for (const auto& e : j["entries"]) entries.push_back(e);
+      updates = std::max(updates, j["updates"].get<int64_t>());
+      end_steps += j["steps"].get<int64_t>();
+      first_steps += j["start"].get<int64_t>();
+    }
+  }
+  const double run_steps = static_cast<double>(end_steps - first_steps);
   const double run_wall = std::chrono::duration<double>(Clock::now() - start).count();
   const std::string stop_reason = interrupted ? "interrupted" : nonfinite ? "non-finite" : [&] {
-    for (const Group& g : groups) {
-      for (const AgentRun& a : g.agents) {
-        if (a.stop != "target") return std::string("budget");
-      }
+    for (const auto& e : entries) {
+      if (e["entry"]["stop_reason"] != "target") return std::string("budget");
     }
     return std::string("target");
   }();
@@ -495,34 +644,18 @@ RunResult run_training(Device& device, const RunConfig& run,
         {"episodes", a.last.episodes}};
   } else {
     nlohmann::json list = nlohmann::json::array();
-    std::vector<const AgentRun*> everyone;
+    std::vector<const nlohmann::json*> everyone;
+    std::vector<std::vector<const nlohmann::json*>> of_point(points.size());
+    for (const auto& e : entries) {
+      list.push_back(e["entry"]);
+      of_point.at(e["point"].get<std::size_t>()).push_back(&e["entry"]);
+      everyone.push_back(&e["entry"]);
+    }
     nlohmann::json by_point = nlohmann::json::array();
-    for (const Group& g : groups) {
-      std::vector<const AgentRun*> mine;
-      nlohmann::json values = nlohmann::json::object();
-      for (const auto& [key, value] : g.point.values) {
-        values[key] = nlohmann::json::parse(to_string(value), nullptr, false);
-        if (values[key].is_discarded()) values[key] = to_string(value);
-      }
-      for (std::size_t k = 0; k < g.agents.size(); ++k) {
-        const AgentRun& a = g.agents[k];
-        mine.push_back(&a);
-        everyone.push_back(&a);
-        list.push_back({{"agent", g.first_agent + static_cast<int64_t>(k)},
-                        {"seed", g.trainer->agent(static_cast<int64_t>(k)).seed},
-                        {"config", values},
-                        {"solved", !a.solved.is_null()},
-                        {"env_steps_to_solve",
-                         a.solved.is_null() ? nlohmann::json() : a.solved["env_steps"]},
-                        {"wall_s_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["wall_s"]},
-                        {"updates_to_solve", a.solved.is_null() ? nlohmann::json() : a.solved["update"]},
-                        {"final_mean_return", a.trained ? mean_return(a.last.recent) : 0.0},
-                        {"env_steps", g.trainer->agent(static_cast<int64_t>(k)).env_steps},
-                        {"stop_reason", a.stop}});
-      }
-      if (groups.size() > 1) {
+    if (points.size() > 1) {
+      for (const auto& mine : of_point) {
         nlohmann::json point = aggregate(mine);
-        point["config"] = values;
+        point["config"] = mine.front()->at("config");
         by_point.push_back(point);
       }
     }
@@ -530,15 +663,13 @@ RunResult run_training(Device& device, const RunConfig& run,
     summary = {{"solved", all["solved"] == all["agents"]},
                {"agents", list},
                {"population", all}};
-    if (groups.size() > 1) {
+    if (points.size() > 1) {
       summary["points"] = by_point;
       summary["sweep"] = sweep;
     }
   }
-  int64_t updates = 0;
-  for (const Group& g : groups) updates = std::max(updates, g.trainer->updates());
   summary["target_return"] = run.target_return;
-  summary["env_steps"] = total_steps();
+  summary["env_steps"] = end_steps;
   summary["updates"] = updates;
   summary["wall_s"] = wall;
   summary["env_steps_per_s"] = run_steps / std::max(run_wall, 1e-9);
@@ -547,8 +678,9 @@ RunResult run_training(Device& device, const RunConfig& run,
   summary["threads"] = device.threads();
   summary["config"] = nlohmann::json::parse(config_to_json(base));
   summary["version"] = BATCHPOLE_VERSION;
+  if (comm != nullptr) summary["ranks"] = ranks;
   result.summary_json = summary.dump(2);
-  write_file_atomically(paths.out / "summary.json", result.summary_json + '\n');
+  if (writer) write_file_atomically(paths.out / "summary.json", result.summary_json + '\n');
   if (!population) {
     const AgentRun& a = groups.front().agents.front();
     result.message = fmt::format(
@@ -559,7 +691,7 @@ RunResult run_training(Device& device, const RunConfig& run,
     const auto& all = summary["population"];
     result.message = fmt::format(
         "{}/{} agents solved after {} updates, {} env steps, {:.1f} s ({:.3g}/s){}",
-        all["solved"].get<int64_t>(), total_agents, updates, total_steps(), wall,
+        all["solved"].get<int64_t>(), total_agents, updates, end_steps, wall,
         run_steps / std::max(run_wall, 1e-9),
         all["solved"].get<int64_t>() > 0
             ? fmt::format("; median {} env steps to solve",

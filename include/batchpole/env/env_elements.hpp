@@ -51,6 +51,11 @@ struct EnvConfig {
   int64_t envs_per_agent = 0;
   const uint64_t* seeds = nullptr;
   const uint8_t* active = nullptr;
+  // Data-parallel parts (rl/data_parallel.hpp): env i is the batch's env first_key + i, its
+  // draws keyed by that global index (all parts share one seed), so that every env keeps its
+  // stream however the batch is cut into parts and processes.
+  bool global_keys = false;
+  uint32_t first_key = 0;
 };
 
 template <class Real>
@@ -62,6 +67,13 @@ BP_HD int64_t agent_of(const EnvConfig<Real>& c, int64_t i) {
 template <class Real>
 BP_HD uint32_t local_env(const EnvConfig<Real>& c, int64_t i) {
   return static_cast<uint32_t>(i - agent_of(c, i) * c.envs_per_agent);
+}
+
+// The env index its draws are keyed by: its index within its agent, or with global keys its
+// index in the whole data-parallel batch.
+template <class Real>
+BP_HD uint32_t key_env(const EnvConfig<Real>& c, int64_t i) {
+  return c.global_keys ? c.first_key + static_cast<uint32_t>(i) : local_env(c, i);
 }
 
 template <class Real>
@@ -112,7 +124,7 @@ BP_HD void store_obs(float* obs, int64_t i, const CartState<Real>& s) {
 template <class Real>
 BP_HD void env_begin_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t i) {
   const CartState<Real> s =
-      cartpole_reset_state<Real>(seed_of(c, i), local_env(c, i), a.episode[i], c.reset_bound);
+      cartpole_reset_state<Real>(seed_of(c, i), key_env(c, i), a.episode[i], c.reset_bound);
   store_state(a, i, s);
   store_obs(a.obs, out_row(c, a, i), s);
   a.length[i] = 0;
@@ -246,7 +258,7 @@ BP_HD uint32_t env_run_random(const EnvConfig<Real>& c, const EnvArrays<Real>& a
   float ret = a.ret[i];
   uint32_t episode = a.episode[i];
   uint32_t ended = 0;
-  const uint32_t env = local_env(c, i);
+  const uint32_t env = key_env(c, i);
   const uint64_t seed = seed_of(c, i);
   // One draw gives the actions of 128 consecutive steps (see bench_action).
   Philox4x32::Counter bits = philox_draw(seed, Stream::kBenchAction, env, first_step >> 7U);

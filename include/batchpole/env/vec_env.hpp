@@ -70,6 +70,10 @@ class VecEnv {
   // A population: the envs are cut into seeds.size() agents of size() / seeds.size() envs, and
   // agent k's env j starts from the draw (seeds[k], j, 0), as it would in a VecEnv of its own.
   void reset(std::span<const uint64_t> seeds);
+  // Data-parallel parts (rl/data_parallel.hpp): from the next reset or restore on, env i's
+  // draws are keyed by first_env + i, its index in the whole batch, whatever the agents (the
+  // parts, which then share one seed).
+  void set_global_keys(uint32_t first_env);
   [[nodiscard]] int64_t agents() const;
   [[nodiscard]] int64_t envs_per_agent() const;
   [[nodiscard]] const std::vector<uint64_t>& seeds() const;

@@ -51,6 +51,11 @@ struct ModelOptions {
   // A population: `agents` agents, agent k seeded with seeds[k] (empty: `seed` for one agent).
   int64_t agents = 1;
   std::vector<uint64_t> seeds;
+  // Data-parallel parts (rl/data_parallel.hpp): the agents are parts of one batch whose row j
+  // of agent k is the batch's env first_env + k * rows + j, and actions are drawn keyed by that
+  // global index (every part with the same seed).
+  bool global_envs = false;
+  uint32_t first_env = 0;
 };
 
 // Coefficients of the loss whose gradient accumulate_gradients takes:
@@ -202,6 +207,16 @@ class PolicyValueModel {
   // the copy that fills `slots`, then the statistics from what it holds.
   [[nodiscard]] Device::HostCopy stats_copy(std::vector<float>& slots) const;
   [[nodiscard]] std::vector<UpdateStats> agent_stats_from(const std::vector<float>& slots) const;
+
+  // ---- data-parallel parts (rl/data_parallel.hpp): the agents are parts of one batch ----
+  // Floats of one part's block: its gradient, then its loss sums (the statistic slots that
+  // accumulate_gradients sums over samples).
+  [[nodiscard]] int64_t part_block() const { return parameter_count_ + kStatColumnsClipped; }
+  // Every agent's block, agent after agent, copied to the host (one wait).
+  [[nodiscard]] std::vector<float> part_blocks() const;
+  // Writes one block (the sum of all parts' in part order) as every agent's gradient and loss
+  // sums, so that each takes the same step from it.
+  void set_part_blocks(std::span<const float> sum);
 
   // ---- a population ----
   [[nodiscard]] int64_t agents() const { return agents_; }

@@ -29,10 +29,13 @@ struct SampleKey {
   uint32_t first_env = 0;
   const uint64_t* seeds = nullptr;  // agents > 1: per agent
   const uint64_t* steps = nullptr;  // agents > 1: per agent
+  // Data-parallel parts as agents (> 0: each part's envs): agent k's row draws as the batch's
+  // env first_env + k * agent_envs + local, so that the key is the global env index.
+  uint32_t agent_envs = 0;
 };
 
 // The keys of row i's draws in a sampling call laid out as `out`: its agent's seed, its env
-// index within the agent and its step. Every head (categorical, Gaussian, epsilon-greedy) draws
+// index within the agent (data-parallel parts: within the whole batch) and its step. Every head (categorical, Gaussian, epsilon-greedy) draws
 // from these, each from its own stream.
 struct SampleSite {
   uint64_t seed;
@@ -44,7 +47,8 @@ BP_HD SampleSite sample_site(const SampleKey& key, const AgentRows& out, int64_t
   if (out.agents <= 1) return {key.seed, key.first_env + static_cast<uint32_t>(i), key.step};
   const int64_t k = out.agent(i);
   const auto local = static_cast<uint32_t>(i - k * out.rows);
-  return {key.seeds[k], key.first_env + local, key.steps[k] + key.step};
+  const uint32_t env = key.first_env + static_cast<uint32_t>(k) * key.agent_envs + local;
+  return {key.seeds[k], env, key.steps[k] + key.step};
 }
 
 // The uniform behind row i's action in a sampling call laid out as `out`.

@@ -29,6 +29,11 @@ struct TrainConfig {
   // A2C defaults: what solved CartPole-v1 fastest on the 2-core CPU (BENCHMARKS.md).
   int64_t envs = 32;       // of each agent
   int64_t agents = 1;      // a population: agents trained at once, agent k with seed + k
+  // Data-parallel training (one agent): the envs cut into `parts` contiguous parts of the
+  // global env indices, each part's gradient and batch statistics computed on its own and
+  // summed in part order (batchpole/rl/data_parallel.hpp); one process holds every part, or
+  // each rank of `train --distributed` one. 1: the batch as one. envs must be a multiple.
+  int32_t parts = 1;
   int32_t n_steps = 5;     // A2C: rollout length; 0 = whole episodes (the notebook's variant)
   float lr = 2e-3F;        // the policy's (or the actor-critic's) learning rate
   float value_lr = 1e-3F;  // baseline: the value network's learning rate

@@ -19,6 +19,11 @@
 // update is the one `train` with that seed alone would take (exactly, on the CPU). The agents
 // step and update in lockstep, as one batch; an agent that is stopped (solved) steps and
 // updates no more.
+//
+// With TrainConfig::parts = P > 1 the trainer is one agent trained data-parallel
+// (rl/data_parallel.hpp): this process's parts of the batch (all P, or those `data_parallel`
+// names) run as a population of parts sharing one seed and one parameter set, every statistic
+// and gradient summed in part order over all parts before it is used.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +35,7 @@
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/env/vec_env.hpp"
 #include "batchpole/nn/model.hpp"
+#include "batchpole/rl/data_parallel.hpp"
 #include "batchpole/rl/rl_elements.hpp"
 #include "batchpole/rl/train_config.hpp"
 
@@ -93,7 +99,7 @@ struct Rollout;
 
 class Trainer {
  public:
-  Trainer(Device& device, const TrainConfig& config);
+  Trainer(Device& device, const TrainConfig& config, DataParallel data_parallel = {});
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
   ~Trainer();
@@ -147,6 +153,9 @@ class Trainer {
 
  private:
   void apply_active();  // the agents' flags to the model and the environments
+  std::vector<UpdateRecord> update_parts();  // one data-parallel update (parts > 1)
+  // This process's parts (1 without data-parallel parts: the agents are the population's).
+  [[nodiscard]] int64_t parts_here() const { return config_.parts > 1 ? parts_.local_parts : 1; }
   // The learner's own state for checkpoints, one byte vector per agent (empty: none;
   // Learner::save_state, restore_state).
   [[nodiscard]] std::vector<std::vector<unsigned char>> learner_state() const;
@@ -162,6 +171,7 @@ class Trainer {
   Buffer<uint64_t> seeds_;  // the agents' seeds on the device (PPO's shuffles)
   int64_t updates_ = 0;
   bool reuse_ = false;
+  DataParallel parts_;  // with parts > 1: this process's share (local_parts filled in)
 };
 
 }  // namespace batchpole

@@ -16,6 +16,8 @@
 
 namespace batchpole {
 
+class Comm;  // batchpole/run/comm.hpp
+
 struct RunConfig {
   std::string device = "auto";
   int32_t threads = 0;
@@ -108,10 +110,22 @@ struct RunResult {
 // turn) writes one metrics.csv row per agent and update; each agent stops stepping and
 // updating once it reaches the target, and the budgets (env steps, updates) are each agent's.
 // The run ends when every agent has stopped, on the wall-clock budget, or on an interrupt.
+//
+// With `comm` (train --distributed under mpirun, R ranks): the population's agents, all points
+// together numbered as in metrics.csv, are cut into R contiguous ranges, rank r training the
+// r-th (agent k keeps seed + k, so each trains exactly as in one process). The ranks update in
+// lockstep; after every round rank 0 gathers the rounds' metrics rows in rank order (the order
+// one process writes them) and writes metrics.csv, and at the end summary.json. Each rank
+// checkpoints its own agents (checkpoint.rankR.bin). Needs at least R agents; refuses --resume.
+// One agent is trained data-parallel instead (rl/data_parallel.hpp): parts = R, rank r holding
+// part r; every rank computes the same records, rank 0 writes metrics.csv, summary.json and the
+// one checkpoint (every rank's envs gathered into it), all as one process with --parts R
+// writes them; it resumes under the same R.
 RunResult run_training(Device& device, const RunConfig& run, const TrainConfig& train,
                        bool train_keys_given, const RunCallbacks& callbacks = {});
 RunResult run_training(Device& device, const RunConfig& run, const std::vector<SweepPoint>& points,
-                       bool train_keys_given, const RunCallbacks& callbacks = {});
+                       bool train_keys_given, const RunCallbacks& callbacks = {},
+                       Comm* comm = nullptr);
 
 // The CSV columns of metrics.csv, and one row: the update's columns, then the agent (its
 // index in the run), its seed and the values of the swept keys.
