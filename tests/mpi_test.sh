@@ -86,6 +86,10 @@ expect_code 0 "2 ranks, one agent" -- mpi 2 train --device cpu --threads 1 -q --
 expect_code 0 "2 ranks resume" -- mpi 2 train --device cpu --threads 1 -q --resume "$work/dp2" --updates 30 --distributed
 same_metrics "$work/dp1" "$work/dp2" "2 ranks data-parallel, resumed"
 same_summary "$work/dp1" "$work/dp2" "2 ranks data-parallel, resumed"
+# Resumed with the training flags it was started with (--distributed implies --parts 2).
+expect_code 0 "2 ranks, one agent, 10 updates" -- mpi 2 train --device cpu --threads 1 -q --envs 24 --seed 3 --updates 10 --out "$work/dpf" --distributed
+expect_code 0 "2 ranks resume with the same flags" -- mpi 2 train --device cpu --threads 1 -q --envs 24 --seed 3 --updates 30 --resume "$work/dpf" --distributed
+same_metrics "$work/dp1" "$work/dpf" "2 ranks data-parallel, resumed with its flags"
 expect_code 0 "one process, --parts 3" -- "$bp" train --device cpu --threads 1 -q --envs 24 --updates 25 --seed 4 --parts 3 --out "$work/dp3a"
 expect_code 0 "3 ranks, one agent" -- mpi 3 train --device cpu --threads 1 -q --envs 24 --updates 25 --seed 4 --out "$work/dp3b" --distributed
 same_metrics "$work/dp3a" "$work/dp3b" "3 ranks data-parallel"
@@ -134,6 +138,19 @@ expect_code 2 "--parts other than the ranks" -- mpi 2 "${common[@]}" --parts 4 -
 expect_code 2 "resume under other ranks" -- mpi 3 train --device cpu --threads 1 -q --resume "$work/dp2" --updates 40 --distributed
 expect_grep "mpirun -np" "$work/err.txt" "says to resume with its parts"
 expect_code 2 "--resume --distributed of a population" -- mpi 2 "${common[@]}" --resume "$work/two" --updates 9 --distributed
+expect_grep "trained over ranks" "$work/err.txt" "says a population over ranks is not resumed"
+# Nor without --distributed, from its directory or from a rank's checkpoint; its files stay.
+cp "$work/two/metrics.csv" "$work/two.metrics"
+cp "$work/two/summary.json" "$work/two.summary"
+expect_code 2 "--resume of a population over ranks" -- "$bp" "${common[@]}" --resume "$work/two" --updates 9
+expect_grep "trained over ranks" "$work/err.txt" "says so from the directory"
+expect_code 2 "--resume of a rank's checkpoint" -- "$bp" train --device cpu --threads 1 -q --resume "$work/two/checkpoint.rank1.bin" --updates 9
+expect_grep "trained over ranks" "$work/err.txt" "says so from a rank's checkpoint"
+if cmp -s "$work/two.metrics" "$work/two/metrics.csv" && cmp -s "$work/two.summary" "$work/two/summary.json"; then
+  pass=$((pass + 1))
+else
+  failures=$((failures + 1)); echo "FAIL: a refused resume changed the population's files"
+fi
 # A rank that fails (rank 0 finds a run in --out) ends the job: exit 2, no hang.
 expect_code 2 "a failing rank ends the job" -- mpi 2 "${common[@]}" --agents 2 --updates 1 --out "$work/two" --distributed
 expect_grep "rank 0 of 2" "$work/err.txt" "names the failing rank"

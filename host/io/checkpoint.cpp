@@ -25,7 +25,6 @@
 #include <filesystem>
 #include <iterator>
 #include <memory>
-#include <type_traits>
 #include <new>
 #include <type_traits>
 #include <vector>
@@ -333,7 +332,8 @@ Contents read_contents(const std::string& path) {
   }
 
   c.updates = r.pod<int64_t>();
-  if (c.updates < 0 || c.updates > kMaxCounter) damaged("update count " + std::to_string(c.updates));
+  if (c.updates < 0 || c.updates > kMaxCounter)
+    damaged("update count " + std::to_string(c.updates));
   c.agents.resize(static_cast<std::size_t>(agents));
   for (std::size_t k = 0; k < c.agents.size(); ++k) {
     AgentProgress& a = c.agents[k];
@@ -358,9 +358,8 @@ Contents read_contents(const std::string& path) {
     // all the episodes counted.
     double in_window = 0;
     for (const EpisodeTally& t : recent) {
-      const double fields[] = {t.episodes,   t.return_sum, t.return_sq,  t.length_sum,
-                               t.return_min, t.return_max, t.length_min, t.length_max,
-                               t.truncations};
+      const double fields[] = {t.episodes,   t.return_sum, t.return_sq,  t.length_sum, t.return_min,
+                               t.return_max, t.length_min, t.length_max, t.truncations};
       if (!std::all_of(std::begin(fields), std::end(fields),
                        [](double x) { return std::isfinite(x); }) ||
           t.episodes < 1) {
@@ -496,9 +495,6 @@ void Trainer::restore_checkpoint(const std::string& path) {
                  "checkpoint " << path << " holds " << c.optimizers[j].moments.size()
                                << " moments for optimiser " << i << ", expected " << 2 * n);
   }
-  // The learner checks its state before it takes it; the trainer changes nothing until then.
-  restore_learner_state(c.learner_state);
-
   // Everything read and checked: only now change the trainer. The environments first: their
   // restore checks the state (lengths within the time limit, finite values) before it writes.
   if (config_.parts > 1) {
@@ -506,7 +502,8 @@ void Trainer::restore_checkpoint(const std::string& path) {
     // parameters and optimiser for each of its parts.
     const int64_t here = parts_here();
     const auto per = static_cast<std::size_t>(config_.envs / config_.parts);
-    const auto from = static_cast<std::ptrdiff_t>(static_cast<std::size_t>(parts_.first_part) * per);
+    const auto from =
+        static_cast<std::ptrdiff_t>(static_cast<std::size_t>(parts_.first_part) * per);
     const auto n = static_cast<std::ptrdiff_t>(static_cast<std::size_t>(here) * per);
     const auto slice = [&](auto& v) {
       v.erase(v.begin() + from + n, v.end());
@@ -518,7 +515,8 @@ void Trainer::restore_checkpoint(const std::string& path) {
     slice(c.env.episode);
     c.seeds.assign(static_cast<std::size_t>(here), config_.seed);
     std::vector<float> params;
-    for (int64_t k = 0; k < here; ++k) params.insert(params.end(), c.params.begin(), c.params.end());
+    for (int64_t k = 0; k < here; ++k)
+      params.insert(params.end(), c.params.begin(), c.params.end());
     c.params = std::move(params);
   }
   try {
@@ -534,6 +532,9 @@ void Trainer::restore_checkpoint(const std::string& path) {
                                   c.optimizers[j], config_.parts > 1 ? part : k);
     }
   }
+  // The learner's own state last: read_contents checked it already (check_learner_state), so
+  // taking it cannot fail half-way.
+  restore_learner_state(c.learner_state);
   updates_ = c.updates;
   for (std::size_t k = 0; k < c.agents.size(); ++k) agents_[k] = std::move(c.agents[k]);
   apply_active();

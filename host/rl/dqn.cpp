@@ -9,7 +9,8 @@
 // with a* = argmax Q_online(s', .) (double DQN) or argmax Q_target(s', .), the gradient's norm
 // clipped to max_grad_norm. The target network is a second model with the same shape; it
 // follows the online one every target_update gradient steps (a copy, or Polyak averaging with
-// tau < 1). Nothing here synchronises with the device.
+// tau < 1). Nothing here waits for the device: the replay cursors go to it with the update's
+// other work (one host-to-device copy per update for a population).
 //
 // The Q-network is PolicyValueModel's kQNetwork (its "policy" network's outputs are the
 // Q-values), so it runs through the same Mlp, BLAS, Adam and sharded runner as the others.
@@ -17,8 +18,9 @@
 // A population: every agent has its own replay buffer (agent-major: agent k's slots follow
 // agent k - 1's), target network (the target model's agent k), minibatches (packed agent after
 // agent) and counters, and each agent's update is the one it would take alone. One operation
-// stores, samples and computes the TD targets of every agent; an agent learns once its own
-// buffer holds learning_starts transitions.
+// stores, samples and computes the TD targets of every agent; an agent learns once it has
+// stored learning_starts transitions in all (with learning_starts > buffer_size, once its
+// buffer has wrapped that many times over).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -97,11 +99,11 @@ struct Minibatch {
 
 // One agent's counters.
 struct AgentState {
-  int64_t position = 0;         // the next slot to write
-  int64_t size = 0;             // slots [0, size) hold transitions
-  int64_t stored = 0;           // transitions stored so far (env steps)
-  uint64_t draws = 0;           // minibatches drawn so far (Stream::kReplay's counter)
-  int64_t gradient_steps = 0;   // since the start: the target's clock
+  int64_t position = 0;        // the next slot to write
+  int64_t size = 0;            // slots [0, size) hold transitions
+  int64_t stored = 0;          // transitions stored so far (env steps)
+  uint64_t draws = 0;          // minibatches drawn so far (Stream::kReplay's counter)
+  int64_t gradient_steps = 0;  // since the start: the target's clock
 };
 
 // Bytes of the checkpoint state, appended and read back in order.
@@ -193,18 +195,17 @@ class Dqn final : public Learner {
   [[nodiscard]] ModelConfig model_config() const override {
     return ModelConfig::q_network(kObsDim, kActions, c_.hidden);
   }
-  [[nodiscard]] ModelOptions model_options() const override {
-    return model_options_for(c_, true);
-  }
+  [[nodiscard]] ModelOptions model_options() const override { return model_options_for(c_, true); }
 
   [[nodiscard]] std::size_t bytes_required(const Device& device, int64_t /*envs*/,
                                            int64_t agents) const override {
     const DevicePlan& plan = device.plan();
     const auto k = static_cast<std::size_t>(agents);
-    const std::size_t model = PolicyValueModel::memory_required(
-                                  model_config(), c_.chunk_rows > 0 ? c_.chunk_rows : plan.chunk_rows,
-                                  device.threads(), plan.shards, agents, plan.batch_agents)
-                                  .total();
+    const std::size_t model =
+        PolicyValueModel::memory_required(model_config(),
+                                          c_.chunk_rows > 0 ? c_.chunk_rows : plan.chunk_rows,
+                                          device.threads(), plan.shards, agents, plan.batch_agents)
+            .total();
     return checked_add(checked_mul(k, checked_add(ReplayBuffer::bytes(c_.buffer_size),
                                                   Minibatch::bytes(c_.batch_size))),
                        model);
@@ -215,9 +216,9 @@ class Dqn final : public Learner {
     agents_ = model.agents();
     // The target model has the online one's agents and seeds; its parameters are a copy.
     target_ = std::make_unique<PolicyValueModel>(device, model.config(), model.options());
-    device.copy_on_device(target_->parameters(), model.parameters(),
-                          static_cast<std::size_t>(agents_ * model.parameter_count()) *
-                              sizeof(float));
+    device.copy_on_device(
+        target_->parameters(), model.parameters(),
+        static_cast<std::size_t>(agents_ * model.parameter_count()) * sizeof(float));
     replay_.emplace(device, c_.buffer_size, agents_);
     batch_.emplace(device, c_.batch_size, agents_);
     state_.assign(static_cast<std::size_t>(agents_), AgentState{});
@@ -232,7 +233,7 @@ class Dqn final : public Learner {
     const int64_t rows = ctx.steps * r.envs;  // of each active agent: DQN's rollouts are n steps
     const std::vector<uint64_t>& seeds = ctx.model.seeds();
 
-    // Each active agent stores its rollout and learns once its buffer holds learning_starts.
+    // Each active agent stores its rollout and learns once it has stored learning_starts.
     std::vector<ReplayCursor> cursors(static_cast<std::size_t>(agents_));
     std::vector<uint8_t> learning(static_cast<std::size_t>(agents_), 0);
     for (int64_t k = 0; k < agents_; ++k) {
@@ -243,9 +244,9 @@ class Dqn final : public Learner {
       cursor.seed = seeds[k];
       cursor.draw = a.draws;
       if (ctx.active[k] != 0) {
-        BP_CHECK_ARG(ctx.agent_steps[k] == ctx.steps,
-                     "dqn: agent " << k << " took " << ctx.agent_steps[k] << " of "
-                                   << ctx.steps << " steps");
+        BP_CHECK_ARG(ctx.agent_steps[k] == ctx.steps, "dqn: agent " << k << " took "
+                                                                    << ctx.agent_steps[k] << " of "
+                                                                    << ctx.steps << " steps");
         a.position = (a.position + rows) % replay.capacity;
         a.size = std::min(a.size + rows, replay.capacity);
         a.stored += rows;
@@ -427,8 +428,8 @@ class Dqn final : public Learner {
       a.stored = in.get<int64_t>();
       a.draws = in.get<uint64_t>();
       a.gradient_steps = in.get<int64_t>();
-      BP_CHECK_ARG(a.size >= 0 && a.size <= capacity && a.position >= 0 &&
-                       a.position < capacity && a.stored >= a.size && a.gradient_steps >= 0 &&
+      BP_CHECK_ARG(a.size >= 0 && a.size <= capacity && a.position >= 0 && a.position < capacity &&
+                       a.stored >= a.size && a.gradient_steps >= 0 &&
                        (a.size == capacity || a.position == a.size),
                    "the checkpoint's replay buffer is damaged");
       s.target = in.get_vec<float>(static_cast<uint64_t>(p));

@@ -21,8 +21,8 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   const auto uhere = static_cast<std::size_t>(here);
   if (config_.lr_anneal_steps > 0) {
     // Every part the one agent's rate, from the env steps of the whole batch.
-    const double left = 1.0 - static_cast<double>(a.env_steps) /
-                                  static_cast<double>(config_.lr_anneal_steps);
+    const double left =
+        1.0 - static_cast<double>(a.env_steps) / static_cast<double>(config_.lr_anneal_steps);
     const double scale = std::max(left, 0.0);
     for (int64_t k = 0; k < here; ++k) {
       model_->optimizer(0).set_lr(k, static_cast<double>(config_.lr) * scale);
@@ -44,15 +44,15 @@ std::vector<UpdateRecord> Trainer::update_parts() {
     rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t, r.envs, r.mask.data(), here,
                           stride);
   }
-  rl.episode_tally({r.terminated.data(), r.truncated.data(), r.final_return.data(),
-                    r.final_length.data(), mask},
-                   t * r.envs, r.tally.data(), here, stride);
+  rl.episode_tally(
+      {r.terminated.data(), r.truncated.data(), r.final_return.data(), r.final_length.data(), mask},
+      t * r.envs, r.tally.data(), here, stride);
   std::vector<EpisodeTally> tally(uhere);
   device_->copy_to_host(tally.data(), r.tally.data(), tally.size() * sizeof(EpisodeTally));
 
   const LearnReport report = learner_->learn(LearnContext{
-      *device_, config_, *env_, *model_, r, t, mask, std::span<const EpisodeTally>(tally),
-      reuse_, updates_, steps, active, here > 1 ? seeds_.data() : nullptr, &parts_});
+      *device_, config_, *env_, *model_, r, t, mask, std::span<const EpisodeTally>(tally), reuse_,
+      updates_, steps, active, here > 1 ? seeds_.data() : nullptr, &parts_});
   std::vector<float> slots;
   std::vector<Moments> fit(report.fit ? 2 * uhere : 0);
   std::vector<Device::HostCopy> reads{model_->stats_copy(slots)};

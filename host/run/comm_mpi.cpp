@@ -17,8 +17,8 @@ namespace {
 // could initialise a lone process as a world of one ("singleton"), but then --distributed
 // without mpirun would silently train alone.
 bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE",
-                        "MPI_LOCALNRANKS"}) {
+  for (const char* v :
+       {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"}) {
     if (std::getenv(v) != nullptr) return true;
   }
   return false;
@@ -40,7 +40,8 @@ class MpiComm final : public Comm {
   std::vector<std::string> allgather(const std::string& mine) override {
     // The lengths first, then the bytes at their offsets (MPI counts are int: a message over
     // 2 GiB is refused rather than cut).
-    BP_CHECK_ARG(mine.size() < (std::size_t{1} << 31), "allgather: " << mine.size() << " bytes");
+    BP_REQUIRE(mine.size() < (std::size_t{1} << 31), kRuntime,
+               "allgather: " << mine.size() << " bytes");
     const int n = static_cast<int>(mine.size());
     std::vector<int> sizes(static_cast<std::size_t>(size_));
     MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD);
@@ -50,14 +51,14 @@ class MpiComm final : public Comm {
       offsets[r] = static_cast<int>(total);
       total += sizes[r];
     }
-    BP_CHECK_ARG(total < (int64_t{1} << 31), "allgather: " << total << " bytes in all");
+    BP_REQUIRE(total < (int64_t{1} << 31), kRuntime, "allgather: " << total << " bytes in all");
     std::string all(static_cast<std::size_t>(total), '\0');
     MPI_Allgatherv(mine.data(), n, MPI_BYTE, all.data(), sizes.data(), offsets.data(), MPI_BYTE,
                    MPI_COMM_WORLD);
     std::vector<std::string> out;
     for (std::size_t r = 0; r < sizes.size(); ++r) {
-      out.push_back(all.substr(static_cast<std::size_t>(offsets[r]),
-                               static_cast<std::size_t>(sizes[r])));
+      out.push_back(
+          all.substr(static_cast<std::size_t>(offsets[r]), static_cast<std::size_t>(sizes[r])));
     }
     return out;
   }
@@ -65,7 +66,7 @@ class MpiComm final : public Comm {
   std::string broadcast(const std::string& bytes, int root) override {
     int64_t n = static_cast<int64_t>(bytes.size());
     MPI_Bcast(&n, 1, MPI_INT64_T, root, MPI_COMM_WORLD);
-    BP_CHECK_ARG(n < (int64_t{1} << 31), "broadcast: " << n << " bytes");
+    BP_REQUIRE(n < (int64_t{1} << 31), kRuntime, "broadcast: " << n << " bytes");
     std::string out = rank_ == root ? bytes : std::string(static_cast<std::size_t>(n), '\0');
     MPI_Bcast(out.data(), static_cast<int>(n), MPI_BYTE, root, MPI_COMM_WORLD);
     return out;

@@ -15,9 +15,8 @@ std::vector<float> allgather_sum(Comm& comm, std::span<const float> mine, int64_
   const std::vector<std::string> all = comm.allgather(bytes);
   std::vector<float> parts;
   for (const std::string& b : all) {
-    BP_CHECK_ARG(b.size() == bytes.size(), "allgather_sum: ranks gave " << b.size() << " and "
-                                                                         << bytes.size()
-                                                                         << " bytes");
+    BP_CHECK_ARG(b.size() == bytes.size(),
+                 "allgather_sum: ranks gave " << b.size() << " and " << bytes.size() << " bytes");
     const std::size_t at = parts.size();
     parts.resize(at + b.size() / sizeof(float));
     std::memcpy(parts.data() + at, b.data(), b.size());

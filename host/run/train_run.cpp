@@ -125,14 +125,16 @@ std::string metrics_row(const UpdateRecord& r, double wall_s, double steps_per_s
 
 namespace {
 
-double mean_return(const EpisodeTally& t) { return t.episodes > 0 ? t.return_sum / t.episodes : 0.0; }
+double mean_return(const EpisodeTally& t) {
+  return t.episodes > 0 ? t.return_sum / t.episodes : 0.0;
+}
 
 // One agent of the run: how it ended, and its last record.
 struct AgentRun {
   nlohmann::json solved;  // {update, env_steps, wall_s} once it reached the target
   std::string stop;       // "" while training; "target", "budget", "non-finite"
   UpdateRecord last;
-  bool trained = false;   // `last` holds a record
+  bool trained = false;  // `last` holds a record
 };
 
 // A population of one sweep point, its agents numbered from `first_agent` in the run.
@@ -148,20 +150,24 @@ struct Group {
 
 fs::path group_checkpoint(const fs::path& first, std::size_t g) {
   if (g == 0) return first;
-  return first.parent_path() / fmt::format("{}-{}{}", first.stem().string(), g,
-                                            first.extension().string());
+  return first.parent_path() /
+         fmt::format("{}-{}{}", first.stem().string(), g, first.extension().string());
 }
 
 // What a checkpoint keeps beside the trainer: the run's clock, its sweep and how each agent
 // ended.
-std::string extra_json(const Group& g, std::size_t groups, const std::string& sweep, double wall) {
+// ranks > 1: the checkpoint of rank `rank`'s share of a population over ranks (which a resume
+// refuses by these keys).
+std::string extra_json(const Group& g, std::size_t groups, const std::string& sweep, double wall,
+                       int ranks, int rank) {
   nlohmann::json agents = nlohmann::json::array();
   for (const AgentRun& a : g.agents) agents.push_back({{"solved", a.solved}, {"stop", a.stop}});
-  return nlohmann::json{{"wall_s", wall},
-                        {"sweep", sweep},
-                        {"groups", groups},
-                        {"agents", agents}}
-      .dump();
+  nlohmann::json extra{{"wall_s", wall}, {"sweep", sweep}, {"groups", groups}, {"agents", agents}};
+  if (ranks > 1) {
+    extra["ranks"] = ranks;
+    extra["rank"] = rank;
+  }
+  return extra.dump();
 }
 
 nlohmann::json spread(std::vector<double> v) {
@@ -222,12 +228,12 @@ RunResult run_training(Device& device, const RunConfig& run,
   const bool data_parallel = comm != nullptr && total_agents == 1;
   if (comm != nullptr) {
     BP_CHECK_ARG(!resuming || data_parallel,
-                 "--distributed resumes data-parallel runs (one agent) only in this version; "
-                 "resume a population without --distributed, or train afresh");
+                 "--distributed resumes data-parallel runs (one agent) only in this version; a "
+                 "population trained over ranks cannot be resumed: train afresh");
     BP_CHECK_ARG(data_parallel || total_agents >= ranks,
                  "--distributed: " << total_agents << " agents over " << ranks
-                                   << " ranks leaves a rank without one; give --agents >= "
-                                   << ranks << " (or one agent, trained data-parallel)");
+                                   << " ranks leaves a rank without one; give --agents >= " << ranks
+                                   << " (or one agent, trained data-parallel)");
     const int32_t parts = requested.front().config.parts;
     BP_CHECK_ARG(!data_parallel || parts == 1 || parts == ranks,
                  "--distributed: --parts " << parts << " under " << ranks
@@ -254,6 +260,12 @@ RunResult run_training(Device& device, const RunConfig& run,
     if (!fs::exists(paths.resume_from, ec)) {
       // A run killed before its first checkpoint leaves its metrics and nothing to continue.
       const bool started = fs::exists(resume_dir(paths) / "metrics.csv", ec);
+      BP_CHECK_ARG(!fs::exists(resume_dir(paths) / "checkpoint.rank0.bin", ec),
+                   "--resume: " << resume_dir(paths).string()
+                                << " holds a population trained over ranks (--distributed, "
+                                   "checkpoint.rankR.bin), which cannot be resumed in this "
+                                   "version; its files stay as they are (train afresh with "
+                                   "another --out)");
       BP_CHECK_ARG(false, "--resume: no checkpoint at "
                               << paths.resume_from.string()
                               << (started ? "; the run there stopped before its first checkpoint "
@@ -266,23 +278,30 @@ RunResult run_training(Device& device, const RunConfig& run,
     std::string extra_text;
     const TrainConfig first =
         Trainer::read_checkpoint_config(paths.resume_from.string(), &extra_text);
+    const nlohmann::json extra = read_extra(extra_text, paths.resume_from, first.agents);
+    BP_CHECK_ARG(!extra.contains("ranks"),
+                 "--resume: checkpoint " << paths.resume_from.string()
+                                         << " holds one rank's agents of a population trained "
+                                            "over ranks (--distributed), which cannot be "
+                                            "resumed in this version; train afresh with "
+                                            "another --out");
     // Data-parallel ranks each take their part of the one checkpoint: the same parts.
     BP_CHECK_ARG(comm == nullptr || (first.agents == 1 && first.parts == ranks),
-                 "--resume --distributed: checkpoint " << paths.resume_from.string() << " is of "
+                 "--resume --distributed: checkpoint "
+                     << paths.resume_from.string() << " is of "
                      << (first.agents > 1 ? std::to_string(first.agents) + " agents"
                                           : std::to_string(first.parts) + " parts")
                      << "; resume a data-parallel run under mpirun -np <its parts>");
-    const nlohmann::json extra = read_extra(extra_text, paths.resume_from, first.agents);
     const std::string saved_sweep = extra["sweep"].get<std::string>();
-    BP_CHECK_ARG(run.sweep.empty() || run.sweep == saved_sweep,
-                 "--resume continues the checkpoint's sweep (" << saved_sweep
-                                                               << "); leave out --sweep");
+    BP_CHECK_ARG(
+        run.sweep.empty() || run.sweep == saved_sweep,
+        "--resume continues the checkpoint's sweep (" << saved_sweep << "); leave out --sweep");
     sweep = saved_sweep;
     const auto groups = extra["groups"].get<std::size_t>();
     // The points again, their configurations from their checkpoints.
     points = sweep_points(parse_sweep(sweep));
-    BP_CHECK_ARG(points.size() == groups, "checkpoint " << paths.resume_from.string()
-                                                        << " holds damaged run information");
+    BP_CHECK_ARG(points.size() == groups,
+                 "checkpoint " << paths.resume_from.string() << " holds damaged run information");
     saved.assign(groups, nlohmann::json());
     for (std::size_t g = 0; g < groups; ++g) {
       const fs::path file = group_checkpoint(paths.resume_from, g);
@@ -291,8 +310,11 @@ RunResult run_training(Device& device, const RunConfig& run,
       if (g == 0) text = extra_text;
       saved[g] = read_extra(text, file, points[g].config.agents);
     }
+    // --distributed with one agent means one part per rank, as the checkpoint has it.
+    TrainConfig asked = requested.front().config;
+    if (data_parallel && asked.parts == 1) asked.parts = ranks;
     BP_CHECK_ARG(!train_keys_given || requested.size() != 1 || !requested.front().values.empty() ||
-                     config_to_json(requested.front().config) == config_to_json(first),
+                     config_to_json(asked) == config_to_json(first),
                  "--resume continues the checkpoint's configuration; leave out the training "
                  "flags or give the same values. The checkpoint has:\n"
                      << config_to_json(first));
@@ -367,26 +389,24 @@ RunResult run_training(Device& device, const RunConfig& run,
                                                  rows_done, metrics_header(swept), &rows_kept)
                               : std::ofstream(metrics_path, std::ios::trunc);
   if (resuming && rows_kept < rows_done) {
-    notice(fmt::format("{} held {} of the {} rows written before the checkpoint; {} continues "
-                       "after them",
-                       (resume_dir(paths) / "metrics.csv").string(), rows_kept, rows_done,
-                       metrics_path.string()));
+    notice(fmt::format(
+        "{} held {} of the {} rows written before the checkpoint; {} continues "
+        "after them",
+        (resume_dir(paths) / "metrics.csv").string(), rows_kept, rows_done, metrics_path.string()));
   }
   if (writer && !resuming) metrics << metrics_header(swept) << '\n';
   BP_CHECK_ARG(!writer || metrics.good(), "cannot write " << metrics_path.string());
 
   const TrainConfig& base = points.front().config;
   const bool population = total_agents > 1;
-  notice(fmt::format("batchpole train: {} on {} envs{}, {}{}, {} -> {}", to_string(base.algorithm),
-                     base.envs,
-                     population ? fmt::format(" x {} agents{}", total_agents,
-                                              points.size() > 1
-                                                  ? fmt::format(" ({} sweep points)", points.size())
-                                                  : std::string())
-                                : std::string(),
-                     device.description(),
-                     comm != nullptr ? fmt::format(" x {} ranks", ranks) : std::string(),
-                     to_string(base.precision), paths.out.string()));
+  notice(fmt::format(
+      "batchpole train: {} on {} envs{}, {}{}, {} -> {}", to_string(base.algorithm), base.envs,
+      population ? fmt::format(" x {} agents{}", total_agents,
+                               points.size() > 1 ? fmt::format(" ({} sweep points)", points.size())
+                                                 : std::string())
+                 : std::string(),
+      device.description(), comm != nullptr ? fmt::format(" x {} ranks", ranks) : std::string(),
+      to_string(base.precision), paths.out.string()));
   const int64_t step_cap =
       run.env_steps > 0 ? run.env_steps
                         : (run.updates > 0 || run.seconds > 0 ? 0 : RunConfig::kDefaultEnvStepCap);
@@ -397,7 +417,9 @@ RunResult run_training(Device& device, const RunConfig& run,
   };
   const auto save_all = [&](double wall) {
     for (const Group& g : groups) {
-      g.trainer->save_checkpoint(g.checkpoint.string(), extra_json(g, groups.size(), sweep, wall));
+      g.trainer->save_checkpoint(
+          g.checkpoint.string(),
+          extra_json(g, groups.size(), sweep, wall, data_parallel ? 1 : ranks, rank));
     }
   };
 
@@ -507,10 +529,14 @@ RunResult run_training(Device& device, const RunConfig& run,
       // Every rank's round, in rank order: the rows in the order one process writes them (the
       // ranks hold consecutive agents), and what the ranks decide together on (the run ends
       // when no rank's agents train, on rank 0's clock, or on any rank's interrupt).
-      const nlohmann::json mine = {{"rows", rows},        {"active", active},
-                                   {"solved", solved},    {"return_sum", return_sum},
-                                   {"with", with_returns}, {"steps", run_steps_now},
-                                   {"interrupted", interrupted}, {"nonfinite", nonfinite},
+      const nlohmann::json mine = {{"rows", rows},
+                                   {"active", active},
+                                   {"solved", solved},
+                                   {"return_sum", return_sum},
+                                   {"with", with_returns},
+                                   {"steps", run_steps_now},
+                                   {"interrupted", interrupted},
+                                   {"nonfinite", nonfinite},
                                    {"out_of_time", out_of_time}};
       const std::vector<std::string> all = comm->allgather(mine.dump());
       rows.clear();
@@ -623,12 +649,15 @@ RunResult run_training(Device& device, const RunConfig& run,
   }
   const double run_steps = static_cast<double>(end_steps - first_steps);
   const double run_wall = std::chrono::duration<double>(Clock::now() - start).count();
-  const std::string stop_reason = interrupted ? "interrupted" : nonfinite ? "non-finite" : [&] {
-    for (const auto& e : entries) {
-      if (e["entry"]["stop_reason"] != "target") return std::string("budget");
-    }
-    return std::string("target");
-  }();
+  const std::string stop_reason = interrupted ? "interrupted"
+                                  : nonfinite ? "non-finite"
+                                              : [&] {
+                                                  for (const auto& e : entries) {
+                                                    if (e["entry"]["stop_reason"] != "target")
+                                                      return std::string("budget");
+                                                  }
+                                                  return std::string("target");
+                                                }();
   nlohmann::json summary;
   if (!population) {
     const AgentRun& a = groups.front().agents.front();
@@ -660,9 +689,7 @@ RunResult run_training(Device& device, const RunConfig& run,
       }
     }
     const nlohmann::json all = aggregate(everyone);
-    summary = {{"solved", all["solved"] == all["agents"]},
-               {"agents", list},
-               {"population", all}};
+    summary = {{"solved", all["solved"] == all["agents"]}, {"agents", list}, {"population", all}};
     if (points.size() > 1) {
       summary["points"] = by_point;
       summary["sweep"] = sweep;
@@ -689,15 +716,16 @@ RunResult run_training(Device& device, const RunConfig& run,
         wall, run_steps / std::max(run_wall, 1e-9), mean_return(a.last.recent));
   } else {
     const auto& all = summary["population"];
-    result.message = fmt::format(
-        "{}/{} agents solved after {} updates, {} env steps, {:.1f} s ({:.3g}/s){}",
-        all["solved"].get<int64_t>(), total_agents, updates, end_steps, wall,
-        run_steps / std::max(run_wall, 1e-9),
-        all["solved"].get<int64_t>() > 0
-            ? fmt::format("; median {} env steps to solve",
-                          all["env_steps_to_solve"]["median"].get<double>())
-            : std::string());
-    if (nonfinite) result.message += "; some agents stopped on a non-finite loss (see summary.json)";
+    result.message =
+        fmt::format("{}/{} agents solved after {} updates, {} env steps, {:.1f} s ({:.3g}/s){}",
+                    all["solved"].get<int64_t>(), total_agents, updates, end_steps, wall,
+                    run_steps / std::max(run_wall, 1e-9),
+                    all["solved"].get<int64_t>() > 0
+                        ? fmt::format("; median {} env steps to solve",
+                                      all["env_steps_to_solve"]["median"].get<double>())
+                        : std::string());
+    if (nonfinite)
+      result.message += "; some agents stopped on a non-finite loss (see summary.json)";
   }
   result.exit_code = interrupted ? 130 : nonfinite ? 1 : 0;
   return result;

@@ -76,9 +76,9 @@ struct TrainConfig {
 
   // DQN (Mnih et al. 2015, with van Hasselt's double-DQN target): an update is n_steps
   // epsilon-greedy steps of every env stored in the replay buffer, then gradient_steps Adam
-  // steps on minibatches of batch_size transitions drawn uniformly from it (once it holds
-  // learning_starts), the Huber loss of the TD error, gradients clipped to max_grad_norm. The
-  // target network follows every target_update gradient steps: a copy (tau 1) or
+  // steps on minibatches of batch_size transitions drawn uniformly from it (once it has
+  // stored learning_starts in all), the Huber loss of the TD error, gradients clipped to
+  // max_grad_norm. The target network follows every target_update gradient steps: a copy (tau 1) or
   // tau * online + (1 - tau) * target. Epsilon falls linearly from epsilon_start to
   // epsilon_end over epsilon_decay_steps env steps.
   // The defaults are CleanRL's for CartPole, batched (TrainConfig::defaults sets the rest), but
