@@ -15,6 +15,7 @@
 #include "batchpole/rl/data_parallel.hpp"
 #include "batchpole/rl/rl_ops.hpp"
 #include "batchpole/rl/train_config.hpp"
+#include "batchpole/rl/trainer.hpp"
 #include "rollout.hpp"
 
 namespace batchpole {
@@ -143,5 +144,12 @@ void combine_part_gradients(const LearnContext& ctx);
 float part_loss_count(const LearnContext& ctx);
 // A report of `epochs` passes for every agent.
 LearnReport report_of(const LearnContext& ctx, bool fit, int32_t epochs = 1);
+
+// An agent's update record (Trainer): its counters (already advanced by the update), the loss
+// statistics per valid sample and, with a critic, the explained variance 1 - Var(G - V) / Var(G)
+// from the moments of its value targets and of their residuals (null without one).
+UpdateRecord update_record(const AgentProgress& a, int64_t agent, int64_t rollout_steps,
+                           const UpdateStats& st, const Moments* targets, const Moments* residuals,
+                           int32_t epochs, OpCounts ops);
 
 }  // namespace batchpole

@@ -284,39 +284,45 @@ std::vector<UpdateRecord> Trainer::update_agents() {
     a.episodes += static_cast<int64_t>(tally[k].episodes);
     a.recent.add(tally[k]);
 
-    UpdateRecord rec;
-    rec.agent = k;
-    rec.update = a.updates;
-    rec.env_steps = a.env_steps;
-    rec.episodes = a.episodes;
-    rec.rollout_steps = steps[k];
-    rec.recent = a.recent.total();
-    const UpdateStats& st = stats[k];
-    rec.loss = st;
-    // Per valid sample, whatever divisor the loss used (episodes for REINFORCE and baseline).
-    const double per_sample = st.divisor / std::max(st.valid_samples, 1.0);
-    rec.loss.entropy = st.entropy * per_sample;
-    rec.loss.value_loss = st.value_loss * per_sample;
-    rec.value_loss = rec.loss.value_loss;
-    if (report.fit) {
-      // 1 - Var(G - V) / Var(G) over the rollout's samples (0 where the targets do not vary).
-      const auto var = [](const Moments& m) {
-        if (m.count < 2) return 0.0;
-        const double mean = m.sum / m.count;
-        return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
-      };
-      const double var_targets = var(fit[k]);
-      rec.explained_variance =
-          var_targets > 0 ? 1.0 - var(fit[k_agents + k]) / var_targets : 0.0;
-    }
-    rec.epochs = report.epochs[k];
-    rec.finite = std::isfinite(st.policy_loss) && std::isfinite(st.value_loss) &&
-                 std::isfinite(st.entropy) && std::isfinite(st.grad_norm) &&
-                 std::isfinite(st.value_grad_norm);
-    rec.ops = ops;
-    records.push_back(rec);
+    records.push_back(update_record(a, k, steps[k], stats[k], report.fit ? &fit[k] : nullptr,
+                                    report.fit ? &fit[k_agents + k] : nullptr, report.epochs[k],
+                                    ops));
   }
   return records;
+}
+
+UpdateRecord update_record(const AgentProgress& a, int64_t agent, int64_t rollout_steps,
+                           const UpdateStats& st, const Moments* targets, const Moments* residuals,
+                           int32_t epochs, OpCounts ops) {
+  UpdateRecord rec;
+  rec.agent = agent;
+  rec.update = a.updates;
+  rec.env_steps = a.env_steps;
+  rec.episodes = a.episodes;
+  rec.rollout_steps = rollout_steps;
+  rec.recent = a.recent.total();
+  rec.loss = st;
+  // Per valid sample, whatever divisor the loss used (episodes for REINFORCE and baseline).
+  const double per_sample = st.divisor / std::max(st.valid_samples, 1.0);
+  rec.loss.entropy = st.entropy * per_sample;
+  rec.loss.value_loss = st.value_loss * per_sample;
+  rec.value_loss = rec.loss.value_loss;
+  if (targets != nullptr) {
+    // Over the rollout's samples; 0 where the targets do not vary.
+    const auto var = [](const Moments& m) {
+      if (m.count < 2) return 0.0;
+      const double mean = m.sum / m.count;
+      return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
+    };
+    const double var_targets = var(*targets);
+    rec.explained_variance = var_targets > 0 ? 1.0 - var(*residuals) / var_targets : 0.0;
+  }
+  rec.epochs = epochs;
+  rec.finite = std::isfinite(st.policy_loss) && std::isfinite(st.value_loss) &&
+               std::isfinite(st.entropy) && std::isfinite(st.grad_norm) &&
+               std::isfinite(st.value_grad_norm);
+  rec.ops = ops;
+  return rec;
 }
 
 }  // namespace batchpole

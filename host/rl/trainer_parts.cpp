@@ -94,33 +94,10 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   ++a.updates;
   a.episodes += static_cast<int64_t>(ended.episodes);
   a.recent.add(ended);
-  UpdateRecord rec;
-  rec.agent = 0;
-  rec.update = a.updates;
-  rec.env_steps = a.env_steps;
-  rec.episodes = a.episodes;
-  rec.rollout_steps = rollout_steps;
-  rec.recent = a.recent.total();
-  rec.loss = st;
-  const double per_sample = st.divisor / std::max(st.valid_samples, 1.0);
-  rec.loss.entropy = st.entropy * per_sample;
-  rec.loss.value_loss = st.value_loss * per_sample;
-  rec.value_loss = rec.loss.value_loss;
-  if (report.fit) {
-    const auto var = [](const Moments& m) {
-      if (m.count < 2) return 0.0;
-      const double mean = m.sum / m.count;
-      return std::max((m.sum_sq - m.count * mean * mean) / (m.count - 1), 0.0);
-    };
-    const double var_targets = var(targets);
-    rec.explained_variance = var_targets > 0 ? 1.0 - var(residuals) / var_targets : 0.0;
-  }
-  rec.epochs = report.epochs.front();
-  rec.finite = std::isfinite(st.policy_loss) && std::isfinite(st.value_loss) &&
-               std::isfinite(st.entropy) && std::isfinite(st.grad_norm) &&
-               std::isfinite(st.value_grad_norm);
-  rec.ops = {after.stream_ops - before.stream_ops, after.host_syncs - before.host_syncs};
-  return {rec};
+  return {
+      update_record(a, 0, rollout_steps, st, report.fit ? &targets : nullptr,
+                    report.fit ? &residuals : nullptr, report.epochs.front(),
+                    {after.stream_ops - before.stream_ops, after.host_syncs - before.host_syncs})};
 }
 
 }  // namespace batchpole
