@@ -21,8 +21,9 @@ prepare() {
   local jobs
   jobs=$(nproc)
   export PATH=/usr/local/cuda/bin:$PATH
+  # No MPI: the device machine runs one process, and the bundle then carries no Open MPI.
   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DBATCHPOLE_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES=90 -DBATCHPOLE_WERROR=ON
+    -DCMAKE_CUDA_ARCHITECTURES=90 -DBATCHPOLE_WERROR=ON -DBATCHPOLE_MPI=OFF
   cmake --build build-gpu -j "$jobs"
   rm -rf "$bundle"
   mkdir -p "$bundle/bin" "$bundle/lib" "$bundle/data"
