@@ -41,6 +41,19 @@ void check_action_dim(const char* op, int32_t action_dim) {
       op << ": " << action_dim << " action dimensions, supported are 1 to " << kMaxActionDims);
 }
 
+// What the categorical and the Gaussian policy losses share: per-row weights, the divisor, the
+// input layout, room for the statistics, and with PPO's old log-probabilities a clip range.
+template <class Args>
+void check_policy_loss_inputs(const char* op, const Args& a) {
+  check_not_null(op, "weights", a.weights);
+  check_not_null(op, "count", a.count);
+  check_in_layout(op, a.rows, a.in);
+  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
+               op << ": " << a.stat_columns << " statistics columns are too few");
+  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
+               op << ": the clip range must be in (0, 1), got " << a.clip);
+}
+
 }  // namespace
 
 void NnOps::fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) {
@@ -124,14 +137,8 @@ void NnOps::policy_loss_grad(const PolicyLossArgs& a) {
   if (a.rows == 0) return;
   check_not_null(op, "logits", a.logits);
   check_not_null(op, "actions", a.actions);
-  check_not_null(op, "weights", a.weights);
-  check_not_null(op, "count", a.count);
   check_not_null(op, "d_logits", a.d_logits);
-  check_in_layout(op, a.rows, a.in);
-  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
-               op << ": " << a.stat_columns << " statistics columns are too few");
-  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
-               op << ": the clip range must be in (0, 1), got " << a.clip);
+  check_policy_loss_inputs(op, a);
   device_->count_op();
   do_policy_loss_grad(a);
 }
@@ -186,14 +193,8 @@ void NnOps::gaussian_loss_grad(const GaussianLossArgs& a) {
   if (a.rows == 0) return;
   check_not_null(op, "head", a.head);
   check_not_null(op, "actions", a.actions);
-  check_not_null(op, "weights", a.weights);
-  check_not_null(op, "count", a.count);
   check_not_null(op, "d_head", a.d_head);
-  check_in_layout(op, a.rows, a.in);
-  BP_CHECK_ARG(a.stat_columns >= (a.old_log_prob != nullptr ? kStatColumnsClipped : kStatColumns),
-               op << ": " << a.stat_columns << " statistics columns are too few");
-  BP_CHECK_ARG(a.old_log_prob == nullptr || (a.clip > 0.0f && a.clip < 1.0f),
-               op << ": the clip range must be in (0, 1), got " << a.clip);
+  check_policy_loss_inputs(op, a);
   device_->count_op();
   do_gaussian_loss_grad(a);
 }
