@@ -49,6 +49,7 @@ DevicePlan cuda_plan() {
   p.record_budget = std::size_t{8} << 30U;
   p.batch_agents = true;
   p.sync_free_updates = true;
+  p.graphs = true;
   p.train_envs = 16384;
   p.bench_env_envs = int64_t{1} << 22;
   p.bench_nn_batch = int64_t{1} << 20;
@@ -130,8 +131,7 @@ class CudaDevice final : public Device {
     BP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
   void do_copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
-                              std::size_t src_pitch, std::size_t width,
-                              std::size_t rows) override {
+                              std::size_t src_pitch, std::size_t width, std::size_t rows) override {
     BP_CUDA_CHECK(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows,
                                     cudaMemcpyDeviceToDevice, stream_));
   }
@@ -155,7 +155,77 @@ class CudaDevice final : public Device {
                                              "it as action 0)");
   }
 
+  // Records the operations as a CUDA graph and launches it. Bytes from the host are staged in
+  // device memory first, so that the graph copies from there (a graph's copy from pageable
+  // memory would read it at every launch). Where capture fails (a library that cannot be
+  // captured, a driver without graphs), the operations run as they are, and so do all later
+  // ones: this device then reports why once on stderr.
+  std::unique_ptr<Recording::Native> do_record(std::vector<HeldOp>& ops) override {
+    auto graph = std::make_unique<Graph>();
+    std::string failure;
+    try {
+      std::vector<const void*> sources(ops.size(), nullptr);
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        if (ops[i].launch) continue;
+        void* staged = nullptr;
+        BP_CUDA_CHECK(cudaMalloc(&staged, ops[i].bytes.size()));
+        graph->staging.push_back(staged);
+        BP_CUDA_CHECK(
+            cudaMemcpy(staged, ops[i].bytes.data(), ops[i].bytes.size(), cudaMemcpyHostToDevice));
+        sources[i] = staged;
+      }
+      BP_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        for (std::size_t i = 0; i < ops.size(); ++i) {
+          if (ops[i].launch) {
+            ops[i].launch();
+          } else {
+            BP_CUDA_CHECK(cudaMemcpyAsync(ops[i].dst, sources[i], ops[i].bytes.size(),
+                                          cudaMemcpyDeviceToDevice, stream_));
+          }
+        }
+      } catch (const Error& e) {
+        failure = e.what();
+      }
+      cudaGraph_t captured = nullptr;
+      const cudaError_t ended = cudaStreamEndCapture(stream_, &captured);
+      if (failure.empty() && ended != cudaSuccess) failure = cudaGetErrorString(ended);
+      if (failure.empty()) {
+        const cudaError_t made = cudaGraphInstantiate(&graph->exec, captured, 0);
+        if (made != cudaSuccess) failure = cudaGetErrorString(made);
+      }
+      if (captured != nullptr) BP_CUDA_LOG(cudaGraphDestroy(captured));
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    if (!failure.empty()) {
+      (void)cudaGetLastError();
+      std::fprintf(stderr,
+                   "batchpole: CUDA graphs are unavailable (%s); updates run launch by launch\n",
+                   failure.c_str());
+      for (HeldOp& op : ops) run_held(op);
+      return nullptr;
+    }
+    BP_CUDA_CHECK(cudaGraphLaunch(graph->exec, stream_));
+    return graph;
+  }
+  void do_replay(Recording::Native& native) override {
+    BP_CUDA_CHECK(cudaGraphLaunch(static_cast<Graph&>(native).exec, stream_));
+  }
+
  private:
+  struct Graph final : Recording::Native {
+    cudaGraphExec_t exec = nullptr;
+    std::vector<void*> staging;  // the held host copies' bytes
+    Graph() = default;
+    Graph(const Graph&) = delete;
+    Graph& operator=(const Graph&) = delete;
+    ~Graph() override {
+      if (exec != nullptr) BP_CUDA_LOG(cudaGraphExecDestroy(exec));
+      for (void* p : staging) BP_CUDA_LOG(cudaFree(p));
+    }
+  };
+
   void reset_bad_action() {
     const unsigned long long init = cuda::kNoBadAction;
     BP_CUDA_CHECK(

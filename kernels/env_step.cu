@@ -49,10 +49,18 @@ __global__ void env_step_continuous_kernel(EnvConfig<Real> c, EnvArrays<Real> a,
   env_step(c, a, i, actions[out_row(c, a, i)]);
 }
 
+// The fused benchmark loop keeps its state in registers for all its steps. Unbounded, nvcc
+// (CUDA 13, sm_90) gives it 67 registers in f32 and 88 in f64: 3 and 2 blocks of 256 threads
+// per SM. These bounds ask for one block more each (at most 64 and 85 registers), which ptxas
+// meets without spilling; a fifth block in f32 (or a fourth in f64) would spill. What the extra
+// occupancy buys is measured on the GPU (BENCHMARKS.md).
 template <class Real>
-__global__ void env_run_random_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n,
-                                      uint64_t first_step, int32_t steps,
-                                      unsigned long long* ended) {
+constexpr int kRunRandomBlocksPerSm = sizeof(Real) == sizeof(float) ? 4 : 3;
+
+template <class Real>
+__global__ void __launch_bounds__(kBlock, kRunRandomBlocksPerSm<Real>)
+    env_run_random_kernel(EnvConfig<Real> c, EnvArrays<Real> a, int64_t n, uint64_t first_step,
+                          int32_t steps, unsigned long long* ended) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const uint32_t mine = i < n ? env_run_random(c, a, i, first_step, steps) : 0U;
   // One atomic per block: a warp sum, then the first warp sums the warps.

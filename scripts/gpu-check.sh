@@ -107,6 +107,17 @@ run_bench_cli() {
         grep -o '"\(env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\)":[0-9.e+-]*' | tr '\n' ' ')"
     done
   done
+  # Updates recorded as one CUDA graph against launched one by one (--no-graphs), where launches
+  # cost most: A2C at small and middling batches.
+  local graphs
+  for n in 256 4096 65536; do
+    for graphs in "" --no-graphs; do
+      "$bp" bench train --device cuda --envs "$n" $graphs --json \
+        >"$out/train_graphs${graphs}_$n.json" || rc=1
+      echo "bench train cuda a2c $n envs ${graphs:-graphs}: $(tr -d '\n ' <"$out/train_graphs${graphs}_$n.json" |
+        grep -o '"\(env_steps_per_s\|stream_ops_per_update\|host_syncs_per_update\|recorded_updates\)":[0-9.e+-]*' | tr '\n' ' ')"
+    done
+  done
   for agents in 1 64 1024 4096; do
     "$bp" bench train --device cuda --agents "$agents" --envs 32 --updates 10 --json \
       >"$out/train_agents_$agents.json" || rc=1

@@ -95,7 +95,8 @@ void CpuDevice::do_fill_zero(void* ptr, std::size_t bytes) { std::memset(ptr, 0,
 
 void CpuDevice::run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) {
   if (tasks <= 0) return;
-  if (tasks == 1 || threads_ == 1) {
+  // Held operations (run_recorded) are held in the order the tasks queue them: one at a time.
+  if (tasks == 1 || threads_ == 1 || recording()) {
     for (int64_t t = 0; t < tasks; ++t) body(t, 0);
     return;
   }

@@ -2,6 +2,9 @@
 // task runner and the ownership of the operations.
 #include "batchpole/device/device.hpp"
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 
 #include "batchpole/env/env_ops.hpp"
@@ -61,6 +64,7 @@ void* Device::allocate(std::size_t bytes) {
 }
 
 void Device::copy_to_host(void* dst, const void* src, std::size_t bytes) {
+  refuse_wait("a copy to the host");
   count_op();
   count_sync();
   do_copy_to_host(dst, src, bytes);
@@ -68,6 +72,7 @@ void Device::copy_to_host(void* dst, const void* src, std::size_t bytes) {
 
 void Device::copy_to_host(const std::vector<HostCopy>& copies) {
   if (copies.empty()) return;
+  refuse_wait("a copy to the host");
   count_sync();
   for (std::size_t i = 0; i < copies.size(); ++i) {
     const HostCopy& c = copies[i];
@@ -81,40 +86,239 @@ void Device::copy_to_host(const std::vector<HostCopy>& copies) {
 }
 
 void Device::copy_from_host(void* dst, const void* src, std::size_t bytes) {
-  count_op();
-  do_copy_from_host(dst, src, bytes);
+  if (held_ == nullptr) {
+    count_op();
+    do_copy_from_host(dst, src, bytes);
+    return;
+  }
+  // Held: the bytes are copied now (the caller may reuse its memory) and are part of the
+  // fingerprint, so a replay copies these very bytes.
+  HeldOp op;
+  op.dst = dst;
+  op.bytes.assign(static_cast<const unsigned char*>(src),
+                  static_cast<const unsigned char*>(src) + bytes);
+  uint64_t h = fingerprint_of("copy_from_host");
+  h = fingerprint_of(&dst, sizeof dst, h);
+  h = fingerprint_of(src, bytes, h);
+  held_->fingerprints.push_back(h);
+  held_->names.push_back("copy_from_host");
+  held_->ops.push_back(std::move(op));
+}
+
+void Device::copy_parameters(void* dst, const void* src, std::size_t bytes) {
+  if (held_ == nullptr) {
+    copy_from_host(dst, src, bytes);
+    return;
+  }
+  HeldOp op;
+  op.dst = dst;
+  op.bytes.assign(static_cast<const unsigned char*>(src),
+                  static_cast<const unsigned char*>(src) + bytes);
+  op.parameter = true;
+  uint64_t h = fingerprint_of("copy_parameters");
+  h = fingerprint_of(&dst, sizeof dst, h);
+  h = fingerprint_of(&bytes, sizeof bytes, h);
+  held_->fingerprints.push_back(h);
+  held_->names.push_back("copy_parameters");
+  held_->ops.push_back(std::move(op));
 }
 
 void Device::copy_on_device(void* dst, const void* src, std::size_t bytes) {
   if (bytes == 0) return;
-  count_op();
-  do_copy_on_device(dst, src, bytes);
+  enqueue(
+      "copy_on_device",
+      [this](void* d, const void* s, std::size_t b) { do_copy_on_device(d, s, b); }, dst, src,
+      bytes);
 }
 
 void Device::copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
                                  std::size_t src_pitch, std::size_t width, std::size_t rows) {
   if (width == 0 || rows == 0) return;
-  BP_CHECK_ARG(width <= dst_pitch && width <= src_pitch,
-               "copy_rows_on_device: rows of " << width << " bytes but pitches " << dst_pitch
-                                               << " and " << src_pitch);
-  count_op();
-  do_copy_rows_on_device(dst, dst_pitch, src, src_pitch, width, rows);
+  BP_CHECK_ARG(width <= dst_pitch && width <= src_pitch, "copy_rows_on_device: rows of "
+                                                             << width << " bytes but pitches "
+                                                             << dst_pitch << " and " << src_pitch);
+  enqueue(
+      "copy_rows_on_device",
+      [this](void* d, std::size_t dp, const void* s, std::size_t sp, std::size_t w, std::size_t r) {
+        do_copy_rows_on_device(d, dp, s, sp, w, r);
+      },
+      dst, dst_pitch, src, src_pitch, width, rows);
 }
 
 void Device::fill_zero(void* ptr, std::size_t bytes) {
   if (bytes == 0) return;
-  count_op();
-  do_fill_zero(ptr, bytes);
+  enqueue(
+      "fill_zero", [this](void* p, std::size_t b) { do_fill_zero(p, b); }, ptr, bytes);
 }
 
 void Device::synchronize() {
+  refuse_wait("a synchronisation");
   count_sync();
   do_synchronize();
 }
 
 void Device::check_errors() {
+  refuse_wait("a synchronisation");
   count_sync();
   do_check_errors();
+}
+
+// ---- recording ----
+
+bool Device::exact_fingerprints() {
+#ifdef BATCHPOLE_CLEAR_PADDING
+  return true;
+#else
+  return false;
+#endif
+}
+
+Recording::Recording() = default;
+Recording::~Recording() = default;
+
+uint64_t Device::fingerprint_of(const char* name) {
+  return fingerprint_of(name, std::char_traits<char>::length(name), 0xcbf29ce484222325ULL);
+}
+
+// FNV-1a over the bytes, 64 bits.
+uint64_t Device::fingerprint_of(const void* bytes, std::size_t n, uint64_t h) {
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  for (std::size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+void Device::hold(const char* name, uint64_t fingerprint, std::function<void()> launch) {
+  held_->fingerprints.push_back(fingerprint);
+  held_->names.push_back(name);
+  HeldOp op;
+  op.launch = std::move(launch);
+  held_->ops.push_back(std::move(op));
+}
+
+void Device::refuse_wait(const char* what) const {
+  BP_REQUIRE(held_ == nullptr, kRuntime,
+             what << " inside a recorded sequence of operations: it would read what has not run");
+}
+
+void Device::run_held(HeldOp& op) {
+  if (op.launch) {
+    op.launch();
+  } else {
+    do_copy_from_host(op.dst, op.bytes.data(), op.bytes.size());
+  }
+}
+
+std::unique_ptr<Recording::Native> Device::do_record(std::vector<HeldOp>& ops) {
+  auto native = std::make_unique<HeldOps>();
+  for (HeldOp& op : ops) run_held(op);
+  native->ops = std::move(ops);
+  return native;
+}
+
+void Device::do_replay(Recording::Native& native) {
+  for (HeldOp& op : static_cast<HeldOps&>(native).ops) run_held(op);
+}
+
+// Where a run's operations first differ from the last run's (a developer's aid: set
+// BATCHPOLE_DEBUG_RECORDING to see why an update does not replay).
+void Device::report_difference(const Recording& last, const Held& now) {
+  const std::size_t n = std::min(last.fingerprints_.size(), now.fingerprints.size());
+  std::size_t i = 0;
+  while (i < n && last.fingerprints_[i] == now.fingerprints[i]) ++i;
+  if (i < n) {
+    std::fprintf(stderr, "batchpole: recording: operation %zu (%s, was %s) differs\n", i,
+                 now.names[i], last.names_[i]);
+  } else {
+    std::fprintf(stderr, "batchpole: recording: %zu operations, were %zu\n",
+                 now.fingerprints.size(), last.fingerprints_.size());
+  }
+}
+
+// Whether the parameter copies among `ops` may all be made first: no two write the same bytes.
+bool Device::parameters_hoistable(const std::vector<HeldOp>& ops) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
+  for (const HeldOp& op : ops) {
+    if (!op.parameter) continue;
+    const auto begin = reinterpret_cast<uintptr_t>(op.dst);
+    ranges.emplace_back(begin, begin + op.bytes.size());
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i) {
+    if (ranges[i].first < ranges[i - 1].second) return false;
+  }
+  return true;
+}
+
+void Device::run_recorded(Recording& recording, const std::function<void()>& work) {
+  if (!plan_.graphs || graphs_failed_) {
+    work();
+    return;
+  }
+  BP_REQUIRE(held_ == nullptr, kRuntime, "run_recorded: recorded sequences do not nest");
+  Held held;
+  held_ = &held;
+  try {
+    work();
+  } catch (...) {
+    // What was asked for before the error runs, as it would have unrecorded (an error among
+    // those operations is the earlier one, and wins).
+    held_ = nullptr;
+    for (HeldOp& op : held.ops) {
+      count_op();
+      run_held(op);
+    }
+    throw;
+  }
+  held_ = nullptr;
+  const bool same = held.fingerprints == recording.fingerprints_;
+  if (!same) {
+    if (std::getenv("BATCHPOLE_DEBUG_RECORDING") != nullptr) report_difference(recording, held);
+    recording.native_.reset();
+    recording.fingerprints_ = std::move(held.fingerprints);
+    recording.names_ = std::move(held.names);
+  }
+  if (!same || !parameters_hoistable(held.ops)) {
+    for (HeldOp& op : held.ops) {
+      count_op();
+      run_held(op);
+    }
+    return;
+  }
+  // The parameters first, as the copies queued before a graph's launch (one copy for each run
+  // of adjacent ones: an optimiser's slots, step after step); then the rest as one.
+  std::vector<HeldOp> ops;
+  std::vector<HeldOp> parameters;
+  for (HeldOp& op : held.ops) (op.parameter ? parameters : ops).push_back(std::move(op));
+  std::sort(parameters.begin(), parameters.end(),
+            [](const HeldOp& a, const HeldOp& b) { return a.dst < b.dst; });
+  for (std::size_t i = 0; i < parameters.size();) {
+    HeldOp& copy = parameters[i];
+    for (++i; i < parameters.size() &&
+              parameters[i].dst == static_cast<unsigned char*>(copy.dst) + copy.bytes.size();
+         ++i) {
+      copy.bytes.insert(copy.bytes.end(), parameters[i].bytes.begin(), parameters[i].bytes.end());
+    }
+    count_op();
+    run_held(copy);
+  }
+  if (ops.empty()) return;
+  count_op();
+  if (recording.native_ != nullptr) {
+    do_replay(*recording.native_);
+    ++recording.replays_;
+    return;
+  }
+  // The second run alike: record it (the first ran as it was, warming up what the operations
+  // set up on their first call).
+  recording.native_ = do_record(ops);
+  if (recording.native_ == nullptr) {
+    graphs_failed_ = true;
+  } else {
+    ++recording.recordings_;
+  }
 }
 
 void Device::run_tasks(int64_t tasks, const std::function<void(int64_t, int)>& body) {

@@ -27,7 +27,9 @@ Adam::Adam(Device& device, Blas& blas, NnOps& ops, int64_t n, const AdamConfig& 
   BP_CHECK_ARG(config.eps > 0.0, "Adam: eps must be positive, got " << config.eps);
   state_ = Buffer<float>(device, static_cast<std::size_t>(agents * (2 * n + 1)));
   state_.zero();
-  if (batched_ && agents_ > 1) scalars_ = Buffer<AdamScalars>(device, agents_);
+  if ((batched_ && agents_ > 1) || device.plan().graphs) {
+    scalars_ = Buffer<AdamScalars>(device, agents_);
+  }
 }
 
 void Adam::set_lr(double lr) {
@@ -39,6 +41,17 @@ void Adam::set_lr(double lr) {
 void Adam::set_lr(int64_t agent, double lr) {
   BP_CHECK_ARG(lr >= 0.0, "Adam: negative learning rate " << lr);
   lr_.at(static_cast<std::size_t>(agent)) = lr;
+}
+
+AdamScalars* Adam::slot_scalars() {
+  if (!device_->plan().graphs) return scalars_.data();  // one block, rewritten each step
+  const auto slots = static_cast<int64_t>(scalars_.size()) / agents_;
+  if (slot_ >= slots) {
+    Buffer<AdamScalars> grown(*device_, static_cast<std::size_t>(2 * slots * agents_));
+    outgrown_.push_back(std::move(scalars_));
+    scalars_ = std::move(grown);
+  }
+  return scalars_.data() + agents_ * slot_++;
 }
 
 AdamConfig Adam::config_of(int64_t agent) const {
@@ -83,12 +96,21 @@ void Adam::step(float* params, const float* grads, const Agents& a) {
     for (int64_t k = 0; k < agents_; ++k) {
       if (stepping(k)) list.push_back(k);
     }
+    AdamScalars* block = device_->plan().graphs ? slot_scalars() : nullptr;
     const auto one = [&](int64_t k) {
       float* norm = norms + k * norm_stride;
       blas_->nrm2(n_, grads + k * a.stride, 1, norm);
       ++steps_[k];
+      AdamScalars s = scalars(config_of(k), steps_[k]);
+      AdamAgents one_agent;
+      if (block != nullptr) {
+        AdamScalars* slot = block + k;
+        device_->copy_parameters(slot, &s, sizeof s);
+        one_agent.scalars = slot;
+        s = AdamScalars{};  // read from device memory instead
+      }
       ops_->adam_step(params + k * a.stride, grads + k * a.stride, m() + k * n_, v() + k * n_, n_,
-                      scalars(config_of(k), steps_[k]), norm, max_norm);
+                      s, norm, max_norm, one_agent);
     };
     if (list.size() == 1) {
       one(list.front());
@@ -119,15 +141,19 @@ void Adam::step(float* params, const float* grads, const Agents& a) {
   agents.state_stride = n_;
   agents.norm_stride = norm_stride;
   agents.active = a.active.empty() ? nullptr : a.active_device;
-  if (!uniform) {
+  AdamScalars uniform_scalars = scalars(config_of(first), steps_[first]);
+  if (!uniform || device_->plan().graphs) {
     std::vector<AdamScalars> host(static_cast<std::size_t>(agents_));
-    for (int64_t k = 0; k < agents_; ++k) host[k] = scalars(config_of(k), std::max<int64_t>(steps_[k], 1));
-    scalars_.from_host(host);
-    agents.scalars = scalars_.data();
+    for (int64_t k = 0; k < agents_; ++k) {
+      host[k] = scalars(config_of(k), std::max<int64_t>(steps_[k], 1));
+    }
+    AdamScalars* slot = slot_scalars();
+    device_->copy_parameters(slot, host.data(), host.size() * sizeof(AdamScalars));
+    agents.scalars = slot;
+    uniform_scalars = AdamScalars{};  // read from device memory instead
   }
   ops_->norms(grads, n_, agents_, a.stride, norms, norm_stride);
-  ops_->adam_step(params, grads, m(), v(), n_, scalars(config_of(first), steps_[first]), norms,
-                  max_norm, agents);
+  ops_->adam_step(params, grads, m(), v(), n_, uniform_scalars, norms, max_norm, agents);
 }
 
 Adam::State Adam::get_state(int64_t agent) const {
@@ -151,8 +177,7 @@ void Adam::set_state(const State& state, int64_t agent) {
   BP_CHECK_ARG(state.steps >= 0, "Adam::set_state: negative step count " << state.steps);
   const std::size_t bytes = static_cast<std::size_t>(n_) * sizeof(float);
   device_->copy_from_host(state_.data() + agent * n_, state.moments.data(), bytes);
-  device_->copy_from_host(state_.data() + (agents_ + agent) * n_, state.moments.data() + n_,
-                          bytes);
+  device_->copy_from_host(state_.data() + (agents_ + agent) * n_, state.moments.data() + n_, bytes);
   steps_[agent] = state.steps;
 }
 

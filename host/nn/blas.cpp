@@ -67,10 +67,11 @@ void Blas::gemm(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha
                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   check_gemm("gemm", ta, tb, m, n, k, a, lda, b, ldb, c, ldc);
   if (m == 0 || n == 0) return;
-  device_->count_op();
-  do_gemm(ta, tb, to_int(m, "m", "gemm"), to_int(n, "n", "gemm"), to_int(k, "k", "gemm"), alpha, a,
-          to_int(lda, "lda", "gemm"), b, to_int(ldb, "ldb", "gemm"), beta, c,
-          to_int(ldc, "ldc", "gemm"));
+  device_->enqueue(
+      "gemm", [this](const auto&... op_args) { this->do_gemm(op_args...); }, ta, tb,
+      to_int(m, "m", "gemm"), to_int(n, "n", "gemm"), to_int(k, "k", "gemm"), alpha, a,
+      to_int(lda, "lda", "gemm"), b, to_int(ldb, "ldb", "gemm"), beta, c,
+      to_int(ldc, "ldc", "gemm"));
 }
 
 void Blas::gemm_strided_batched(Trans ta, Trans tb, int64_t m, int64_t n, int64_t k, float alpha,
@@ -88,11 +89,12 @@ void Blas::gemm_strided_batched(Trans ta, Trans tb, int64_t m, int64_t n, int64_
                call << ": stride_c = " << stride_c << " makes the " << m << " x " << n
                     << " outputs (ldc = " << ldc << ") overlap");
   if (m == 0 || n == 0 || batch == 0) return;
-  device_->count_op();
-  do_gemm_strided_batched(ta, tb, to_int(m, "m", call), to_int(n, "n", call), to_int(k, "k", call),
-                          alpha, a, to_int(lda, "lda", call), stride_a, b, to_int(ldb, "ldb", call),
-                          stride_b, beta, c, to_int(ldc, "ldc", call), stride_c,
-                          to_int(batch, "batch", call));
+  device_->enqueue(
+      "gemm_strided_batched",
+      [this](const auto&... op_args) { this->do_gemm_strided_batched(op_args...); }, ta, tb,
+      to_int(m, "m", call), to_int(n, "n", call), to_int(k, "k", call), alpha, a,
+      to_int(lda, "lda", call), stride_a, b, to_int(ldb, "ldb", call), stride_b, beta, c,
+      to_int(ldc, "ldc", call), stride_c, to_int(batch, "batch", call));
 }
 
 void Blas::gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int64_t lda,
@@ -103,9 +105,10 @@ void Blas::gemv(Trans t, int64_t m, int64_t n, float alpha, const float* a, int6
   check_vector("gemv", "x", x, tr ? m : n, incx);
   check_vector("gemv", "y", y, tr ? n : m, incy);
   if ((tr ? n : m) == 0) return;
-  device_->count_op();
-  do_gemv(t, to_int(m, "m", "gemv"), to_int(n, "n", "gemv"), alpha, a, to_int(lda, "lda", "gemv"),
-          x, to_int(incx, "incx", "gemv"), beta, y, to_int(incy, "incy", "gemv"));
+  device_->enqueue(
+      "gemv", [this](const auto&... op_args) { this->do_gemv(op_args...); }, t,
+      to_int(m, "m", "gemv"), to_int(n, "n", "gemv"), alpha, a, to_int(lda, "lda", "gemv"), x,
+      to_int(incx, "incx", "gemv"), beta, y, to_int(incy, "incy", "gemv"));
 }
 
 void Blas::axpy(int64_t n, float alpha, const float* x, int64_t incx, float* y, int64_t incy) {
@@ -113,17 +116,18 @@ void Blas::axpy(int64_t n, float alpha, const float* x, int64_t incx, float* y, 
   check_vector("axpy", "x", x, n, incx);
   check_vector("axpy", "y", y, n, incy);
   if (n == 0) return;
-  device_->count_op();
-  do_axpy(to_int(n, "n", "axpy"), alpha, x, to_int(incx, "incx", "axpy"), y,
-          to_int(incy, "incy", "axpy"));
+  device_->enqueue(
+      "axpy", [this](const auto&... op_args) { this->do_axpy(op_args...); }, to_int(n, "n", "axpy"),
+      alpha, x, to_int(incx, "incx", "axpy"), y, to_int(incy, "incy", "axpy"));
 }
 
 void Blas::scal(int64_t n, float alpha, float* x, int64_t incx) {
   BP_CHECK_ARG(n >= 0, "scal: negative size n = " << n);
   check_vector("scal", "x", x, n, incx);
   if (n == 0) return;
-  device_->count_op();
-  do_scal(to_int(n, "n", "scal"), alpha, x, to_int(incx, "incx", "scal"));
+  device_->enqueue(
+      "scal", [this](const auto&... op_args) { this->do_scal(op_args...); }, to_int(n, "n", "scal"),
+      alpha, x, to_int(incx, "incx", "scal"));
 }
 
 void Blas::dot(int64_t n, const float* x, int64_t incx, const float* y, int64_t incy,
@@ -132,17 +136,18 @@ void Blas::dot(int64_t n, const float* x, int64_t incx, const float* y, int64_t 
   check_vector("dot", "x", x, n, incx);
   check_vector("dot", "y", y, n, incy);
   BP_CHECK_ARG(result != nullptr, "dot: result is a null pointer");
-  device_->count_op();
-  do_dot(to_int(n, "n", "dot"), x, to_int(incx, "incx", "dot"), y, to_int(incy, "incy", "dot"),
-         result);
+  device_->enqueue(
+      "dot", [this](const auto&... op_args) { this->do_dot(op_args...); }, to_int(n, "n", "dot"), x,
+      to_int(incx, "incx", "dot"), y, to_int(incy, "incy", "dot"), result);
 }
 
 void Blas::nrm2(int64_t n, const float* x, int64_t incx, float* result) {
   BP_CHECK_ARG(n >= 0, "nrm2: negative size n = " << n);
   check_vector("nrm2", "x", x, n, incx);
   BP_CHECK_ARG(result != nullptr, "nrm2: result is a null pointer");
-  device_->count_op();
-  do_nrm2(to_int(n, "n", "nrm2"), x, to_int(incx, "incx", "nrm2"), result);
+  device_->enqueue(
+      "nrm2", [this](const auto&... op_args) { this->do_nrm2(op_args...); }, to_int(n, "n", "nrm2"),
+      x, to_int(incx, "incx", "nrm2"), result);
 }
 
 }  // namespace batchpole

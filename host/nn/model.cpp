@@ -20,8 +20,7 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   config.validate();
   BP_CHECK_ARG(workers >= 1 && shards >= 1 && agents >= 1,
                "memory_required: workers (" << workers << "), shards (" << shards
-                                            << ") and agents (" << agents
-                                            << ") must be positive");
+                                            << ") and agents (" << agents << ") must be positive");
   batched = batched && agents > 1;
   MemoryReport r;
   const auto p = static_cast<std::size_t>(config.parameter_count());
@@ -31,9 +30,8 @@ MemoryReport PolicyValueModel::memory_required(const ModelConfig& config, int64_
   r.optimizer = k * (2 * p + groups) * sizeof(float);
   r.workspace = batched ? Workspace::bytes(config, chunk_rows)
                         : static_cast<std::size_t>(workers) * Workspace::bytes(config, chunk_rows) +
-                              ShardedRunner::bytes(shards, static_cast<int64_t>(p) +
-                                                               kStatColumnsClipped,
-                                                   agents);
+                              ShardedRunner::bytes(
+                                  shards, static_cast<int64_t>(p) + kStatColumnsClipped, agents);
   r.chunk_rows = chunk_rows;
   return r;
 }
@@ -148,8 +146,8 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
     adam_.push_back(
         std::make_unique<Adam>(device, blas, *ops_, p, options.adam, agents_, batched_));
   } else {
-    adam_.push_back(
-        std::make_unique<Adam>(device, blas, *ops_, value_offset_, options.adam, agents_, batched_));
+    adam_.push_back(std::make_unique<Adam>(device, blas, *ops_, value_offset_, options.adam,
+                                           agents_, batched_));
     adam_.push_back(std::make_unique<Adam>(device, blas, *ops_, p - value_offset_,
                                            options.value_adam, agents_, batched_));
   }
@@ -158,13 +156,17 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
   active_.assign(static_cast<std::size_t>(agents_), 1);
   steps_.assign(static_cast<std::size_t>(agents_), 0);
   for (int64_t k = 0; k < agents_; ++k) active_list_.push_back(k);
+  if (batched_ || device.plan().graphs) {
+    // The act steps in device memory: a population's batched sampling reads them there, and so
+    // does every sampling call of a recorded update (its arguments must not change).
+    steps_device_ = Buffer<uint64_t>(device, static_cast<std::size_t>(agents_));
+    steps_device_.zero();
+  }
   if (batched_) {
     seeds_device_ = Buffer<uint64_t>(device, static_cast<std::size_t>(agents_));
     seeds_device_.from_host(seeds_);
     active_device_ = Buffer<uint8_t>(device, static_cast<std::size_t>(agents_));
     active_device_.from_host(active_);
-    steps_device_ = Buffer<uint64_t>(device, static_cast<std::size_t>(agents_));
-    steps_device_.zero();
     value_coefs_device_ = Buffer<float>(device, static_cast<std::size_t>(agents_));
     epsilons_device_ = Buffer<float>(device, static_cast<std::size_t>(agents_));
   }
@@ -210,8 +212,8 @@ std::vector<float> PolicyValueModel::get_gradients() const { return grads_.to_ho
 void PolicyValueModel::set_parameters(std::span<const float> host_params) {
   BP_CHECK_ARG(static_cast<int64_t>(host_params.size()) == agents_ * parameter_count(),
                "set_parameters: " << host_params.size() << " values given, the model has "
-                                  << agents_ * parameter_count() << " parameters ("
-                                  << agents_ << " agent" << (agents_ == 1 ? "" : "s") << " of "
+                                  << agents_ * parameter_count() << " parameters (" << agents_
+                                  << " agent" << (agents_ == 1 ? "" : "s") << " of "
                                   << parameter_count() << ")");
   params_.from_host(host_params);
   ++params_version_;
@@ -241,11 +243,17 @@ void PolicyValueModel::set_active(std::span<const uint8_t> active) {
   if (batched_) active_device_.from_host(active_);
 }
 
+void PolicyValueModel::begin_update() {
+  for (const auto& a : adam_) a->begin_update();
+}
+
 void PolicyValueModel::set_steps(std::span<const uint64_t> steps) {
   BP_CHECK_ARG(static_cast<int64_t>(steps.size()) == agents_,
                "set_steps: " << steps.size() << " counters for " << agents_ << " agents");
   steps_.assign(steps.begin(), steps.end());
-  if (batched_) steps_device_.from_host(steps_);
+  if (steps_device_.size() > 0) {
+    device_->copy_parameters(steps_device_.data(), steps_.data(), steps_.size() * sizeof(uint64_t));
+  }
 }
 
 std::vector<float> PolicyValueModel::part_blocks() const {
@@ -286,8 +294,8 @@ Device::HostCopy PolicyValueModel::stats_copy(std::vector<float>& slots) const {
 }
 
 std::vector<UpdateStats> PolicyValueModel::agent_stats_from(const std::vector<float>& s) const {
-  BP_CHECK_ARG(s.size() == stats_.size(), "agent_stats_from: " << s.size() << " slots, expected "
-                                                                << stats_.size());
+  BP_CHECK_ARG(s.size() == stats_.size(),
+               "agent_stats_from: " << s.size() << " slots, expected " << stats_.size());
   const float* divisor = s.data() + agents_ * kStatSlots;
   std::vector<UpdateStats> out;
   out.reserve(static_cast<std::size_t>(agents_));

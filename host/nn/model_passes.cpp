@@ -37,14 +37,14 @@ void PolicyValueModel::check_obs(const char* call, const ConstMatrix& obs) const
 
 template <class RowsOf, class Body>
 void PolicyValueModel::for_each_chunk(RowsOf rows_of, Body body) {
-  runner_.for_each_chunk(active_list_, rows_of,
-                         [&](int worker, int64_t agent, int64_t shard, int64_t begin, int64_t rows,
-                             bool first_chunk) {
-                           Workspace& ws = *workspaces_.at(static_cast<std::size_t>(worker));
-                           ws.bind_parameters(params_.data() + agent * parameter_count_,
-                                              policy_offset_, value_offset_);
-                           body(ws, agent, shard, begin, rows, first_chunk);
-                         });
+  runner_.for_each_chunk(
+      active_list_, rows_of,
+      [&](int worker, int64_t agent, int64_t shard, int64_t begin, int64_t rows, bool first_chunk) {
+        Workspace& ws = *workspaces_.at(static_cast<std::size_t>(worker));
+        ws.bind_parameters(params_.data() + agent * parameter_count_, policy_offset_,
+                           value_offset_);
+        body(ws, agent, shard, begin, rows, first_chunk);
+      });
 }
 
 PolicyValueModel::Acc PolicyValueModel::acc_for(int64_t agent, int64_t shard) {
@@ -89,7 +89,8 @@ void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, uint
       const float* head = w.policy->forward(f, nullptr, heads);
       SampleKey key;
       key.step = step;
-      key.first_env = static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
+      key.first_env =
+          static_cast<uint32_t>(begin + (options_.global_envs ? options_.first_env : 0));
       key.agent_envs = options_.global_envs ? static_cast<uint32_t>(obs.rows) : 0;
       key.seeds = seeds_device_.data();
       key.steps = steps_device_.data();
@@ -124,34 +125,37 @@ void PolicyValueModel::act_chunks(const char* call, const ConstMatrix& obs, uint
     for (const int64_t k : active_list_) rec.rows[static_cast<std::size_t>(k)] = record_row;
   }
   const bool record_values = record && rec.has_values();
-  for_each_chunk([&](int64_t) { return obs.rows; },
-                 [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
-                   const int64_t at = k * agent_stride + begin;
-                   const ConstMatrix x{obs.data + at * obs.cols, rows, obs.cols};
-                   LayerOutputs to;
-                   LayerOutputs po;
-                   LayerOutputs vo;
-                   if (record) {
-                     if (w.trunk) to = rec.at(kTrunk, record_row + begin, k);
-                     po = rec.at(kPolicy, record_row + begin, k);
-                     if (record_values) vo = rec.at(kValue, record_row + begin, k);
-                   }
-                   const ConstMatrix f = features(w, x, record ? &to : nullptr);
-                   const float* head = w.policy->forward(f, record ? &po : nullptr);
-                   const auto agent = static_cast<std::size_t>(k);
-                   // Data-parallel parts draw by the global env index.
-                   const int64_t first_env =
-                       options_.global_envs ? options_.first_env + k * obs.rows : 0;
-                   sample(head, rows, at,
-                          SampleKey{seeds_[agent], steps_[agent] + step,
-                                    static_cast<uint32_t>(first_env + begin)},
-                          AgentRows{}, k);
-                   if (values != nullptr) {
-                     const float* v = w.value->forward(f, record_values ? &vo : nullptr);
-                     device_->copy_on_device(values + at, v,
-                                             static_cast<std::size_t>(rows) * sizeof(float));
-                   }
-                 });
+  for_each_chunk(
+      [&](int64_t) { return obs.rows; },
+      [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
+        const int64_t at = k * agent_stride + begin;
+        const ConstMatrix x{obs.data + at * obs.cols, rows, obs.cols};
+        LayerOutputs to;
+        LayerOutputs po;
+        LayerOutputs vo;
+        if (record) {
+          if (w.trunk) to = rec.at(kTrunk, record_row + begin, k);
+          po = rec.at(kPolicy, record_row + begin, k);
+          if (record_values) vo = rec.at(kValue, record_row + begin, k);
+        }
+        const ConstMatrix f = features(w, x, record ? &to : nullptr);
+        const float* head = w.policy->forward(f, record ? &po : nullptr);
+        const auto agent = static_cast<std::size_t>(k);
+        // Data-parallel parts draw by the global env index.
+        const int64_t first_env = options_.global_envs ? options_.first_env + k * obs.rows : 0;
+        SampleKey key{seeds_[agent], steps_[agent] + step,
+                      static_cast<uint32_t>(first_env + begin)};
+        if (steps_device_.size() > 0) {
+          // Recorded updates: the agent's step read on the device.
+          key.step = step;
+          key.steps = steps_device_.data() + k;
+        }
+        sample(head, rows, at, key, AgentRows{}, k);
+        if (values != nullptr) {
+          const float* v = w.value->forward(f, record_values ? &vo : nullptr);
+          device_->copy_on_device(values + at, v, static_cast<std::size_t>(rows) * sizeof(float));
+        }
+      });
   if (record) {
     for (const int64_t k : active_list_) {
       rec.rows[static_cast<std::size_t>(k)] = record_row + obs.rows;
@@ -190,12 +194,12 @@ void PolicyValueModel::act_epsilon_greedy(const ConstMatrix& obs, uint64_t step,
                                           int64_t agent_stride) {
   BP_CHECK_ARG(actions != nullptr, "act_epsilon_greedy: actions is a null pointer");
   BP_CHECK_ARG(!config_.gaussian(), "act_epsilon_greedy: the Gaussian head has no greedy action");
-  BP_CHECK_ARG(static_cast<int64_t>(epsilons.size()) == agents_,
-               "act_epsilon_greedy: " << epsilons.size() << " epsilons for " << agents_
-                                      << " agents");
+  BP_CHECK_ARG(
+      static_cast<int64_t>(epsilons.size()) == agents_,
+      "act_epsilon_greedy: " << epsilons.size() << " epsilons for " << agents_ << " agents");
   for (const float e : epsilons) {
-    BP_CHECK_ARG(e >= 0.0f && e <= 1.0f, "act_epsilon_greedy: epsilon must be in [0, 1], got "
-                                             << e);
+    BP_CHECK_ARG(e >= 0.0f && e <= 1.0f,
+                 "act_epsilon_greedy: epsilon must be in [0, 1], got " << e);
   }
   if (batched_) epsilons_device_.from_host(epsilons);
   act_chunks("act_epsilon_greedy", obs, step, nullptr, -1, agent_stride,
@@ -232,8 +236,9 @@ void PolicyValueModel::values(const ConstMatrix& obs, float* out, int64_t in_str
                                     : x;
       const float* v = w.value->forward(f, nullptr, heads);
       const std::size_t width = static_cast<std::size_t>(rows) * sizeof(float);
-      device_->copy_rows_on_device(out + begin, static_cast<std::size_t>(out_stride) * sizeof(float),
-                                   v, width, width, static_cast<std::size_t>(agents_));
+      device_->copy_rows_on_device(out + begin,
+                                   static_cast<std::size_t>(out_stride) * sizeof(float), v, width,
+                                   width, static_cast<std::size_t>(agents_));
     }
     return;
   }
@@ -243,14 +248,12 @@ void PolicyValueModel::values(const ConstMatrix& obs, float* out, int64_t in_str
     return agent_rows.empty() ? obs.rows
                               : std::min(obs.rows, agent_rows[static_cast<std::size_t>(k)]);
   };
-  for_each_chunk(rows_of,
-                 [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
-                   const ConstMatrix x{obs.data + (k * in_stride + begin) * obs.cols, rows,
-                                       obs.cols};
-                   const float* v = w.value->forward(features(w, x));
-                   device_->copy_on_device(out + k * out_stride + begin, v,
-                                           static_cast<std::size_t>(rows) * sizeof(float));
-                 });
+  for_each_chunk(rows_of, [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
+    const ConstMatrix x{obs.data + (k * in_stride + begin) * obs.cols, rows, obs.cols};
+    const float* v = w.value->forward(features(w, x));
+    device_->copy_on_device(out + k * out_stride + begin, v,
+                            static_cast<std::size_t>(rows) * sizeof(float));
+  });
 }
 
 void PolicyValueModel::logits(const ConstMatrix& obs, float* out, int64_t in_stride,
@@ -280,14 +283,14 @@ void PolicyValueModel::logits(const ConstMatrix& obs, float* out, int64_t in_str
     }
     return;
   }
-  for_each_chunk([&](int64_t) { return obs.rows; },
-                 [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
-                   const ConstMatrix x{obs.data + (k * in_stride + begin) * obs.cols, rows,
-                                       obs.cols};
-                   const float* z = w.policy->forward(features(w, x));
-                   device_->copy_on_device(out + (k * out_stride + begin) * na, z,
-                                           static_cast<std::size_t>(rows * na) * sizeof(float));
-                 });
+  for_each_chunk(
+      [&](int64_t) { return obs.rows; },
+      [&](Workspace& w, int64_t k, int64_t, int64_t begin, int64_t rows, bool) {
+        const ConstMatrix x{obs.data + (k * in_stride + begin) * obs.cols, rows, obs.cols};
+        const float* z = w.policy->forward(features(w, x));
+        device_->copy_on_device(out + (k * out_stride + begin) * na, z,
+                                static_cast<std::size_t>(rows * na) * sizeof(float));
+      });
 }
 
 void PolicyValueModel::probabilities(const ConstMatrix& obs, float* out) {
@@ -394,11 +397,12 @@ void PolicyValueModel::accumulate_gradients(const RolloutView& batch, const Loss
                                         << " rows need an agent stride of at least "
                                         << batch.obs.rows << ", got " << batch.agent_stride);
   BP_CHECK_ARG(batch.agent_rows.empty() || static_cast<int64_t>(batch.agent_rows.size()) == agents_,
-               "accumulate_gradients: " << batch.agent_rows.size() << " row counts for "
-                                        << agents_ << " agents");
-  BP_CHECK_ARG(batch.value_coefs.empty() || static_cast<int64_t>(batch.value_coefs.size()) == agents_,
-               "accumulate_gradients: " << batch.value_coefs.size() << " value coefficients for "
-                                        << agents_ << " agents");
+               "accumulate_gradients: " << batch.agent_rows.size() << " row counts for " << agents_
+                                        << " agents");
+  BP_CHECK_ARG(
+      batch.value_coefs.empty() || static_cast<int64_t>(batch.value_coefs.size()) == agents_,
+      "accumulate_gradients: " << batch.value_coefs.size() << " value coefficients for " << agents_
+                               << " agents");
   const auto rows_of = [&](int64_t k) {
     return batch.agent_rows.empty() ? batch.obs.rows
                                     : batch.agent_rows[static_cast<std::size_t>(k)];
@@ -554,9 +558,9 @@ void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossCo
     const GradientMode m = begin == 0 ? mode : GradientMode::kAccumulate;
     const int64_t rows = std::min(chunk, n - begin);
     const ConstMatrix x{batch.obs.data + begin * batch.obs.cols, rows, batch.obs.cols};
-    const ConstMatrix f =
-        w.trunk ? ConstMatrix{w.trunk->forward(x, nullptr, strided), rows, w.trunk->config().outputs()}
-                : x;
+    const ConstMatrix f = w.trunk ? ConstMatrix{w.trunk->forward(x, nullptr, strided), rows,
+                                                w.trunk->config().outputs()}
+                                  : x;
     const AgentRows in{agents_, rows, stride};
     const uint8_t* mask = batch.mask != nullptr ? batch.mask + begin : nullptr;
 
@@ -592,8 +596,8 @@ void PolicyValueModel::accumulate_batched(const RolloutView& batch, const LossCo
       w.trunk->backward(x, w.d_features, m, nullptr, GradientMode::kOverwrite, nullptr, strided);
     }
     // Each agent's per-sample statistics summed into its slots: stats_k = beta stats_k + S_k^T 1.
-    blas.gemm_strided_batched(Trans::kYes, Trans::kNo, stat_columns, 1, rows, 1.0f,
-                              w.sample_stats, stat_columns, rows * stat_columns, w.ones, 1, 0,
+    blas.gemm_strided_batched(Trans::kYes, Trans::kNo, stat_columns, 1, rows, 1.0f, w.sample_stats,
+                              stat_columns, rows * stat_columns, w.ones, 1, 0,
                               m == GradientMode::kOverwrite ? 0.0f : 1.0f, stats_.data(), 1,
                               kStatSlots, agents_);
   }

@@ -69,6 +69,10 @@ class Learner {
   // Computes the loss of the rollout and takes its optimiser steps. Does not synchronise (PPO
   // with a target KL reads it back once per epoch).
   virtual LearnReport learn(const LearnContext& ctx) = 0;
+  // Whether an update (acting and learn) may run as one recorded sequence where the device
+  // records them (Device::run_recorded): learn waits for the device nowhere when the plan's
+  // updates are sync-free.
+  [[nodiscard]] virtual bool recordable() const { return true; }
 
   // ---- learners with state of their own (DQN: a target network and a replay buffer) ----
   // Device memory that state takes for `agents` agents of `envs` environments each

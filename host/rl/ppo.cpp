@@ -55,9 +55,10 @@ class Ppo final : public Learner {
   [[nodiscard]] ModelConfig model_config() const override {
     return with_action_head(ModelConfig::actor_critic(4, 2, c_.hidden), c_);
   }
-  [[nodiscard]] ModelOptions model_options() const override {
-    return model_options_for(c_, true);
-  }
+  [[nodiscard]] ModelOptions model_options() const override { return model_options_for(c_, true); }
+
+  // A target KL reads the divergence back after every epoch.
+  [[nodiscard]] bool recordable() const override { return c_.target_kl <= 0.0F; }
 
   LearnReport learn(const LearnContext& ctx) override {
     Rollout& r = ctx.rollout;
@@ -82,14 +83,31 @@ class Ppo final : public Learner {
     const uint64_t seed = ctx.parts != nullptr && agents == 1
                               ? part_shuffle_seed(c_.seed, ctx.parts->first_part)
                               : c_.seed;
+    // Where the device records updates, the epochs' shuffle keys are copied to the device as
+    // parameters, so that the gathers take the same arguments every update.
+    const auto key_of = [&](int32_t epoch) {
+      return make_shuffle_key(seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
+                              static_cast<uint64_t>(rows));
+    };
+    const bool keys_on_device = ctx.device.plan().graphs;
+    if (keys_on_device) {
+      std::vector<uint64_t> words;
+      for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) words.push_back(key_of(epoch).key);
+      if (keys_.size() != words.size()) keys_ = Buffer<uint64_t>(ctx.device, words.size());
+      ctx.device.copy_parameters(keys_.data(), words.data(), words.size() * sizeof(uint64_t));
+    }
     for (int32_t epoch = 0; epoch < c_.epochs; ++epoch) {
-      const ShuffleKey key =
-          make_shuffle_key(seed, static_cast<uint64_t>(ctx.update), static_cast<uint64_t>(epoch),
-                           static_cast<uint64_t>(rows));
+      ShuffleKey key = key_of(epoch);
+      const uint64_t* key_word = nullptr;
+      if (keys_on_device) {
+        key.key = 0;
+        key_word = keys_.data() + epoch;
+      }
       for (int64_t first = 0; first < rows; first += per_batch) {
         const int64_t n = std::min(per_batch, rows - first);
         MinibatchArgs g;
         g.key = key;
+        g.key_word = key_word;
         g.seed = seed;
         g.agents = agents;
         g.agent_stride = ctx.stride();
@@ -162,6 +180,7 @@ class Ppo final : public Learner {
  private:
   TrainConfig c_;
   std::unique_ptr<Minibatch> mb_;
+  Buffer<uint64_t> keys_;  // the epochs' shuffle keys, where the device records updates
 };
 
 }  // namespace

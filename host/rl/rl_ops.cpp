@@ -31,8 +31,8 @@ void RlOps::returns(const ReturnsArgs& a) {
   check_not_null("returns", "truncated", a.truncated);
   check_not_null("returns", "returns", a.returns);
   check_agents("returns", a.agents, a.agent_stride, a.steps * a.envs);
-  device_->count_op();
-  do_returns(a);
+  device_->enqueue(
+      "returns", [this](const auto&... op_args) { this->do_returns(op_args...); }, a);
 }
 
 void RlOps::gae(const GaeArgs& a) {
@@ -49,8 +49,8 @@ void RlOps::gae(const GaeArgs& a) {
   BP_CHECK_ARG(a.lambda >= 0.0f && a.lambda <= 1.0f,
                "gae: lambda must be in [0, 1], got " << a.lambda);
   check_agents("gae", a.agents, a.agent_stride, a.steps * a.envs);
-  device_->count_op();
-  do_gae(a);
+  device_->enqueue(
+      "gae", [this](const auto&... op_args) { this->do_gae(op_args...); }, a);
 }
 
 void RlOps::gather_minibatch(const MinibatchArgs& a) {
@@ -63,8 +63,9 @@ void RlOps::gather_minibatch(const MinibatchArgs& a) {
                "gather_minibatch: the shuffle key does not cover " << a.key.rows << " rows");
   check_agents("gather_minibatch", a.agents, a.agent_stride, static_cast<int64_t>(a.key.rows));
   if (a.agents > 1) check_not_null("gather_minibatch", "per-agent seeds", a.seeds);
-  device_->count_op();
-  do_gather_minibatch(a);
+  device_->enqueue(
+      "gather_minibatch", [this](const auto&... op_args) { this->do_gather_minibatch(op_args...); },
+      a);
 }
 
 namespace {
@@ -99,8 +100,8 @@ void RlOps::replay_store(const ReplayStoreArgs& a) {
         static_cast<const void*>(a.truncated), static_cast<const void*>(a.final_obs)}) {
     check_not_null(op, "a rollout array", p);
   }
-  device_->count_op();
-  do_replay_store(a);
+  device_->enqueue(
+      "replay_store", [this](const auto&... op_args) { this->do_replay_store(op_args...); }, a);
 }
 
 void RlOps::replay_sample(const ReplaySampleArgs& a) {
@@ -122,8 +123,8 @@ void RlOps::replay_sample(const ReplaySampleArgs& a) {
                         static_cast<const void*>(a.next_obs)}) {
     check_not_null(op, "a minibatch array", p);
   }
-  device_->count_op();
-  do_replay_sample(a);
+  device_->enqueue(
+      "replay_sample", [this](const auto&... op_args) { this->do_replay_sample(op_args...); }, a);
 }
 
 void RlOps::td_targets(const TdTargetArgs& a) {
@@ -136,8 +137,8 @@ void RlOps::td_targets(const TdTargetArgs& a) {
   check_not_null(op, "terminated", a.terminated);
   check_not_null(op, "next_q_target", a.next_q_target);
   check_not_null(op, "targets", a.targets);
-  device_->count_op();
-  do_td_targets(a);
+  device_->enqueue(
+      "td_targets", [this](const auto&... op_args) { this->do_td_targets(op_args...); }, a);
 }
 
 void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
@@ -146,8 +147,10 @@ void RlOps::first_episode_mask(const uint8_t* terminated, const uint8_t* truncat
   check_size("first_episode_mask", "env count", envs);
   stride = check_agents("first_episode_mask", agents, stride, steps * envs);
   if (steps == 0 || envs == 0) return;
-  device_->count_op();
-  do_first_episode_mask(terminated, truncated, steps, envs, mask, agents, stride);
+  device_->enqueue(
+      "first_episode_mask",
+      [this](const auto&... op_args) { this->do_first_episode_mask(op_args...); }, terminated,
+      truncated, steps, envs, mask, agents, stride);
 }
 
 void RlOps::mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t* truncated,
@@ -156,15 +159,16 @@ void RlOps::mark_ended(uint8_t* ended, const uint8_t* terminated, const uint8_t*
   stride = check_agents("mark_ended", agents, stride, n);
   if (n == 0) return;
   check_not_null("mark_ended", "ended_count", ended_count);
-  device_->count_op();
-  do_mark_ended(ended, terminated, truncated, n, ended_count, agents, stride);
+  device_->enqueue(
+      "mark_ended", [this](const auto&... op_args) { this->do_mark_ended(op_args...); }, ended,
+      terminated, truncated, n, ended_count, agents, stride);
 }
 
 void RlOps::subtract(const float* a, const float* b, int64_t n, float* out) {
   check_size("subtract", "size", n);
   if (n == 0) return;
-  device_->count_op();
-  do_subtract(a, b, n, out);
+  device_->enqueue(
+      "subtract", [this](const auto&... op_args) { this->do_subtract(op_args...); }, a, b, n, out);
 }
 
 void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out, int64_t agents,
@@ -172,8 +176,9 @@ void RlOps::moments(const float* x, const uint8_t* mask, int64_t n, Moments* out
   check_size("moments", "size", n);
   check_not_null("moments", "out", out);
   stride = check_agents("moments", agents, stride, n);
-  device_->count_op();
-  do_moments(x, mask, n, out, agents, stride);
+  device_->enqueue(
+      "moments", [this](const auto&... op_args) { this->do_moments(op_args...); }, x, mask, n, out,
+      agents, stride);
 }
 
 void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m, float eps,
@@ -182,8 +187,9 @@ void RlOps::normalize(float* x, const uint8_t* mask, int64_t n, const Moments* m
   stride = check_agents("normalize", agents, stride, n);
   if (n == 0) return;
   check_not_null("normalize", "moments", m);
-  device_->count_op();
-  do_normalize(x, mask, n, m, eps, agents, stride);
+  device_->enqueue(
+      "normalize", [this](const auto&... op_args) { this->do_normalize(op_args...); }, x, mask, n,
+      m, eps, agents, stride);
 }
 
 void RlOps::episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out, int64_t agents,
@@ -191,8 +197,9 @@ void RlOps::episode_tally(const EpisodeRows& rows, int64_t n, EpisodeTally* out,
   check_size("episode_tally", "row count", n);
   check_not_null("episode_tally", "out", out);
   stride = check_agents("episode_tally", agents, stride, n);
-  device_->count_op();
-  do_episode_tally(rows, n, out, agents, stride);
+  device_->enqueue(
+      "episode_tally", [this](const auto&... op_args) { this->do_episode_tally(op_args...); }, rows,
+      n, out, agents, stride);
 }
 
 }  // namespace batchpole

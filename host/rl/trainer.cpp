@@ -77,8 +77,8 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   const DevicePlan& plan = device.plan();
   const std::size_t agents = checked_size(c.agents);
   // A population's rollout keeps T + 1 rows per agent (rollout.hpp).
-  const std::size_t rows = checked_mul(checked_size(spec.steps + (c.agents > 1 ? 1 : 0)),
-                                       checked_size(c.envs), agents);
+  const std::size_t rows =
+      checked_mul(checked_size(spec.steps + (c.agents > 1 ? 1 : 0)), checked_size(c.envs), agents);
   const MemoryReport m = PolicyValueModel::memory_required(
       learner->model_config(), c.chunk_rows > 0 ? c.chunk_rows : plan.chunk_rows, device.threads(),
       plan.shards, c.agents, plan.batch_agents);
@@ -87,8 +87,8 @@ std::size_t Trainer::bytes_required(const TrainConfig& c, Device& device) {
   // (The fields bound envs to 2^31 and agents to 2^16: their product fits.)
   return checked_add(VecEnv::bytes_required(c.envs * c.agents, c.precision),
                      checked_mul(rows, Rollout::bytes_per_row(spec)),
-                     checked_mul(checked_size(c.envs), agents, 8), m.total(),
-                     record_bytes(c, plan), learner->bytes_required(device, c.envs, c.agents));
+                     checked_mul(checked_size(c.envs), agents, 8), m.total(), record_bytes(c, plan),
+                     learner->bytes_required(device, c.envs, c.agents));
 }
 
 Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_parallel)
@@ -97,17 +97,18 @@ Trainer::Trainer(Device& device, const TrainConfig& config, DataParallel data_pa
   const std::size_t need = bytes_required(config_, device);
   const std::size_t record = record_bytes(config_, device.plan());
   const std::size_t have = device.available_memory();
-  BP_REQUIRE(need <= have, kOutOfMemory,
-             "training " << to_string(config_.algorithm) << " on " << config_.envs
-                         << " environments" << (config_.agents > 1 ? " per agent" : "")
-                         << (config_.agents > 1 ? " x " + std::to_string(config_.agents) + " agents" : "")
-                         << " needs about " << bytes_text(need) << " on " << device.description()
-                         << ", but only " << have << " bytes are available (fewer --envs"
-                         << (config_.agents > 1 ? " or --agents" : "") << " or a shorter rollout"
-                         << (record > 0 ? ", or --no-reuse-activations to save " +
-                                              std::to_string(record) + " bytes"
-                                        : std::string())
-                         << ")");
+  BP_REQUIRE(
+      need <= have, kOutOfMemory,
+      "training " << to_string(config_.algorithm) << " on " << config_.envs << " environments"
+                  << (config_.agents > 1 ? " per agent" : "")
+                  << (config_.agents > 1 ? " x " + std::to_string(config_.agents) + " agents" : "")
+                  << " needs about " << bytes_text(need) << " on " << device.description()
+                  << ", but only " << have << " bytes are available (fewer --envs"
+                  << (config_.agents > 1 ? " or --agents" : "") << " or a shorter rollout"
+                  << (record > 0 ? ", or --no-reuse-activations to save " + std::to_string(record) +
+                                       " bytes"
+                                 : std::string())
+                  << ")");
   const int64_t k_agents = config_.agents;
   std::vector<uint64_t> seeds;
   for (int64_t k = 0; k < k_agents; ++k) {
@@ -203,8 +204,8 @@ void Trainer::restore_learner_state(const std::vector<std::vector<unsigned char>
 }
 
 UpdateRecord Trainer::update() {
-  BP_CHECK_ARG(agents() == 1, "update: a population of " << agents()
-                                                         << " agents updates with update_agents");
+  BP_CHECK_ARG(agents() == 1,
+               "update: a population of " << agents() << " agents updates with update_agents");
   std::vector<UpdateRecord> records = update_agents();
   BP_CHECK_ARG(!records.empty(), "update: the agent was stopped");
   return records.front();
@@ -237,32 +238,41 @@ std::vector<UpdateRecord> Trainer::update_agents() {
     act_steps.push_back(a.act_steps);
     env_steps.push_back(a.env_steps);
   }
-  const std::vector<int64_t> steps =
-      r.collect(*env_, *model_, act_steps, active, reuse_, env_steps);
-  for (int64_t k = 0; k < k_agents; ++k) agents_[k].act_steps = act_steps[k];
-  const int64_t t_max = *std::max_element(steps.begin(), steps.end());
-  const int64_t stride = r.agent_stride();
   const uint8_t* mask = r.spec.whole_episodes ? r.mask.data() : nullptr;
-  if (mask != nullptr) {
-    rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t_max, r.envs, r.mask.data(),
-                          k_agents, stride);
-  }
-  // Episodes that ended. Read before learning where the learner needs them (whole episodes:
+  // Episodes that ended are read before learning where the learner needs them (whole episodes:
   // the valid samples) or the device is cheap to wait for; else with the statistics at the end,
-  // so that the update waits once.
-  rl.episode_tally(
-      {r.terminated.data(), r.truncated.data(), r.final_return.data(), r.final_length.data(), mask},
-      t_max * r.envs, r.tally.data(), k_agents, stride);
+  // so that the update waits once, and then the update, from acting to the optimiser's step,
+  // runs as one recorded sequence where the device records them.
+  const bool tally_late = device_->plan().sync_free_updates && mask == nullptr;
   std::vector<EpisodeTally> tally(static_cast<std::size_t>(k_agents));
   const Device::HostCopy tally_copy{tally.data(), r.tally.data(),
                                     tally.size() * sizeof(EpisodeTally)};
-  const bool tally_late = device_->plan().sync_free_updates && mask == nullptr;
-  if (!tally_late) device_->copy_to_host(tally_copy.dst, tally_copy.src, tally_copy.bytes);
-
-  const LearnReport report = learner_->learn(LearnContext{
-      *device_, config_, *env_, *model_, r, t_max, mask,
-      tally_late ? std::span<const EpisodeTally>() : std::span<const EpisodeTally>(tally), reuse_,
-      updates_, steps, active, k_agents > 1 ? seeds_.data() : nullptr});
+  std::vector<int64_t> steps;
+  LearnReport report;
+  const auto work = [&] {
+    model_->begin_update();
+    steps = r.collect(*env_, *model_, act_steps, active, reuse_, env_steps);
+    const int64_t t_max = *std::max_element(steps.begin(), steps.end());
+    const int64_t stride = r.agent_stride();
+    if (mask != nullptr) {
+      rl.first_episode_mask(r.terminated.data(), r.truncated.data(), t_max, r.envs, r.mask.data(),
+                            k_agents, stride);
+    }
+    rl.episode_tally({r.terminated.data(), r.truncated.data(), r.final_return.data(),
+                      r.final_length.data(), mask},
+                     t_max * r.envs, r.tally.data(), k_agents, stride);
+    if (!tally_late) device_->copy_to_host(tally_copy.dst, tally_copy.src, tally_copy.bytes);
+    report = learner_->learn(LearnContext{
+        *device_, config_, *env_, *model_, r, t_max, mask,
+        tally_late ? std::span<const EpisodeTally>() : std::span<const EpisodeTally>(tally), reuse_,
+        updates_, steps, active, k_agents > 1 ? seeds_.data() : nullptr});
+  };
+  if (tally_late && learner_->recordable()) {
+    device_->run_recorded(*recording_, work);
+  } else {
+    work();
+  }
+  for (int64_t k = 0; k < k_agents; ++k) agents_[k].act_steps = act_steps[k];
   // One wait for what the update reports: the statistics, the value fit, the tally if late.
   std::vector<float> slots;
   std::vector<Moments> fit(report.fit ? static_cast<std::size_t>(2 * k_agents) : 0);

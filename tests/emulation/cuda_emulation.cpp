@@ -15,6 +15,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -80,6 +81,12 @@ const char* base_error_string(cudaError_t e) {
       return "an illegal memory access was encountered";
     case cudaErrorLaunchFailure:
       return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
   }
   return "unrecognized error code";
 }
@@ -178,6 +185,34 @@ cudaError_t check_stream(cudaStream_t stream, const char* call) {
                 cat(call, ": stream ", static_cast<const void*>(stream), " is not a live stream"));
   }
   return cudaSuccess;
+}
+
+// Streams that are capturing (cudaStreamBeginCapture) and what they recorded.
+struct CaptureState {
+  std::vector<std::function<cudaError_t()>> work;
+  cudaError_t error = cudaSuccess;  // what invalidated the capture
+};
+struct Captures {
+  std::mutex mutex;
+  std::map<const CUstream_st*, CaptureState> active;
+};
+Captures& captures() {
+  static Captures* c = new Captures;
+  return *c;
+}
+// Captures begun on this OS thread and not ended: calls that would wait on the legacy stream or
+// allocate fail meanwhile (cudaStreamCaptureModeThreadLocal).
+thread_local int t_captures = 0;
+
+// Fails a call that a capture cannot hold, and invalidates the capture of `stream` if any.
+cudaError_t fail_capture(cudaStream_t stream, cudaError_t code, const std::string& why) {
+  if (stream != nullptr) {
+    Captures& c = captures();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.active.find(stream);
+    if (it != c.active.end() && it->second.error == cudaSuccess) it->second.error = code;
+  }
+  return fail(code, why);
 }
 
 std::atomic<uint64_t> g_launches{0};
@@ -656,9 +691,29 @@ uint32_t warp_exchange(unsigned mask, WarpOp op, uint32_t value, uint32_t arg, i
   return t_scheduler.warp_exchange(mask, op, value, arg, width);
 }
 
+bool capturing(cudaStream_t stream) {
+  if (stream == nullptr) return false;
+  Captures& c = captures();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.active.count(stream) != 0;
+}
+
+cudaError_t capture(cudaStream_t stream, std::function<cudaError_t()> work) {
+  Captures& c = captures();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  auto it = c.active.find(stream);
+  if (it == c.active.end()) return work();
+  it->second.work.push_back(std::move(work));
+  return cudaSuccess;
+}
+
 cudaError_t run_grid(dim3 grid, dim3 block, cudaStream_t stream, void (*body)(void*), void* frame,
                      const char* kernel) {
   if (const cudaError_t e = check_stream(stream, "kernel launch"); e != cudaSuccess) return e;
+  if (stream == nullptr && t_captures > 0) {
+    return fail(cudaErrorStreamCaptureImplicit,
+                cat(kernel, ": a launch on the legacy stream while this thread captures"));
+  }
   return t_scheduler.run(grid, block, body, frame, kernel);
 }
 
@@ -722,6 +777,12 @@ const char* cudaGetErrorName(cudaError_t error) {
       return "cudaErrorIllegalAddress";
     case cudaErrorLaunchFailure:
       return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported:
+      return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated:
+      return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit:
+      return "cudaErrorStreamCaptureImplicit";
   }
   return "cudaErrorUnknown";
 }
@@ -785,6 +846,9 @@ cudaError_t cudaMemGetInfo(std::size_t* free_bytes, std::size_t* total_bytes) {
 
 cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
   if (ptr == nullptr) return fail(cudaErrorInvalidValue, "cudaMalloc: null pointer");
+  if (cuda_emu::t_captures > 0) {
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaMalloc while this thread captures");
+  }
   *ptr = nullptr;
   if (cuda_emu::device_count() == 0) return fail(cudaErrorNoDevice, "cudaMalloc: no device");
   if (bytes == 0) return cudaSuccess;
@@ -812,6 +876,9 @@ cudaError_t cudaMalloc(void** ptr, std::size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (cuda_emu::t_captures > 0) {
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaFree while this thread captures");
+  }
   {
     cuda_emu::Allocations& a = cuda_emu::allocations();
     std::lock_guard<std::mutex> lock(a.mutex);
@@ -865,7 +932,100 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (cuda_emu::detail::capturing(stream)) {
+    return cuda_emu::fail_capture(stream, cudaErrorStreamCaptureUnsupported,
+                                  "cudaStreamSynchronize of a capturing stream");
+  }
   return cuda_emu::check_stream(stream, "cudaStreamSynchronize");
+}
+
+// ---- Graphs ------------------------------------------------------------------------------------
+
+struct CUgraph_st {
+  std::vector<std::function<cudaError_t()>> work;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<cudaError_t()>> work;
+};
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  if (const cudaError_t e = cuda_emu::check_stream(stream, "cudaStreamBeginCapture");
+      e != cudaSuccess) {
+    return e;
+  }
+  if (stream == nullptr) {
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: the legacy stream");
+  }
+  if (mode != cudaStreamCaptureModeThreadLocal && mode != cudaStreamCaptureModeGlobal &&
+      mode != cudaStreamCaptureModeRelaxed) {
+    return fail(cudaErrorInvalidValue,
+                cat("cudaStreamBeginCapture: mode ", static_cast<int>(mode)));
+  }
+  cuda_emu::Captures& c = cuda_emu::captures();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (!c.active.emplace(stream, cuda_emu::CaptureState{}).second) {
+    return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamBeginCapture: already capturing");
+  }
+  ++cuda_emu::t_captures;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (graph == nullptr) return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: null graph");
+  *graph = nullptr;
+  cuda_emu::CaptureState state;
+  {
+    cuda_emu::Captures& c = cuda_emu::captures();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.active.find(stream);
+    if (it == c.active.end()) {
+      return fail(cudaErrorInvalidValue, "cudaStreamEndCapture: the stream is not capturing");
+    }
+    state = std::move(it->second);
+    c.active.erase(it);
+  }
+  --cuda_emu::t_captures;
+  if (state.error != cudaSuccess) {
+    return fail(cudaErrorStreamCaptureInvalidated,
+                cat("cudaStreamEndCapture: the capture was invalidated by ",
+                    cudaGetErrorName(state.error)));
+  }
+  *graph = new CUgraph_st{std::move(state.work)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags) {
+  if (exec == nullptr || graph == nullptr || flags != 0) {
+    return fail(cudaErrorInvalidValue, "cudaGraphInstantiate: null argument or flags");
+  }
+  *exec = new CUgraphExec_st{graph->work};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (const cudaError_t e = cuda_emu::check_stream(stream, "cudaGraphLaunch"); e != cudaSuccess) {
+    return e;
+  }
+  if (exec == nullptr) return fail(cudaErrorInvalidValue, "cudaGraphLaunch: null graph");
+  if (cuda_emu::detail::capturing(stream)) {
+    return cuda_emu::fail_capture(stream, cudaErrorStreamCaptureUnsupported,
+                                  "cudaGraphLaunch into a capture (not emulated)");
+  }
+  for (const auto& work : exec->work) {
+    if (const cudaError_t e = work(); e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
 }
 
 namespace {
@@ -906,7 +1066,24 @@ cudaError_t check_side(const void* p, std::size_t bytes, bool device, const char
 cudaError_t emulated_copy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind,
                           cudaStream_t stream, const char* call) {
   if (const cudaError_t e = cuda_emu::check_stream(stream, call); e != cudaSuccess) return e;
+  if (stream == nullptr && cuda_emu::t_captures > 0) {
+    return fail(cudaErrorStreamCaptureImplicit,
+                cat(call, ": a copy on the legacy stream while this thread captures"));
+  }
   if (bytes == 0) return cudaSuccess;
+  if (cuda_emu::detail::capturing(stream)) {
+    // Only copies between device allocations: one that touches host memory would read or write
+    // it at each launch of the graph (batchpole stages host bytes on the device instead).
+    if (kind != cudaMemcpyDeviceToDevice || !cuda_emu::inside_allocation(dst, bytes) ||
+        !cuda_emu::inside_allocation(src, bytes)) {
+      return cuda_emu::fail_capture(
+          stream, cudaErrorStreamCaptureUnsupported,
+          cat(call, " (", kind_name(kind), ") of ", bytes, " bytes: host memory in a capture"));
+    }
+    return cuda_emu::detail::capture(stream, [dst, src, bytes, kind, call] {
+      return emulated_copy(dst, src, bytes, kind, nullptr, call);
+    });
+  }
   bool dst_device = false;
   bool src_device = false;
   switch (kind) {
@@ -960,10 +1137,20 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, std::size_t bytes, cudaStream_
   if (const cudaError_t e = cuda_emu::check_stream(stream, "cudaMemsetAsync"); e != cudaSuccess) {
     return e;
   }
+  if (stream == nullptr && cuda_emu::t_captures > 0) {
+    return fail(cudaErrorStreamCaptureImplicit,
+                "cudaMemset on the legacy stream while this thread captures");
+  }
   if (bytes == 0) return cudaSuccess;
   if (!cuda_emu::inside_allocation(ptr, bytes)) {
     return fail(cudaErrorInvalidValue, cat("cudaMemsetAsync of ", bytes, " bytes at ", ptr,
                                            ": not device memory for all of them"));
+  }
+  if (cuda_emu::detail::capturing(stream)) {
+    return cuda_emu::detail::capture(stream, [ptr, value, bytes] {
+      std::memset(ptr, value, bytes);
+      return cudaSuccess;
+    });
   }
   std::memset(ptr, value, bytes);
   return cudaSuccess;
@@ -973,16 +1160,14 @@ cudaError_t cudaMemcpy2DAsync(void* dst, std::size_t dpitch, const void* src, st
                               std::size_t width, std::size_t height, cudaMemcpyKind kind,
                               cudaStream_t stream) {
   if (width > dpitch || width > spitch) {
-    return fail(cudaErrorInvalidPitchValue,
-                cat("cudaMemcpy2DAsync: width ", width, " exceeds a pitch (", dpitch, ", ", spitch,
-                    ")"));
+    return fail(cudaErrorInvalidPitchValue, cat("cudaMemcpy2DAsync: width ", width,
+                                                " exceeds a pitch (", dpitch, ", ", spitch, ")"));
   }
   // Row by row, each row checked as a copy of its own.
   for (std::size_t r = 0; r < height; ++r) {
-    const cudaError_t e =
-        emulated_copy(static_cast<char*>(dst) + r * dpitch,
-                      static_cast<const char*>(src) + r * spitch, width, kind, stream,
-                      "cudaMemcpy2DAsync");
+    const cudaError_t e = emulated_copy(static_cast<char*>(dst) + r * dpitch,
+                                        static_cast<const char*>(src) + r * spitch, width, kind,
+                                        stream, "cudaMemcpy2DAsync");
     if (e != cudaSuccess) return e;
   }
   return cudaSuccess;
@@ -1164,6 +1349,32 @@ cublasStatus_t check_gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int
   return CUBLAS_STATUS_SUCCESS;
 }
 
+// A scalar argument: read at the call in host pointer mode, as cuBLAS does (a graph keeps the
+// value), and at the run in device pointer mode.
+struct Scalar {
+  const float* p;
+  float value;
+  bool device;
+  [[nodiscard]] float get() const { return device ? *p : value; }
+};
+Scalar scalar_of(cublasHandle_t h, const float* p) {
+  const bool device = h->pointer_mode == CUBLAS_POINTER_MODE_DEVICE;
+  return {p, device ? 0.0f : *p, device};
+}
+
+// Runs a checked call now, or records it when the handle's stream is capturing.
+cublasStatus_t blas_run(cublasHandle_t h, std::function<void()> run) {
+  if (!cuda_emu::detail::capturing(h->stream)) {
+    run();
+    return CUBLAS_STATUS_SUCCESS;
+  }
+  (void)cuda_emu::detail::capture(h->stream, [run = std::move(run)] {
+    run();
+    return cudaSuccess;
+  });
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 // One gemm whose arguments were checked.
 void gemm_one(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
               float alpha, const float* a, int lda, const float* b, int ldb, float beta, float* c,
@@ -1302,8 +1513,11 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
     BP_EMU_RETURN_IF(check_matrix(b, s.rows_b, s.cols_b, ldb, "B", call));
   }
   BP_EMU_RETURN_IF(check_matrix(c, m, n, ldc, "C", call));
-  gemm_one(handle, transa, transb, m, n, k, *alpha, a, lda, b, ldb, *beta, c, ldc, s);
-  return CUBLAS_STATUS_SUCCESS;
+  const Scalar al = scalar_of(handle, alpha);
+  const Scalar be = scalar_of(handle, beta);
+  return blas_run(handle, [=] {
+    gemm_one(handle, transa, transb, m, n, k, al.get(), a, lda, b, ldb, be.get(), c, ldc, s);
+  });
 }
 
 cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_t transa,
@@ -1332,11 +1546,14 @@ cublasStatus_t cublasSgemmStridedBatched(cublasHandle_t handle, cublasOperation_
     }
     BP_EMU_RETURN_IF(check_matrix(ci, m, n, ldc, "C of a batch entry", call));
   }
-  for (int i = 0; i < batch_count; ++i) {
-    gemm_one(handle, transa, transb, m, n, k, *alpha, a + i * stride_a, lda, b + i * stride_b, ldb,
-             *beta, c + i * stride_c, ldc, s);
-  }
-  return CUBLAS_STATUS_SUCCESS;
+  const Scalar al = scalar_of(handle, alpha);
+  const Scalar be = scalar_of(handle, beta);
+  return blas_run(handle, [=] {
+    for (int i = 0; i < batch_count; ++i) {
+      gemm_one(handle, transa, transb, m, n, k, al.get(), a + i * stride_a, lda, b + i * stride_b,
+               ldb, be.get(), c + i * stride_c, ldc, s);
+    }
+  });
 }
 
 cublasStatus_t cublasSgemv(cublasHandle_t handle, cublasOperation_t trans, int m, int n,
@@ -1360,13 +1577,16 @@ cublasStatus_t cublasSgemv(cublasHandle_t handle, cublasOperation_t trans, int m
     BP_EMU_RETURN_IF(check_vector(x, len_x, incx, "x", call));
   }
   BP_EMU_RETURN_IF(check_vector(y, len_y, incy, "y", call));
-  if (*beta == 0.0f) {
-    // cuBLAS does not read y when beta is 0; a NaN there must not survive.
-    const int step = incy < 0 ? -incy : incy;
-    for (int i = 0; i < len_y; ++i) y[static_cast<std::ptrdiff_t>(i) * step] = 0.0f;
-  }
-  cblas_sgemv(CblasColMajor, to_cblas(trans), m, n, *alpha, a, lda, x, incx, *beta, y, incy);
-  return CUBLAS_STATUS_SUCCESS;
+  const Scalar al = scalar_of(handle, alpha);
+  const Scalar be = scalar_of(handle, beta);
+  return blas_run(handle, [=] {
+    if (be.get() == 0.0f) {
+      // cuBLAS does not read y when beta is 0; a NaN there must not survive.
+      const int step = incy < 0 ? -incy : incy;
+      for (int i = 0; i < len_y; ++i) y[static_cast<std::ptrdiff_t>(i) * step] = 0.0f;
+    }
+    cblas_sgemv(CblasColMajor, to_cblas(trans), m, n, al.get(), a, lda, x, incx, be.get(), y, incy);
+  });
 }
 
 cublasStatus_t cublasSaxpy(cublasHandle_t handle, int n, const float* alpha, const float* x,
@@ -1377,8 +1597,8 @@ cublasStatus_t cublasSaxpy(cublasHandle_t handle, int n, const float* alpha, con
   BP_EMU_RETURN_IF(check_scalar(handle, alpha, "alpha", call));
   BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
   BP_EMU_RETURN_IF(check_vector(y, n, incy, "y", call));
-  cblas_saxpy(n, *alpha, x, incx, y, incy);
-  return CUBLAS_STATUS_SUCCESS;
+  const Scalar al = scalar_of(handle, alpha);
+  return blas_run(handle, [=] { cblas_saxpy(n, al.get(), x, incx, y, incy); });
 }
 
 cublasStatus_t cublasSscal(cublasHandle_t handle, int n, const float* alpha, float* x, int incx) {
@@ -1387,8 +1607,8 @@ cublasStatus_t cublasSscal(cublasHandle_t handle, int n, const float* alpha, flo
   if (n <= 0 || incx <= 0) return CUBLAS_STATUS_SUCCESS;
   BP_EMU_RETURN_IF(check_scalar(handle, alpha, "alpha", call));
   BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
-  cblas_sscal(n, *alpha, x, incx);
-  return CUBLAS_STATUS_SUCCESS;
+  const Scalar al = scalar_of(handle, alpha);
+  return blas_run(handle, [=] { cblas_sscal(n, al.get(), x, incx); });
 }
 
 cublasStatus_t cublasSdot(cublasHandle_t handle, int n, const float* x, int incx, const float* y,
@@ -1396,27 +1616,20 @@ cublasStatus_t cublasSdot(cublasHandle_t handle, int n, const float* x, int incx
   const char* call = "cublasSdot";
   BP_EMU_RETURN_IF(check_handle(handle, call));
   BP_EMU_RETURN_IF(check_scalar(handle, result, "result", call));
-  if (n <= 0) {
-    *result = 0.0f;
-    return CUBLAS_STATUS_SUCCESS;
+  if (n > 0) {
+    BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
+    BP_EMU_RETURN_IF(check_vector(y, n, incy, "y", call));
   }
-  BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
-  BP_EMU_RETURN_IF(check_vector(y, n, incy, "y", call));
-  *result = cblas_sdot(n, x, incx, y, incy);
-  return CUBLAS_STATUS_SUCCESS;
+  return blas_run(handle, [=] { *result = n <= 0 ? 0.0f : cblas_sdot(n, x, incx, y, incy); });
 }
 
 cublasStatus_t cublasSnrm2(cublasHandle_t handle, int n, const float* x, int incx, float* result) {
   const char* call = "cublasSnrm2";
   BP_EMU_RETURN_IF(check_handle(handle, call));
   BP_EMU_RETURN_IF(check_scalar(handle, result, "result", call));
-  if (n <= 0 || incx <= 0) {
-    *result = 0.0f;
-    return CUBLAS_STATUS_SUCCESS;
-  }
-  BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
-  *result = cblas_snrm2(n, x, incx);
-  return CUBLAS_STATUS_SUCCESS;
+  const bool empty = n <= 0 || incx <= 0;
+  if (!empty) BP_EMU_RETURN_IF(check_vector(x, n, incx, "x", call));
+  return blas_run(handle, [=] { *result = empty ? 0.0f : cblas_snrm2(n, x, incx); });
 }
 
 #undef BP_EMU_RETURN_IF

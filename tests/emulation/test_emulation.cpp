@@ -284,6 +284,53 @@ TEST(CudaEmulation, DeviceMemoryIsTrackedAndChecked) {
   EXPECT_LE(free_bytes, total);
 }
 
+// A capture records launches, device copies and memsets with their arguments as given, and a
+// graph's launch runs them on what memory holds then; what a capture cannot hold fails as on a
+// GPU and invalidates it.
+TEST(CudaEmulation, StreamCaptureRecordsAndGraphsReplay) {
+  constexpr int64_t kN = 64;
+  float* x = device_alloc<float>(kN);
+  float* y = device_alloc<float>(kN);
+  cudaStream_t s = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  ASSERT_EQ(cuda_emu::launch(fill_kernel, dim3(1), dim3(64), s, x, kN, 2.0f), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(y, x, kN * sizeof(float), cudaMemcpyDeviceToDevice, s), cudaSuccess);
+  ASSERT_EQ(cudaMemsetAsync(x, 0, sizeof(float), s), cudaSuccess);
+  cudaGraph_t graph = nullptr;
+  ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  EXPECT_TRUE(std::isnan(to_host(y, 1)[0]));  // nothing ran while capturing
+  for (int run = 0; run < 2; ++run) {
+    ASSERT_EQ(cudaMemset(y, 0xFF, kN * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+    EXPECT_EQ(to_host(y, kN), std::vector<float>(kN, 2.0f));
+    EXPECT_EQ(to_host(x, 1)[0], 0.0f);
+  }
+  EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+  EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+
+  // Host memory, a synchronisation, the legacy stream and allocations are refused meanwhile.
+  std::vector<float> h(kN, 1.0f);
+  ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  EXPECT_EQ(cudaMemcpy(y, h.data(), kN * sizeof(float), cudaMemcpyHostToDevice),
+            cudaErrorStreamCaptureImplicit);
+  float* z = nullptr;
+  EXPECT_EQ(cudaMalloc(&z, 16), cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaMemcpyAsync(y, h.data(), kN * sizeof(float), cudaMemcpyHostToDevice, s),
+            cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaErrorStreamCaptureUnsupported);
+  EXPECT_EQ(cudaStreamEndCapture(s, &graph), cudaErrorStreamCaptureInvalidated);
+  EXPECT_EQ(graph, nullptr);
+  (void)cudaGetLastError();
+  // Capture over, all is allowed again.
+  EXPECT_EQ(cudaMemcpy(y, h.data(), kN * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+  cudaFree(x);
+  cudaFree(y);
+}
+
 TEST(CudaEmulation, HostThreadsLaunchAtTheSameTime) {
   std::vector<std::thread> threads;
   std::vector<int> ok(4, 0);

@@ -15,9 +15,17 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "batchpole/core/common.hpp"
+
+// Whether this compiler can clear a struct's padding (Device::exact_fingerprints).
+#if defined(__has_builtin) && !defined(__CUDACC__)
+#if __has_builtin(__builtin_clear_padding)
+#define BATCHPOLE_CLEAR_PADDING 1
+#endif
+#endif
 
 namespace batchpole {
 
@@ -73,6 +81,9 @@ struct DevicePlan {
   // and the episode tally is read with the statistics at the end (the GPU, where a wait costs
   // more than the pass). Whole-episode rollouts, which watch for their end, still wait.
   bool sync_free_updates = false;
+  // An update's operations are recorded once and replayed as one launch (run_recorded: a CUDA
+  // graph on the GPU, where each launch costs microseconds of the host's time).
+  bool graphs = false;
   // Defaults: the training batch that solves fastest, and the sizes of the benchmarks.
   int64_t train_envs = 0;
   int64_t bench_env_envs = 0;
@@ -86,6 +97,31 @@ struct DevicePlan {
 struct OpCounts {
   uint64_t stream_ops = 0;
   uint64_t host_syncs = 0;
+};
+
+// A sequence of operations that run_recorded recorded and replays: a CUDA graph on the GPU, the
+// operations themselves elsewhere. Owned by the code that runs it, destroyed before its device.
+class Recording {
+ public:
+  Recording();
+  Recording(const Recording&) = delete;
+  Recording& operator=(const Recording&) = delete;
+  ~Recording();
+
+  [[nodiscard]] uint64_t recordings() const { return recordings_; }  // times recorded
+  [[nodiscard]] uint64_t replays() const { return replays_; }        // runs as one launch
+  // The device's form of it (its operations, or a CUDA graph).
+  struct Native {
+    virtual ~Native() = default;
+  };
+
+ private:
+  friend class Device;
+  std::vector<uint64_t> fingerprints_;  // the last run's operations, in order
+  std::vector<const char*> names_;      // and their names (for BATCHPOLE_DEBUG_RECORDING)
+  std::unique_ptr<Native> native_;      // null until recorded
+  uint64_t recordings_ = 0;
+  uint64_t replays_ = 0;
 };
 
 class Device {
@@ -117,8 +153,8 @@ class Device {
   void copy_from_host(void* dst, const void* src, std::size_t bytes);
   void copy_on_device(void* dst, const void* src, std::size_t bytes);
   // `rows` rows of `width` bytes, rows dst_pitch and src_pitch bytes apart (one operation).
-  void copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src,
-                           std::size_t src_pitch, std::size_t width, std::size_t rows);
+  void copy_rows_on_device(void* dst, std::size_t dst_pitch, const void* src, std::size_t src_pitch,
+                           std::size_t width, std::size_t rows);
   void fill_zero(void* ptr, std::size_t bytes);
   void synchronize();
   // Throws a pending asynchronous error (the GPU's invalid-action report), if any. Synchronises.
@@ -132,6 +168,50 @@ class Device {
   virtual void run_tasks(int64_t tasks, const std::function<void(int64_t task, int worker)>& body);
   // The device stream as an opaque handle (a cudaStream_t on the GPU, nullptr on the CPU).
   [[nodiscard]] virtual void* native_stream() const = 0;
+
+  // ---- recording ----
+  // Runs `work` (host code that queues operations) as one launch where the plan says so
+  // (plan().graphs), else as it is. `work` always runs on the host, so whatever it computes
+  // and keeps there stays right; the operations it queues are held instead of queued, each with
+  // a fingerprint of what it is and of every argument. When they are the ones the last run of
+  // `recording` held, the device replays its recording of them (the GPU: one graph launch); when
+  // they equal the last run's but none is recorded, it records them and launches that; else it
+  // runs them one by one. So a recording never replays operations that differ from the ones
+  // asked for; `work` that changes an argument every run simply runs unrecorded.
+  // `work` must not wait for the device (a copy to the host, a synchronisation: refused, since
+  // what it would read has not run yet). Values that change every run and that the operations
+  // read from device memory are copied there with copy_parameters.
+  void run_recorded(Recording& recording, const std::function<void()>& work);
+  // Whether run_recorded is holding operations now.
+  [[nodiscard]] bool recording() const { return held_ != nullptr; }
+  // A copy from the host like copy_from_host, of values that change from run to run: its bytes
+  // are not part of the fingerprint, and a replay makes it before the recorded operations. So the
+  // operations of that run must not write dst, nor read it before this copy expecting the old
+  // values. A run that copies parameters to one place twice (an optimiser stepping twice) runs
+  // unrecorded, its copies in program order.
+  void copy_parameters(void* dst, const void* src, std::size_t bytes);
+
+  // Whether fingerprints see only the values of arguments: a struct's padding holds whatever
+  // was there, and only compilers with __builtin_clear_padding (GCC) can clear it. Elsewhere a
+  // run may differ from the last in its padding alone and run unrecorded (never wrongly).
+  static bool exact_fingerprints();
+
+  // Queues one operation: `launch(args...)`, counted. Inside run_recorded the arguments are
+  // copied and held with a fingerprint of `name` and their bytes (so every argument must be
+  // trivially copyable: pointers, numbers and plain structs).
+  template <class Launch, class... Args>
+  void enqueue(const char* name, const Launch& launch, const Args&... args) {
+    static_assert((std::is_trivially_copyable_v<Args> && ...),
+                  "enqueue: operation arguments must be trivially copyable");
+    if (held_ == nullptr) {
+      count_op();
+      launch(args...);
+      return;
+    }
+    uint64_t h = fingerprint_of(name);
+    ((h = fingerprint_arg(args, h)), ...);
+    hold(name, h, [launch, args...] { launch(args...); });
+  }
 
   // ---- the operations and the plan ----
   [[nodiscard]] Blas& blas() { return *blas_; }
@@ -171,6 +251,26 @@ class Device {
   virtual void do_synchronize() = 0;
   virtual void do_check_errors() = 0;
 
+  // One held operation: a launch, or a copy of bytes from the host (launch empty; a parameter
+  // copy when `parameter`).
+  struct HeldOp {
+    std::function<void()> launch;
+    void* dst = nullptr;
+    std::vector<unsigned char> bytes;
+    bool parameter = false;
+  };
+  // What the default do_record keeps.
+  struct HeldOps final : Recording::Native {
+    std::vector<HeldOp> ops;
+  };
+  // Records `ops` (it runs them too). The default keeps the operations and runs them, which is
+  // what replaying them means on a device without graphs; nullptr: this device could not
+  // record them (it ran them, and runs later ones unrecorded).
+  virtual std::unique_ptr<Recording::Native> do_record(std::vector<HeldOp>& ops);
+  virtual void do_replay(Recording::Native& native);
+  // Runs one held operation as it was asked for.
+  void run_held(HeldOp& op);
+
  private:
   std::unique_ptr<Blas> blas_;
   std::unique_ptr<NnOps> nn_;
@@ -179,6 +279,35 @@ class Device {
   DevicePlan plan_;
   std::atomic<uint64_t> stream_ops_{0};
   std::atomic<uint64_t> host_syncs_{0};
+
+  // run_recorded's held operations, in program order (null outside it).
+  struct Held {
+    std::vector<HeldOp> ops;
+    std::vector<uint64_t> fingerprints;
+    std::vector<const char*> names;
+  };
+  Held* held_ = nullptr;
+  bool graphs_failed_ = false;  // do_record could not record: run everything unrecorded
+  void hold(const char* name, uint64_t fingerprint, std::function<void()> launch);
+  void refuse_wait(const char* what) const;
+  static void report_difference(const Recording& last, const Held& now);
+  static bool parameters_hoistable(const std::vector<HeldOp>& ops);
+  static uint64_t fingerprint_of(const char* name);
+  static uint64_t fingerprint_of(const void* bytes, std::size_t n, uint64_t h);
+  // An argument's bytes; a struct's with its padding cleared where the compiler can
+  // (exact_fingerprints).
+  template <class T>
+  static uint64_t fingerprint_arg(const T& value, uint64_t h) {
+    if constexpr (std::is_class_v<T>) {
+      T copy = value;
+#ifdef BATCHPOLE_CLEAR_PADDING
+      __builtin_clear_padding(&copy);
+#endif
+      return fingerprint_of(&copy, sizeof(T), h);
+    } else {
+      return fingerprint_of(&value, sizeof(T), h);
+    }
+  }
 };
 
 // Throws Error(kUnavailable) when CUDA is asked for and not usable, with the reason.

@@ -22,23 +22,24 @@ class EnvOps {
   template <class Real>
   void reset(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n) {
     if (n <= 0) return;
-    device_->count_op();
-    do_reset(c, a, n);
+    device_->enqueue(
+        "reset", [this](const auto&... op_args) { this->do_reset(op_args...); }, c, a, n);
   }
   // env_restart_episode over envs [0, n).
   template <class Real>
   void restart(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n) {
     if (n <= 0) return;
-    device_->count_op();
-    do_restart(c, a, n);
+    device_->enqueue(
+        "restart", [this](const auto&... op_args) { this->do_restart(op_args...); }, c, a, n);
   }
   // env_next_episode over envs [0, n); mask: n device-resident flags, or nullptr for all.
   template <class Real>
   void next_episode(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n,
                     const uint8_t* mask) {
     if (n <= 0) return;
-    device_->count_op();
-    do_next_episode(c, a, n, mask);
+    device_->enqueue(
+        "next_episode", [this](const auto&... op_args) { this->do_next_episode(op_args...); }, c, a,
+        n, mask);
   }
   // env_step over envs [0, n), in c.autoreset's mode. Actions must be 0 or 1. The CPU checks before
   // stepping and throws; the GPU steps (treating anything but 1 as 0, as Gymnasium's `action == 1`
@@ -47,8 +48,8 @@ class EnvOps {
   void step(const EnvConfig<Real>& c, const EnvArrays<Real>& a, int64_t n, const int32_t* actions) {
     if (n <= 0) return;
     BP_CHECK_ARG(actions != nullptr, "env step: actions is a null pointer");
-    device_->count_op();
-    do_step(c, a, n, actions);
+    device_->enqueue(
+        "step", [this](const auto&... op_args) { this->do_step(op_args...); }, c, a, n, actions);
   }
   // env_step with continuous actions, one float per env (where the outputs go, as step's),
   // force = clip(a, -1, 1) * force_mag (cartpole_continuous_force). Every float is valid.
@@ -57,8 +58,9 @@ class EnvOps {
                        const float* actions) {
     if (n <= 0) return;
     BP_CHECK_ARG(actions != nullptr, "env step: actions is a null pointer");
-    device_->count_op();
-    do_step_continuous(c, a, n, actions);
+    device_->enqueue(
+        "step_continuous", [this](const auto&... op_args) { this->do_step_continuous(op_args...); },
+        c, a, n, actions);
   }
   // `steps` steps with the benchmark's random actions, state kept close to the core; returns
   // the number of episodes that ended.
@@ -73,8 +75,9 @@ class EnvOps {
   // out[i] = bench_action(seed, i, step).
   void bench_actions(uint64_t seed, uint64_t step, int64_t n, int32_t* out) {
     if (n <= 0) return;
-    device_->count_op();
-    do_bench_actions(seed, step, n, out);
+    device_->enqueue(
+        "bench_actions", [this](const auto&... op_args) { this->do_bench_actions(op_args...); },
+        seed, step, n, out);
   }
 
  protected:

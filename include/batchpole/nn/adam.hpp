@@ -1,7 +1,7 @@
 // Adam with PyTorch's semantics (torch.optim.Adam: bias correction, eps added to the corrected
 // square root) and global gradient-norm clipping as torch.nn.utils.clip_grad_norm_, over one
-// contiguous range of parameters (or one per agent of a population). The norm is computed on the device and consumed there: a step
-// never synchronises with the host.
+// contiguous range of parameters (or one per agent of a population). The norm is computed on the
+// device and consumed there: a step never synchronises with the host.
 #pragma once
 
 #include <cstddef>
@@ -51,6 +51,11 @@ class Adam {
   };
   void step(float* params, const float* grads, const Agents& agents);
 
+  // Where the device records updates (plan().graphs) a step's scalars are copied to the device
+  // (Device::copy_parameters) rather than passed, each step of an update to its own slot, so
+  // that an update of several steps replays too; the update starts at slot 0 again.
+  void begin_update() { slot_ = 0; }
+
   // The scalars of step t (1-based) under config c, in double on the host then rounded.
   static AdamScalars scalars(const AdamConfig& c, int64_t t);
 
@@ -69,8 +74,8 @@ class Adam {
   [[nodiscard]] int64_t agents() const { return agents_; }
   [[nodiscard]] const AdamConfig& config() const { return config_; }
   [[nodiscard]] double lr(int64_t agent = 0) const { return lr_.at(agent); }
-  void set_lr(double lr);                  // every agent's
-  void set_lr(int64_t agent, double lr);   // one agent's
+  void set_lr(double lr);                 // every agent's
+  void set_lr(int64_t agent, double lr);  // one agent's
   [[nodiscard]] std::size_t bytes() const { return state_.bytes(); }
   // Device pointers to the first and second moments (n each; agent k's at + k * size()), for
   // tests and checkpoints, and to the norms of the last step that was given no grad_norm_out.
@@ -92,7 +97,13 @@ class Adam {
   int64_t agents_;
   bool batched_;
   Buffer<float> state_;  // m (agents x n), v (agents x n), the last norms (agents)
-  Buffer<AdamScalars> scalars_;  // batched, agents whose steps or rates differ: one each
+  // The scalars in device memory (a population's agents whose steps or rates differ; every
+  // step of a recorded update): `slots` blocks of one per agent, the update's i-th step in block
+  // i. Blocks outgrown are kept until the Adam goes, as a held operation may still name them.
+  [[nodiscard]] AdamScalars* slot_scalars();
+  Buffer<AdamScalars> scalars_;
+  std::vector<Buffer<AdamScalars>> outgrown_;
+  int64_t slot_ = 0;
   std::vector<int64_t> steps_;
   std::vector<double> lr_;
 };

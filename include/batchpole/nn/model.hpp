@@ -229,6 +229,8 @@ class PolicyValueModel {
   // Each agent's sampling counter: act(..., step, ...) draws agent k's actions at step
   // steps[k] + step (all 0 after construction).
   void set_steps(std::span<const uint64_t> steps);
+  // An update begins: its optimiser steps are numbered from the first again (Adam::begin_update).
+  void begin_update();
   // Whether the agents run as one batch (the plan's batch_agents, with more than one agent).
   [[nodiscard]] bool batched() const { return batched_; }
 

@@ -27,16 +27,18 @@ struct SampleKey {
   uint64_t seed = 0;
   uint64_t step = 0;
   uint32_t first_env = 0;
-  const uint64_t* seeds = nullptr;  // agents > 1: per agent
-  const uint64_t* steps = nullptr;  // agents > 1: per agent
   // Data-parallel parts as agents (> 0: each part's envs): agent k's row draws as the batch's
   // env first_env + k * agent_envs + local, so that the key is the global env index.
   uint32_t agent_envs = 0;
+  const uint64_t* seeds = nullptr;  // agents > 1: per agent
+  // agents > 1: per agent; one agent: nullptr, or its step in device memory (added to `step`),
+  // so that acting makes the same operation every update (run_recorded).
+  const uint64_t* steps = nullptr;
 };
 
 // The keys of row i's draws in a sampling call laid out as `out`: its agent's seed, its env
-// index within the agent (data-parallel parts: within the whole batch) and its step. Every head (categorical, Gaussian, epsilon-greedy) draws
-// from these, each from its own stream.
+// index within the agent (data-parallel parts: within the whole batch) and its step. Every head
+// (categorical, Gaussian, epsilon-greedy) draws from these, each from its own stream.
 struct SampleSite {
   uint64_t seed;
   uint32_t env;
@@ -44,7 +46,10 @@ struct SampleSite {
 };
 
 BP_HD SampleSite sample_site(const SampleKey& key, const AgentRows& out, int64_t i) {
-  if (out.agents <= 1) return {key.seed, key.first_env + static_cast<uint32_t>(i), key.step};
+  if (out.agents <= 1) {
+    return {key.seed, key.first_env + static_cast<uint32_t>(i),
+            key.steps != nullptr ? key.steps[0] + key.step : key.step};
+  }
   const int64_t k = out.agent(i);
   const auto local = static_cast<uint32_t>(i - k * out.rows);
   const uint32_t env = key.first_env + static_cast<uint32_t>(k) * key.agent_envs + local;
@@ -58,9 +63,9 @@ BP_HD float sample_uniform(const SampleKey& key, const AgentRows& out, int64_t i
 }
 
 // A population's Adam step: `agents` segments of n parameters, `stride` floats apart in params
-// and grads and `state_stride` apart in m and v (0: stride). Agent k steps with scalars[k] (device memory; nullptr: the call's
-// scalars for every agent) and grad_norm[k * norm_stride], and only where active[k] is set
-// (device memory; nullptr: every agent steps).
+// and grads and `state_stride` apart in m and v (0: stride). Agent k steps with scalars[k] (device
+// memory; nullptr: the call's scalars for every agent) and grad_norm[k * norm_stride], and only
+// where active[k] is set (device memory; nullptr: every agent steps).
 struct AdamAgents {
   int64_t agents = 1;
   int64_t stride = 0;
@@ -169,8 +174,7 @@ class NnOps {
   // Samples one action per row into `actions`; log_prob and entropy (rows each) where not null.
   // A population: out.agents agents of out.rows rows, the outputs laid out as `out` says.
   void sample_actions(const float* logits, int64_t rows, int32_t num_actions, const SampleKey& key,
-                      int32_t* actions, float* log_prob, float* entropy,
-                      const AgentRows& out = {});
+                      int32_t* actions, float* log_prob, float* entropy, const AgentRows& out = {});
   // log pi(actions[i]) and/or the entropy of each row (either output may be null).
   void log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                         const int32_t* actions, float* log_prob, float* entropy);
@@ -181,8 +185,7 @@ class NnOps {
   // i, step, k), rows x action_dim; log_prob and entropy (rows each) where not null. A
   // population as sample_actions.
   void sample_gaussian(const float* head, int64_t rows, int32_t action_dim, const SampleKey& key,
-                       float* actions, float* log_prob, float* entropy,
-                       const AgentRows& out = {});
+                       float* actions, float* log_prob, float* entropy, const AgentRows& out = {});
   // log pi(actions[i]) and/or the entropy of each row of the Gaussian head.
   void gaussian_log_prob_entropy(const float* head, int64_t rows, int32_t action_dim,
                                  const float* actions, float* log_prob, float* entropy);
@@ -216,8 +219,7 @@ class NnOps {
   virtual void do_fill(float* x, int64_t n, float value, int64_t agents, int64_t stride) = 0;
   virtual void do_init_uniform(float* x, int64_t n, float bound, uint64_t seed, uint32_t block) = 0;
   virtual void do_bias_activation(float* y, const float* bias, int64_t rows, int64_t cols,
-                                  Activation act, int64_t rows_per_agent,
-                                  int64_t bias_stride) = 0;
+                                  Activation act, int64_t rows_per_agent, int64_t bias_stride) = 0;
   virtual void do_activation_backward(float* dy, const float* y, int64_t n, Activation act) = 0;
   virtual void do_sample_actions(const float* logits, int64_t rows, int32_t num_actions,
                                  const SampleKey& key, int32_t* actions, float* log_prob,

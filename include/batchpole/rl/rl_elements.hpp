@@ -75,8 +75,8 @@ struct GaeArgs {
   const float* truncation_value = nullptr;  // T x N: V(final obs) where truncated; nullptr = 0
   float gamma = 0.99f;
   float lambda = 0.95f;
-  int64_t steps = 0;  // T
-  int64_t envs = 0;   // N
+  int64_t steps = 0;            // T
+  int64_t envs = 0;             // N
   float* advantages = nullptr;  // T x N, written
   float* returns = nullptr;     // T x N, written
   int64_t agents = 1;           // a population, as ReturnsArgs
@@ -164,12 +164,15 @@ BP_HD uint64_t shuffle_index(const ShuffleKey& k, uint64_t i) {
 // is key.key ^ shuffle_seed_part(seed) ^ shuffle_seed_part(seeds[k]) (key: made with `seed`).
 struct MinibatchArgs {
   ShuffleKey key;
+  // When set, key.key is read here instead (device memory: an update that the device records
+  // passes the same arguments every update).
+  const uint64_t* key_word = nullptr;
   uint64_t seed = 0;
   int64_t agents = 1;
   int64_t agent_stride = 0;
   const uint64_t* seeds = nullptr;  // agents > 1: per agent (device memory)
-  int64_t first = 0;  // position in the shuffled order
-  int64_t rows = 0;   // B
+  int64_t first = 0;                // position in the shuffled order
+  int64_t rows = 0;                 // B
   int32_t obs_dim = 4;
   const float* obs = nullptr;        // rollout rows x obs_dim, and the others rollout rows
   const int32_t* actions = nullptr;  // discrete actions, or nullptr
@@ -194,6 +197,7 @@ BP_HD void gather_minibatch_row(const MinibatchArgs& a, int64_t g) {
   const int64_t k = a.agents > 1 ? g / a.rows : 0;
   const int64_t j = g - k * a.rows;
   ShuffleKey key = a.key;
+  if (a.key_word != nullptr) key.key = *a.key_word;
   if (a.agents > 1) key.key ^= shuffle_seed_part(a.seed) ^ shuffle_seed_part(a.seeds[k]);
   const auto src = k * a.agent_stride +
                    static_cast<int64_t>(shuffle_index(key, static_cast<uint64_t>(a.first + j)));
@@ -255,7 +259,7 @@ struct ReplayStoreArgs {
   const uint8_t* truncated = nullptr;
   const float* final_obs = nullptr;  // rows x obs_dim, valid where an episode ended
   int64_t agents = 1;
-  int64_t agent_stride = 0;              // rollout rows between agents' blocks
+  int64_t agent_stride = 0;               // rollout rows between agents' blocks
   const ReplayCursor* cursors = nullptr;  // agents > 1: per agent (device memory)
 };
 
@@ -269,8 +273,7 @@ BP_HD void replay_store_row(const ReplayStoreArgs& a, int64_t g) {
   const int64_t slot = agent * r.capacity + (position + k) % r.capacity;
   const int64_t src = agent * a.agent_stride + k;
   const bool ended = (a.terminated[src] | a.truncated[src]) != 0;
-  const float* next =
-      ended ? a.final_obs + src * r.obs_dim : a.obs + (src + a.envs) * r.obs_dim;
+  const float* next = ended ? a.final_obs + src * r.obs_dim : a.obs + (src + a.envs) * r.obs_dim;
   for (int32_t d = 0; d < r.obs_dim; ++d) {
     r.obs[slot * r.obs_dim + d] = a.obs[src * r.obs_dim + d];
     r.next_obs[slot * r.obs_dim + d] = next[d];

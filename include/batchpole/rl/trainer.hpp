@@ -135,6 +135,9 @@ class Trainer {
   [[nodiscard]] Device& device() { return *device_; }
   // Whether the updates reuse the activations of acting (reuse_activations, and they fit).
   [[nodiscard]] bool reuses_activations() const { return reuse_; }
+  // How the updates ran on a device that records them (plan().graphs): times recorded, and
+  // replayed as one launch.
+  [[nodiscard]] const Recording& recording() const { return *recording_; }
 
   // Checkpoints (host/io/checkpoint.cpp): everything needed to continue exactly (parameters,
   // optimiser moments, the environments' full state, counters, the recent-episode window),
@@ -172,6 +175,9 @@ class Trainer {
   int64_t updates_ = 0;
   bool reuse_ = false;
   DataParallel parts_;  // with parts > 1: this process's share (local_parts filled in)
+  // An update's operations, from acting to the optimiser's step, as the device records them
+  // (Device::run_recorded; on the GPU one CUDA graph).
+  std::unique_ptr<Recording> recording_ = std::make_unique<Recording>();
 };
 
 }  // namespace batchpole

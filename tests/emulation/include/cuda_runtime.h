@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -20,6 +21,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
 // One copy per block: blocks run one after another on a launching thread, so static storage is
 // block storage. thread_local so that two host threads can run kernels at once. (A declaration
 // that aligns its __shared__ array must put alignas first: `alignas(T) __shared__ ...`.)
@@ -62,6 +64,9 @@ enum cudaError {
   cudaErrorInvalidResourceHandle = 400,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 };
 typedef enum cudaError cudaError_t;
 
@@ -139,6 +144,33 @@ cudaError_t cudaMemcpy2DAsync(void* dst, std::size_t dpitch, const void* src, st
                               cudaStream_t stream = nullptr);
 cudaError_t cudaMemset(void* ptr, int value, std::size_t bytes);
 
+// ---- Graphs (stream capture) -------------------------------------------------------------------
+
+// Between cudaStreamBeginCapture and cudaStreamEndCapture a stream's work is recorded instead of
+// run: kernel launches (their arguments as converted at the launch), device-to-device copies,
+// memsets and cuBLAS calls (scalars behind host pointers read at the call, as cuBLAS does).
+// What a capture cannot hold fails as on a GPU and invalidates the capture: a synchronisation of
+// the stream, a copy to or from host memory on it, and in the capturing thread any call that
+// would wait on the legacy stream or allocate (cudaMemcpy, cudaMemset, cudaMalloc, cudaFree).
+// A graph's launch runs the recorded work in order, on the calling thread.
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+struct CUgraph_st;
+typedef struct CUgraph_st* cudaGraph_t;
+struct CUgraphExec_st;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                 unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+
 // ---- Emulation interface -----------------------------------------------------------------------
 
 namespace cuda_emu {
@@ -176,6 +208,10 @@ uint32_t warp_exchange(unsigned mask, WarpOp op, uint32_t value, uint32_t arg, i
 
 cudaError_t run_grid(dim3 grid, dim3 block, cudaStream_t stream, void (*body)(void*), void* frame,
                      const char* kernel);
+// Stream capture: whether `stream` is capturing, and work recorded into its capture (run at
+// each launch of the graph).
+bool capturing(cudaStream_t stream);
+cudaError_t capture(cudaStream_t stream, std::function<cudaError_t()> work);
 cudaError_t bad_kernel_pointer(const char* kernel, std::size_t index, const void* p);
 
 // A top-level pointer argument must be null or point into (or just past) device memory.
@@ -214,13 +250,17 @@ cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_
       },
       frame.params);
   if (err != cudaSuccess) return err;
-  return detail::run_grid(
-      grid, block, stream,
-      [](void* f) {
-        auto* fr = static_cast<Frame*>(f);
-        std::apply(fr->kernel, fr->params);
-      },
-      &frame, name);
+  void (*body)(void*) = [](void* f) {
+    auto* fr = static_cast<Frame*>(f);
+    std::apply(fr->kernel, fr->params);
+  };
+  if (detail::capturing(stream)) {
+    // The graph holds the arguments as converted now, as a captured launch does.
+    return detail::capture(stream, [frame, grid, block, body, name]() mutable {
+      return detail::run_grid(grid, block, nullptr, body, &frame, name);
+    });
+  }
+  return detail::run_grid(grid, block, stream, body, &frame, name);
 }
 
 }  // namespace cuda_emu
