@@ -4,6 +4,8 @@
 #include <cuda_runtime.h>
 
 #include <climits>
+#include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 
@@ -163,6 +165,7 @@ class CudaDevice final : public Device {
   std::unique_ptr<Recording::Native> do_record(std::vector<HeldOp>& ops) override {
     auto graph = std::make_unique<Graph>();
     std::string failure;
+    bool capturing = false;
     try {
       std::vector<const void*> sources(ops.size(), nullptr);
       for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -170,23 +173,28 @@ class CudaDevice final : public Device {
         void* staged = nullptr;
         BP_CUDA_CHECK(cudaMalloc(&staged, ops[i].bytes.size()));
         graph->staging.push_back(staged);
-        BP_CUDA_CHECK(
-            cudaMemcpy(staged, ops[i].bytes.data(), ops[i].bytes.size(), cudaMemcpyHostToDevice));
+        // On the stream, so that the graph's launches follow it.
+        BP_CUDA_CHECK(cudaMemcpyAsync(staged, ops[i].bytes.data(), ops[i].bytes.size(),
+                                      cudaMemcpyHostToDevice, stream_));
         sources[i] = staged;
       }
       BP_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-      try {
-        for (std::size_t i = 0; i < ops.size(); ++i) {
-          if (ops[i].launch) {
-            ops[i].launch();
-          } else {
-            BP_CUDA_CHECK(cudaMemcpyAsync(ops[i].dst, sources[i], ops[i].bytes.size(),
-                                          cudaMemcpyDeviceToDevice, stream_));
-          }
+      capturing = true;
+      for (std::size_t i = 0; i < ops.size(); ++i) {
+        if (ops[i].launch) {
+          ops[i].launch();
+        } else {
+          BP_CUDA_CHECK(cudaMemcpyAsync(ops[i].dst, sources[i], ops[i].bytes.size(),
+                                        cudaMemcpyDeviceToDevice, stream_));
         }
-      } catch (const Error& e) {
-        failure = e.what();
       }
+    } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "an exception that is not a std::exception";
+    }
+    if (capturing) {
+      // Always ended, whatever failed: the stream must not stay capturing.
       cudaGraph_t captured = nullptr;
       const cudaError_t ended = cudaStreamEndCapture(stream_, &captured);
       if (failure.empty() && ended != cudaSuccess) failure = cudaGetErrorString(ended);
@@ -195,8 +203,6 @@ class CudaDevice final : public Device {
         if (made != cudaSuccess) failure = cudaGetErrorString(made);
       }
       if (captured != nullptr) BP_CUDA_LOG(cudaGraphDestroy(captured));
-    } catch (const Error& e) {
-      failure = e.what();
     }
     if (!failure.empty()) {
       (void)cudaGetLastError();

@@ -1,6 +1,7 @@
 // NnOps on the GPU: one launcher per call (the checks are NnOps's own, host/nn/nn_ops.cpp), all
 // on the device's stream. No call synchronises.
 #include <memory>
+#include <vector>
 
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/nn/nn_ops.hpp"
@@ -35,8 +36,8 @@ class CudaNnOps final : public NnOps {
   void do_sample_actions(const float* logits, int64_t rows, int32_t num_actions,
                          const SampleKey& key, int32_t* actions, float* log_prob, float* entropy,
                          const AgentRows& out) override {
-    cuda::launch_sample_actions(stream_, logits, rows, num_actions, key, actions, log_prob,
-                                entropy, out);
+    cuda::launch_sample_actions(stream_, logits, rows, num_actions, key, actions, log_prob, entropy,
+                                out);
   }
   void do_log_prob_entropy(const float* logits, int64_t rows, int32_t num_actions,
                            const int32_t* actions, float* log_prob, float* entropy) override {
@@ -88,15 +89,20 @@ class CudaNnOps final : public NnOps {
   }
 
  private:
-  // count_nonzero's counters, one per agent (grown, never shrunk).
+  // count_nonzero's counters, one per agent (grown, never shrunk, and what it outgrew kept: a
+  // recorded update's graph may still name it).
   unsigned long long* counters(int64_t agents) {
     const auto need = static_cast<std::size_t>(agents);
-    if (scratch_.size() < need) scratch_ = Buffer<unsigned long long>(device(), need);
+    if (scratch_.size() < need) {
+      outgrown_.push_back(std::move(scratch_));
+      scratch_ = Buffer<unsigned long long>(device(), need);
+    }
     return scratch_.data();
   }
 
   cudaStream_t stream_;
   Buffer<unsigned long long> scratch_;
+  std::vector<Buffer<unsigned long long>> outgrown_;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <vector>
 
 #include "batchpole/device/buffer.hpp"
 #include "batchpole/rl/rl_ops.hpp"
@@ -32,8 +33,7 @@ class CudaRlOps final : public RlOps {
   }
   void do_td_targets(const TdTargetArgs& args) override { cuda::launch_td_targets(stream_, args); }
   void do_first_episode_mask(const uint8_t* terminated, const uint8_t* truncated, int64_t steps,
-                             int64_t envs, uint8_t* mask, int64_t agents,
-                             int64_t stride) override {
+                             int64_t envs, uint8_t* mask, int64_t agents, int64_t stride) override {
     cuda::launch_first_episode_mask(stream_, terminated, truncated, steps, envs, mask, agents,
                                     stride);
   }
@@ -59,17 +59,22 @@ class CudaRlOps final : public RlOps {
   }
 
  private:
-  // Scratch for agents x reduce_blocks(n) partial results of type T (grown, never shrunk).
+  // Scratch for agents x reduce_blocks(n) partial results of type T (grown, never shrunk, and
+  // what it outgrew kept: a recorded update's graph may still name it).
   template <class T>
   T* partials(int64_t n, int64_t agents) {
     const std::size_t need =
         static_cast<std::size_t>(agents * cuda::reduce_blocks(n) + 1) * sizeof(T);
-    if (scratch_.size() < need) scratch_ = Buffer<unsigned char>(device(), need);
+    if (scratch_.size() < need) {
+      outgrown_.push_back(std::move(scratch_));
+      scratch_ = Buffer<unsigned char>(device(), need);
+    }
     return reinterpret_cast<T*>(scratch_.data());
   }
 
   cudaStream_t stream_;
   Buffer<unsigned char> scratch_;
+  std::vector<Buffer<unsigned char>> outgrown_;
 };
 
 }  // namespace

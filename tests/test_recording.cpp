@@ -3,6 +3,7 @@
 // operations other than the ones asked for, and an A2C update on the GPU's plan makes a few
 // dozen stream operations and waits once.
 #include "batchpole/device/buffer.hpp"
+#include "batchpole/nn/adam.hpp"
 #include "batchpole/nn/nn_ops.hpp"
 #include "batchpole/rl/trainer.hpp"
 #include "test_util.hpp"
@@ -115,6 +116,22 @@ TEST_P(RecordingTest, ParametersCopiedTwiceRunInProgramOrder) {
   EXPECT_EQ(recording.replays(), 0U);
 }
 
+// Memory given back inside goes back after the held operations that use it have run.
+TEST_P(RecordingTest, MemoryFreedInsideOutlivesItsOperations) {
+  auto device = recording_device(GetParam(), true);
+  if (!device) GTEST_SKIP() << "no CUDA device here";
+  Buffer<float> out(*device, 4);
+  Recording recording;
+  for (int run = 0; run < 3; ++run) {
+    device->run_recorded(recording, [&] {
+      Buffer<float> scratch(*device, 4);
+      device->nn().fill(scratch.data(), 4, float(run + 1));
+      device->copy_on_device(out.data(), scratch.data(), 4 * sizeof(float));
+    });
+    EXPECT_EQ(out.to_host(), std::vector<float>(4, float(run + 1))) << "run " << run;
+  }
+}
+
 // Waiting for the device inside is refused (what it would read has not run), after the
 // operations asked for before it have run.
 TEST_P(RecordingTest, WaitingInsideIsRefused) {
@@ -142,10 +159,16 @@ struct Arm {
   Algorithm algorithm;
   ActionSpace actions;
   int64_t agents;
+  int64_t lr_anneal_steps = 0;
+  int32_t parts = 1;       // data-parallel parts in this process (never recorded)
+  int stop_agent_at = -1;  // a population: agent 1 stops before this update
 };
 
 std::string arm_name(const Arm& a) {
-  return to_string(a.algorithm) + " " + to_string(a.actions) + " x" + std::to_string(a.agents);
+  return to_string(a.algorithm) + " " + to_string(a.actions) + " x" + std::to_string(a.agents) +
+         (a.lr_anneal_steps > 0 ? " annealed" : "") +
+         (a.parts > 1 ? " parts " + std::to_string(a.parts) : "") +
+         (a.stop_agent_at >= 0 ? " stopping" : "");
 }
 
 TrainConfig arm_config(const Arm& arm, const DevicePlan& plan) {
@@ -155,6 +178,8 @@ TrainConfig arm_config(const Arm& arm, const DevicePlan& plan) {
   c.seed = 6;
   c.actions = arm.actions;
   c.env.max_episode_steps = 40;  // truncations, and so V(final obs), in most rollouts
+  c.lr_anneal_steps = arm.lr_anneal_steps;
+  c.parts = arm.parts;
   if (arm.algorithm == Algorithm::kPpo) c.apply_ppo_recipe();
   if (arm.algorithm == Algorithm::kDqn) {
     c.learning_starts = 0;
@@ -166,14 +191,17 @@ TrainConfig arm_config(const Arm& arm, const DevicePlan& plan) {
 class RecordedTrainingTest : public ::testing::TestWithParam<std::string> {};
 
 // Every algorithm trains exactly as unrecorded (the same losses, returns and counts, update
-// after update), alone and as a batched population.
+// after update, and the same parameters and optimiser state at the end), alone and as a batched
+// population, with an annealed learning rate, with an agent that stops, and cut into
+// data-parallel parts (which run unrecorded on the recording plan).
 TEST_P(RecordedTrainingTest, ChangesNothing) {
   for (const Arm arm : {Arm{Algorithm::kA2C, ActionSpace::kDiscrete, 1},
                         Arm{Algorithm::kA2C, ActionSpace::kContinuous, 1},
-                        Arm{Algorithm::kPpo, ActionSpace::kDiscrete, 1},
+                        Arm{Algorithm::kPpo, ActionSpace::kDiscrete, 1, 40000},
                         Arm{Algorithm::kDqn, ActionSpace::kDiscrete, 1},
                         Arm{Algorithm::kReinforce, ActionSpace::kDiscrete, 1},
-                        Arm{Algorithm::kA2C, ActionSpace::kDiscrete, 3},
+                        Arm{Algorithm::kA2C, ActionSpace::kDiscrete, 1, 0, 2},
+                        Arm{Algorithm::kA2C, ActionSpace::kDiscrete, 3, 0, 1, 4},
                         Arm{Algorithm::kPpo, ActionSpace::kContinuous, 3}}) {
     const bool batched = arm.agents > 1;
     auto recorded = recording_device(GetParam(), true, batched);
@@ -183,6 +211,10 @@ TEST_P(RecordedTrainingTest, ChangesNothing) {
     Trainer x(*recorded, c);
     Trainer y(*plain, c);
     for (int u = 0; u < 8; ++u) {
+      if (u == arm.stop_agent_at) {
+        x.stop(1);
+        y.stop(1);
+      }
       const std::vector<UpdateRecord> rx = x.update_agents();
       const std::vector<UpdateRecord> ry = y.update_agents();
       ASSERT_EQ(rx.size(), ry.size());
@@ -196,6 +228,16 @@ TEST_P(RecordedTrainingTest, ChangesNothing) {
         EXPECT_EQ(rx[k].episodes, ry[k].episodes) << where;
       }
     }
+    EXPECT_EQ(x.model().get_parameters(), y.model().get_parameters()) << arm_name(arm);
+    for (int o = 0; o < x.model().optimizer_count(); ++o) {
+      for (int64_t k = 0; k < x.model().optimizer(o).agents(); ++k) {
+        const Adam::State sx = x.model().optimizer(o).get_state(k);
+        const Adam::State sy = y.model().optimizer(o).get_state(k);
+        EXPECT_EQ(sx.steps, sy.steps) << arm_name(arm);
+        EXPECT_EQ(sx.moments, sy.moments) << arm_name(arm);
+      }
+    }
+    if (arm.parts > 1 || arm.stop_agent_at >= 0 || arm.lr_anneal_steps > 0) continue;
     // A2C and PPO replay from the fourth update on (the first reads the env's own
     // observations, the second differs from it, the third is recorded); DQN's epsilon and
     // replay cursors, and REINFORCE's whole episodes, keep them unrecorded.
@@ -207,6 +249,32 @@ TEST_P(RecordedTrainingTest, ChangesNothing) {
       EXPECT_EQ(x.recording().replays(), 0U) << arm_name(arm);
     }
   }
+}
+
+// Two trainers on one device, their updates in turn: each replays its own recording, whatever
+// the other does to the device's shared scratch (a larger batch grows it).
+TEST_P(RecordedTrainingTest, TwoTrainersOnOneDeviceReplayTheirOwn) {
+  auto recorded = recording_device(GetParam(), true);
+  auto plain = recording_device(GetParam(), false);
+  if (!recorded || !plain) GTEST_SKIP() << "no CUDA device here";
+  TrainConfig small = TrainConfig::defaults(Algorithm::kA2C, recorded->plan());
+  small.envs = 16;
+  small.seed = 8;
+  TrainConfig large = small;
+  large.envs = 2048;
+  large.seed = 9;
+  Trainer a(*recorded, small);
+  Trainer b(*recorded, large);
+  Trainer a_plain(*plain, small);
+  Trainer b_plain(*plain, large);
+  for (int u = 0; u < 6; ++u) {
+    EXPECT_EQ(a.update().loss.policy_loss, a_plain.update().loss.policy_loss) << "update " << u;
+    if (u >= 2) {
+      EXPECT_EQ(b.update().loss.policy_loss, b_plain.update().loss.policy_loss) << "update " << u;
+    }
+  }
+  EXPECT_EQ(a.model().get_parameters(), a_plain.model().get_parameters());
+  EXPECT_EQ(b.model().get_parameters(), b_plain.model().get_parameters());
 }
 
 // What the issue asks of the GPU: an A2C update of 5-step rollouts in at most 40 stream

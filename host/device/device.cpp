@@ -203,6 +203,15 @@ void Device::refuse_wait(const char* what) const {
              what << " inside a recorded sequence of operations: it would read what has not run");
 }
 
+bool Device::defer_deallocation(void* ptr) noexcept {
+  try {
+    held_->frees.push_back(ptr);
+    return true;
+  } catch (...) {
+    return false;  // no room to remember it: freed now (its operations may not have run)
+  }
+}
+
 void Device::run_held(HeldOp& op) {
   if (op.launch) {
     op.launch();
@@ -258,7 +267,7 @@ void Device::run_recorded(Recording& recording, const std::function<void()>& wor
     return;
   }
   BP_REQUIRE(held_ == nullptr, kRuntime, "run_recorded: recorded sequences do not nest");
-  Held held;
+  Held held(*this);  // destroyed last: what was deallocated meanwhile goes back then
   held_ = &held;
   try {
     work();

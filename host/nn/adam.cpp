@@ -44,7 +44,8 @@ void Adam::set_lr(int64_t agent, double lr) {
 }
 
 AdamScalars* Adam::slot_scalars() {
-  if (!device_->plan().graphs) return scalars_.data();  // one block, rewritten each step
+  // Unrecorded: one block, rewritten each step.
+  if (!device_->plan().graphs || !device_->recording()) return scalars_.data();
   const auto slots = static_cast<int64_t>(scalars_.size()) / agents_;
   if (slot_ >= slots) {
     Buffer<AdamScalars> grown(*device_, static_cast<std::size_t>(2 * slots * agents_));

@@ -15,6 +15,7 @@ std::vector<UpdateRecord> Trainer::update_parts() {
   const OpCounts before = device_->counts();
   AgentProgress& a = agents_.front();
   if (!a.active) return {};
+  model_->begin_update();
   Rollout& r = *rollout_;
   RlOps& rl = device_->rl();
   const int64_t here = parts_here();

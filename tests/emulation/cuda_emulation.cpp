@@ -1436,6 +1436,16 @@ cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream) {
   return CUBLAS_STATUS_SUCCESS;
 }
 
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void* workspace, std::size_t bytes) {
+  const char* call = "cublasSetWorkspace";
+  if (const cublasStatus_t s = check_handle(handle, call); s != CUBLAS_STATUS_SUCCESS) return s;
+  if (bytes > 0 && !cuda_emu::inside_allocation(workspace, bytes)) {
+    return blas_fail(CUBLAS_STATUS_INVALID_VALUE,
+                     cat(call, ": ", bytes, " bytes at ", workspace, " are not device memory"));
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t* stream) {
   if (const cublasStatus_t s = check_handle(handle, "cublasGetStream");
       s != CUBLAS_STATUS_SUCCESS) {

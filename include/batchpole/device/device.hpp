@@ -140,7 +140,11 @@ class Device {
   // ---- memory: the one place that refuses an allocation that does not fit ----
   // Throws Error(kOutOfMemory) naming the size and what is available; deallocate never throws.
   void* allocate(std::size_t bytes);
-  void deallocate(void* ptr) noexcept { do_deallocate(ptr); }
+  // Inside run_recorded the memory goes back when the run's held operations have run.
+  void deallocate(void* ptr) noexcept {
+    if (held_ != nullptr && ptr != nullptr && defer_deallocation(ptr)) return;
+    do_deallocate(ptr);
+  }
   void copy_to_host(void* dst, const void* src, std::size_t bytes);  // waits for the device
   // Several copies to the host with one wait: what an update reads at its end.
   struct HostCopy {
@@ -226,7 +230,11 @@ class Device {
             host_syncs_.load(std::memory_order_relaxed)};
   }
   void count_op() { stream_ops_.fetch_add(1, std::memory_order_relaxed); }
-  void count_sync() { host_syncs_.fetch_add(1, std::memory_order_relaxed); }
+  // A wait for the device: refused inside run_recorded.
+  void count_sync() {
+    refuse_wait("a synchronisation");
+    host_syncs_.fetch_add(1, std::memory_order_relaxed);
+  }
 
  protected:
   // The implementation's constructor hands over its operations and plan, once.
@@ -282,14 +290,23 @@ class Device {
 
   // run_recorded's held operations, in program order (null outside it).
   struct Held {
+    explicit Held(Device& d) : device(&d) {}
+    Held(const Held&) = delete;
+    Held& operator=(const Held&) = delete;
+    ~Held() {
+      for (void* p : frees) device->do_deallocate(p);
+    }
+    Device* device;
     std::vector<HeldOp> ops;
     std::vector<uint64_t> fingerprints;
     std::vector<const char*> names;
+    std::vector<void*> frees;  // deallocated while held: freed once the operations have run
   };
   Held* held_ = nullptr;
   bool graphs_failed_ = false;  // do_record could not record: run everything unrecorded
   void hold(const char* name, uint64_t fingerprint, std::function<void()> launch);
   void refuse_wait(const char* what) const;
+  bool defer_deallocation(void* ptr) noexcept;
   static void report_difference(const Recording& last, const Held& now);
   static bool parameters_hoistable(const std::vector<HeldOp>& ops);
   static uint64_t fingerprint_of(const char* name);

@@ -52,8 +52,8 @@ class Adam {
   void step(float* params, const float* grads, const Agents& agents);
 
   // Where the device records updates (plan().graphs) a step's scalars are copied to the device
-  // (Device::copy_parameters) rather than passed, each step of an update to its own slot, so
-  // that an update of several steps replays too; the update starts at slot 0 again.
+  // (Device::copy_parameters) rather than passed, each step of a recorded update to its own
+  // slot, so that an update of several steps replays too; the update starts at slot 0 again.
   void begin_update() { slot_ = 0; }
 
   // The scalars of step t (1-based) under config c, in double on the host then rounded.

@@ -38,6 +38,8 @@ typedef struct cublasContext* cublasHandle_t;
 cublasStatus_t cublasCreate(cublasHandle_t* handle);
 cublasStatus_t cublasDestroy(cublasHandle_t handle);
 cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream);
+// The workspace must be device memory of at least `bytes` (the emulation needs none).
+cublasStatus_t cublasSetWorkspace(cublasHandle_t handle, void* workspace, std::size_t bytes);
 cublasStatus_t cublasGetStream(cublasHandle_t handle, cudaStream_t* stream);
 // TF32 math rounds the gemm inputs to TF32 (10 mantissa bits, to nearest, ties away from zero)
 // as the tensor cores do; the accumulation stays FP32.

@@ -242,21 +242,27 @@ cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, cudaStream_
   };
   Frame frame{kernel, Tuple(static_cast<Params>(std::forward<Args>(args))...)};
   const char* name = __PRETTY_FUNCTION__;
-  cudaError_t err = cudaSuccess;
-  std::size_t index = 0;
-  std::apply(
-      [&](const auto&... p) {
-        ((err = err == cudaSuccess ? detail::check_argument(p, index, name) : err, ++index), ...);
-      },
-      frame.params);
-  if (err != cudaSuccess) return err;
+  // Pointer arguments must be device memory when the kernel runs: at the launch, and at each
+  // launch of a graph that captured it (memory freed since would fault there).
+  const auto check = [name](const Tuple& params) {
+    cudaError_t err = cudaSuccess;
+    std::size_t index = 0;
+    std::apply(
+        [&](const auto&... p) {
+          ((err = err == cudaSuccess ? detail::check_argument(p, index, name) : err, ++index), ...);
+        },
+        params);
+    return err;
+  };
+  if (const cudaError_t err = check(frame.params); err != cudaSuccess) return err;
   void (*body)(void*) = [](void* f) {
     auto* fr = static_cast<Frame*>(f);
     std::apply(fr->kernel, fr->params);
   };
   if (detail::capturing(stream)) {
     // The graph holds the arguments as converted now, as a captured launch does.
-    return detail::capture(stream, [frame, grid, block, body, name]() mutable {
+    return detail::capture(stream, [frame, grid, block, body, name, check]() mutable {
+      if (const cudaError_t err = check(frame.params); err != cudaSuccess) return err;
       return detail::run_grid(grid, block, nullptr, body, &frame, name);
     });
   }
