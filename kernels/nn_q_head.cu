@@ -14,7 +14,7 @@ __global__ void epsilon_greedy_kernel(const float* __restrict__ q, int64_t rows,
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows) return;
   const SampleSite site = sample_site(key, out, i);
-  const float eps = out.agents > 1 ? epsilons[out.agent(i)] : epsilon;
+  const float eps = epsilons != nullptr ? epsilons[out.agent(i)] : epsilon;
   actions[out.at(i)] =
       epsilon_greedy_row(q + i * num_actions, num_actions, eps, site.seed, site.env, site.step);
 }

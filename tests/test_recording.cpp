@@ -90,8 +90,8 @@ TEST_P(RecordingTest, HostBytesThatChangeAreCopiedAnew) {
     device->run_recorded(recording, [&] { device->copy_from_host(x.data(), host, sizeof host); });
     EXPECT_EQ(x.to_host(), (std::vector<float>{value, -value}));
   }
-  EXPECT_EQ(recording.recordings(), 2U);  // the 1s, then the 2s (the last 1 runs unrecorded)
-  EXPECT_EQ(recording.replays(), 2U);
+  EXPECT_EQ(recording.recordings(), 2U);  // the 1s, then the 2s
+  EXPECT_EQ(recording.replays(), 3U);     // the last 1s replay what was recorded for them
 }
 
 // Parameters copied to one place twice (an optimiser stepping twice) cannot all be made first:
@@ -238,12 +238,12 @@ TEST_P(RecordedTrainingTest, ChangesNothing) {
       }
     }
     if (arm.parts > 1 || arm.stop_agent_at >= 0 || arm.lr_anneal_steps > 0) continue;
-    // A2C and PPO replay from the fourth update on (the first reads the env's own
-    // observations, the second differs from it, the third is recorded); DQN's epsilon and
-    // replay cursors, and REINFORCE's whole episodes, keep them unrecorded.
+    // A2C, PPO and DQN replay from the fourth update on (the first reads the env's own
+    // observations, the second differs from it, the third is recorded); REINFORCE's whole
+    // episodes watch for their end and run unrecorded.
     if (!Device::exact_fingerprints()) {
       // This compiler leaves struct padding in the fingerprints: fewer replays, same results.
-    } else if (arm.algorithm == Algorithm::kA2C || arm.algorithm == Algorithm::kPpo) {
+    } else if (arm.algorithm != Algorithm::kReinforce) {
       EXPECT_EQ(x.recording().replays(), 5U) << arm_name(arm);
     } else {
       EXPECT_EQ(x.recording().replays(), 0U) << arm_name(arm);
@@ -278,8 +278,9 @@ TEST_P(RecordedTrainingTest, TwoTrainersOnOneDeviceReplayTheirOwn) {
 }
 
 // What the issue asks of the GPU: an A2C update of 5-step rollouts in at most 40 stream
-// operations, waiting for the device once, at its end; PPO's update (8 epochs x minibatches of
-// Adam steps) too, its optimiser's parameters copied in one. Counted on the GPU's plan (the
+// operations, waiting for the device once, at its end; PPO's update (epochs x minibatches of
+// Adam steps) and DQN's (10 steps, 8 gradient steps) too, their per-step parameters copied in
+// one copy per buffer. Counted on the GPU's plan (the
 // CPU's device with it), so that CI holds the GPU to it.
 TEST_P(RecordedTrainingTest, UpdatesAreAFewOperationsAndOneWait) {
   auto device = recording_device(GetParam(), true);
@@ -288,10 +289,11 @@ TEST_P(RecordedTrainingTest, UpdatesAreAFewOperationsAndOneWait) {
     GTEST_SKIP() << "this compiler cannot clear struct padding from fingerprints (GCC can): "
                     "its updates may run unrecorded";
   }
-  for (const Algorithm a : {Algorithm::kA2C, Algorithm::kPpo}) {
+  for (const Algorithm a : {Algorithm::kA2C, Algorithm::kPpo, Algorithm::kDqn}) {
     for (const int64_t envs : {16, 512}) {
       TrainConfig c = TrainConfig::defaults(a, device->plan());
       c.envs = envs;
+      if (a == Algorithm::kDqn) c.learning_starts = 0;  // gradient steps from the first update
       c.seed = 3;
       if (a == Algorithm::kPpo) c.apply_ppo_recipe();
       if (a == Algorithm::kA2C) {

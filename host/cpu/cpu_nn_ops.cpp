@@ -190,9 +190,9 @@ class CpuNnOps final : public NnOps {
                          const float* epsilons) override {
     for (int64_t i = 0; i < rows; ++i) {
       const SampleSite site = sample_site(key, out, i);
-      const float eps = out.agents > 1 ? epsilons[out.agent(i)] : epsilon;
-      actions[out.at(i)] = epsilon_greedy_row(q + i * num_actions, num_actions, eps, site.seed,
-                                              site.env, site.step);
+      const float eps = epsilons != nullptr ? epsilons[out.agent(i)] : epsilon;
+      actions[out.at(i)] =
+          epsilon_greedy_row(q + i * num_actions, num_actions, eps, site.seed, site.env, site.step);
     }
   }
 
@@ -201,8 +201,8 @@ class CpuNnOps final : public NnOps {
     const int32_t na = a.num_actions;
     for (int64_t i = 0; i < a.rows; ++i) {
       const int64_t k = a.in.at(i);
-      q_loss_row(a.q + i * na, na, a.actions[k], a.targets[k], a.huber_delta,
-                 row_valid(a.mask, k), 1.0f / a.count[a.in.agent(i)], a.d_q + i * na,
+      q_loss_row(a.q + i * na, na, a.actions[k], a.targets[k], a.huber_delta, row_valid(a.mask, k),
+                 1.0f / a.count[a.in.agent(i)], a.d_q + i * na,
                  a.stats != nullptr ? a.stats + i * a.stat_columns : nullptr);
     }
   }
@@ -231,9 +231,9 @@ class CpuNnOps final : public NnOps {
                     const AdamAgents& agents) override {
     for (int64_t k = 0; k < agents.agents; ++k) {
       if (agents.active != nullptr && agents.active[k] == 0) continue;
-      const float scale =
-          grad_norm != nullptr ? clip_scale(grad_norm[k * agents.norm_stride], max_grad_norm)
-                               : 1.0f;
+      const float scale = grad_norm != nullptr
+                              ? clip_scale(grad_norm[k * agents.norm_stride], max_grad_norm)
+                              : 1.0f;
       const AdamScalars& sk = agents.scalars != nullptr ? agents.scalars[k] : s;
       float* p = params + k * agents.stride;
       const float* g = grads + k * agents.stride;

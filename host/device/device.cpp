@@ -231,22 +231,30 @@ void Device::do_replay(Recording::Native& native) {
   for (HeldOp& op : static_cast<HeldOps&>(native).ops) run_held(op);
 }
 
-// Where a run's operations first differ from the last run's (a developer's aid: set
-// BATCHPOLE_DEBUG_RECORDING to see why an update does not replay).
-void Device::report_difference(const Recording& last, const Held& now) {
-  const std::size_t n = std::min(last.fingerprints_.size(), now.fingerprints.size());
+// Where a run's operations first differ from those of the sequence last run (a developer's aid:
+// set BATCHPOLE_DEBUG_RECORDING to see why an update does not replay).
+void Device::report_difference(const Recording& recording, const Held& now) {
+  const Recording::Entry* last = nullptr;
+  for (const Recording::Entry& e : recording.entries_) {
+    if (last == nullptr || e.last_run > last->last_run) last = &e;
+  }
+  if (last == nullptr) {
+    std::fprintf(stderr, "batchpole: recording: %zu operations, none seen before\n",
+                 now.fingerprints.size());
+    return;
+  }
+  const std::size_t n = std::min(last->fingerprints.size(), now.fingerprints.size());
   std::size_t i = 0;
-  while (i < n && last.fingerprints_[i] == now.fingerprints[i]) ++i;
+  while (i < n && last->fingerprints[i] == now.fingerprints[i]) ++i;
   if (i < n) {
     std::fprintf(stderr, "batchpole: recording: operation %zu (%s, was %s) differs\n", i,
-                 now.names[i], last.names_[i]);
+                 now.names[i], last->names[i]);
   } else {
     std::fprintf(stderr, "batchpole: recording: %zu operations, were %zu\n",
-                 now.fingerprints.size(), last.fingerprints_.size());
+                 now.fingerprints.size(), last->fingerprints.size());
   }
 }
 
-// Whether the parameter copies among `ops` may all be made first: no two write the same bytes.
 bool Device::parameters_hoistable(const std::vector<HeldOp>& ops) {
   std::vector<std::pair<uintptr_t, uintptr_t>> ranges;
   for (const HeldOp& op : ops) {
@@ -282,14 +290,30 @@ void Device::run_recorded(Recording& recording, const std::function<void()>& wor
     throw;
   }
   held_ = nullptr;
-  const bool same = held.fingerprints == recording.fingerprints_;
-  if (!same) {
-    if (std::getenv("BATCHPOLE_DEBUG_RECORDING") != nullptr) report_difference(recording, held);
-    recording.native_.reset();
-    recording.fingerprints_ = std::move(held.fingerprints);
-    recording.names_ = std::move(held.names);
+  ++recording.runs_;
+  Recording::Entry* entry = nullptr;
+  for (Recording::Entry& e : recording.entries_) {
+    if (e.fingerprints == held.fingerprints) entry = &e;
   }
-  if (!same || !parameters_hoistable(held.ops)) {
+  if (entry == nullptr) {
+    if (std::getenv("BATCHPOLE_DEBUG_RECORDING") != nullptr) report_difference(recording, held);
+    // Remember it, giving up the sequence run least recently when full.
+    auto& entries = recording.entries_;
+    if (entries.size() >= Recording::kKept) {
+      entries.erase(std::min_element(entries.begin(), entries.end(),
+                                     [](const Recording::Entry& a, const Recording::Entry& b) {
+                                       return a.last_run < b.last_run;
+                                     }));
+    }
+    Recording::Entry fresh;
+    fresh.fingerprints = std::move(held.fingerprints);
+    fresh.names = std::move(held.names);
+    fresh.last_run = recording.runs_;
+    entries.push_back(std::move(fresh));
+  } else {
+    entry->last_run = recording.runs_;
+  }
+  if (entry == nullptr || !parameters_hoistable(held.ops)) {
     for (HeldOp& op : held.ops) {
       count_op();
       run_held(op);
@@ -315,15 +339,15 @@ void Device::run_recorded(Recording& recording, const std::function<void()>& wor
   }
   if (ops.empty()) return;
   count_op();
-  if (recording.native_ != nullptr) {
-    do_replay(*recording.native_);
+  if (entry->native != nullptr) {
+    do_replay(*entry->native);
     ++recording.replays_;
     return;
   }
-  // The second run alike: record it (the first ran as it was, warming up what the operations
-  // set up on their first call).
-  recording.native_ = do_record(ops);
-  if (recording.native_ == nullptr) {
+  // Seen a second time: record it (the first ran as it was, warming up what the operations set
+  // up on their first call).
+  entry->native = do_record(ops);
+  if (entry->native == nullptr) {
     graphs_failed_ = true;
   } else {
     ++recording.recordings_;

@@ -201,16 +201,25 @@ void PolicyValueModel::act_epsilon_greedy(const ConstMatrix& obs, uint64_t step,
     BP_CHECK_ARG(e >= 0.0f && e <= 1.0f,
                  "act_epsilon_greedy: epsilon must be in [0, 1], got " << e);
   }
-  if (batched_) epsilons_device_.from_host(epsilons);
+  // In device memory for a population, and for a recorded update (its arguments must not
+  // change from update to update): each step's block of its own there.
+  float* on_device = nullptr;
+  if (epsilons_device_.size() > 0) {
+    on_device = epsilon_slot();
+    device_->copy_parameters(on_device, epsilons.data(), epsilons.size() * sizeof(float));
+  }
   act_chunks("act_epsilon_greedy", obs, step, nullptr, -1, agent_stride,
              [&](const float* q, int64_t rows, int64_t at, const SampleKey& key,
                  const AgentRows& out, int64_t agent) {
-               if (agent >= 0) {
+               if (agent < 0) {
+                 ops_->epsilon_greedy(q, rows, config_.num_actions, key, 0.0f, actions + at, out,
+                                      on_device);
+               } else if (on_device != nullptr) {
+                 ops_->epsilon_greedy(q, rows, config_.num_actions, key, 0.0f, actions + at,
+                                      AgentRows{}, on_device + agent);
+               } else {
                  ops_->epsilon_greedy(q, rows, config_.num_actions, key,
                                       epsilons[static_cast<std::size_t>(agent)], actions + at);
-               } else {
-                 ops_->epsilon_greedy(q, rows, config_.num_actions, key, 0.0f, actions + at, out,
-                                      epsilons_device_.data());
                }
              });
 }

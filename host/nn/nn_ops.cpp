@@ -223,7 +223,7 @@ void NnOps::epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, co
   check_sample_layout(op, rows, key, out);
   if (out.agents > 1) {
     check_not_null(op, "per-agent epsilons", epsilons);
-  } else {
+  } else if (epsilons == nullptr) {
     BP_CHECK_ARG(epsilon >= 0.0f && epsilon <= 1.0f,
                  op << ": epsilon must be in [0, 1], got " << epsilon);
   }

@@ -10,7 +10,8 @@
 // clipped to max_grad_norm. The target network is a second model with the same shape; it
 // follows the online one every target_update gradient steps (a copy, or Polyak averaging with
 // tau < 1). Nothing here waits for the device: the replay cursors go to it with the update's
-// other work (one host-to-device copy per update for a population).
+// other work (one host-to-device copy per update for a population, and for one agent where the
+// device records updates, so that the update's operations keep their arguments).
 //
 // The Q-network is PolicyValueModel's kQNetwork (its "policy" network's outputs are the
 // Q-values), so it runs through the same Mlp, BLAS, Adam and sharded runner as the others.
@@ -223,7 +224,11 @@ class Dqn final : public Learner {
     batch_.emplace(device, c_.batch_size, agents_);
     state_.assign(static_cast<std::size_t>(agents_), AgentState{});
     target_active_.assign(static_cast<std::size_t>(agents_), 1);
-    if (agents_ > 1) cursors_ = Buffer<ReplayCursor>(device, static_cast<std::size_t>(agents_));
+    // The cursors in device memory: a population's, and one agent's where the device records
+    // updates (its position, size and draws change every update).
+    if (agents_ > 1 || device.plan().graphs) {
+      cursors_ = Buffer<ReplayCursor>(device, static_cast<std::size_t>(agents_));
+    }
   }
 
   LearnReport learn(const LearnContext& ctx) override {
@@ -254,10 +259,14 @@ class Dqn final : public Learner {
       }
       cursor.size = a.size;
     }
-    if (agents_ > 1) cursors_.from_host(cursors);
+    const bool on_device = cursors_.size() > 0;
+    if (on_device) {
+      ctx.device.copy_parameters(cursors_.data(), cursors.data(),
+                                 cursors.size() * sizeof(ReplayCursor));
+    }
     ReplayStoreArgs st;
     st.replay = replay.arrays();
-    st.position = cursors[0].position;
+    st.position = on_device ? 0 : cursors[0].position;
     st.rows = rows;
     st.envs = r.envs;
     st.obs = r.obs.data();
@@ -268,7 +277,7 @@ class Dqn final : public Learner {
     st.final_obs = r.final_obs.data();
     st.agents = agents_;
     st.agent_stride = ctx.stride();
-    st.cursors = agents_ > 1 ? cursors_.data() : nullptr;
+    st.cursors = on_device ? cursors_.data() : nullptr;
     rl.replay_store(st);
 
     LearnReport report = report_of(ctx, false, 0);
@@ -292,7 +301,7 @@ class Dqn final : public Learner {
       sa.rewards = mb.rewards.data();
       sa.terminated = mb.terminated.data();
       sa.next_obs = mb.next_obs.data();
-      if (agents_ > 1) {
+      if (on_device) {
         sa.agents = agents_;
         sa.cursors = cursors_.data();
         sa.draw = static_cast<uint64_t>(g);  // after each agent's own count
@@ -491,7 +500,7 @@ class Dqn final : public Learner {
   std::optional<ReplayBuffer> replay_;
   std::optional<Minibatch> batch_;
   std::vector<AgentState> state_;
-  Buffer<ReplayCursor> cursors_;  // a population's, uploaded once per update
+  Buffer<ReplayCursor> cursors_;  // uploaded once per update (a population, or recorded updates)
 };
 
 }  // namespace

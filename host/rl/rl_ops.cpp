@@ -112,7 +112,7 @@ void RlOps::replay_sample(const ReplaySampleArgs& a) {
   BP_CHECK_ARG(a.agents >= 1, op << ": " << a.agents << " agents");
   if (a.agents > 1) {
     check_not_null(op, "per-agent cursors", a.cursors);
-  } else {
+  } else if (a.cursors == nullptr) {
     BP_CHECK_ARG(a.size >= 1 && a.size <= a.replay.capacity,
                  op << ": " << a.size << " filled slots of " << a.replay.capacity);
   }

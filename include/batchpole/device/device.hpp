@@ -99,8 +99,10 @@ struct OpCounts {
   uint64_t host_syncs = 0;
 };
 
-// A sequence of operations that run_recorded recorded and replays: a CUDA graph on the GPU, the
-// operations themselves elsewhere. Owned by the code that runs it, destroyed before its device.
+// The sequences of operations that run_recorded recorded and replays (a CUDA graph each on the
+// GPU, the operations themselves elsewhere): the last few distinct sequences seen, so that work
+// that alternates between a few (DQN's updates with and without a target sync) replays each.
+// Owned by the code that runs it, destroyed before its device.
 class Recording {
  public:
   Recording();
@@ -110,16 +112,23 @@ class Recording {
 
   [[nodiscard]] uint64_t recordings() const { return recordings_; }  // times recorded
   [[nodiscard]] uint64_t replays() const { return replays_; }        // runs as one launch
-  // The device's form of it (its operations, or a CUDA graph).
+  // The device's form of one (its operations, or a CUDA graph).
   struct Native {
     virtual ~Native() = default;
   };
+  // Distinct sequences kept, the least recently run given up first.
+  static constexpr std::size_t kKept = 4;
 
  private:
   friend class Device;
-  std::vector<uint64_t> fingerprints_;  // the last run's operations, in order
-  std::vector<const char*> names_;      // and their names (for BATCHPOLE_DEBUG_RECORDING)
-  std::unique_ptr<Native> native_;      // null until recorded
+  struct Entry {
+    std::vector<uint64_t> fingerprints;  // its operations, in order
+    std::vector<const char*> names;      // and their names (for BATCHPOLE_DEBUG_RECORDING)
+    std::unique_ptr<Native> native;      // null until seen twice
+    uint64_t last_run = 0;
+  };
+  std::vector<Entry> entries_;
+  uint64_t runs_ = 0;
   uint64_t recordings_ = 0;
   uint64_t replays_ = 0;
 };
@@ -177,11 +186,11 @@ class Device {
   // Runs `work` (host code that queues operations) as one launch where the plan says so
   // (plan().graphs), else as it is. `work` always runs on the host, so whatever it computes
   // and keeps there stays right; the operations it queues are held instead of queued, each with
-  // a fingerprint of what it is and of every argument. When they are the ones the last run of
-  // `recording` held, the device replays its recording of them (the GPU: one graph launch); when
-  // they equal the last run's but none is recorded, it records them and launches that; else it
-  // runs them one by one. So a recording never replays operations that differ from the ones
-  // asked for; `work` that changes an argument every run simply runs unrecorded.
+  // a fingerprint of what it is and of every argument. When they are a sequence that `recording`
+  // has recorded, the device replays that (the GPU: one graph launch); when it has seen them
+  // before but not recorded them, it records them and launches that; else it runs them one by
+  // one. So a recording never replays operations that differ from the ones asked for; `work`
+  // that changes an argument every run simply runs unrecorded.
   // `work` must not wait for the device (a copy to the host, a synchronisation: refused, since
   // what it would read has not run yet). Values that change every run and that the operations
   // read from device memory are copied there with copy_parameters.
@@ -307,7 +316,7 @@ class Device {
   void hold(const char* name, uint64_t fingerprint, std::function<void()> launch);
   void refuse_wait(const char* what) const;
   bool defer_deallocation(void* ptr) noexcept;
-  static void report_difference(const Recording& last, const Held& now);
+  static void report_difference(const Recording& recording, const Held& now);
   static bool parameters_hoistable(const std::vector<HeldOp>& ops);
   static uint64_t fingerprint_of(const char* name);
   static uint64_t fingerprint_of(const void* bytes, std::size_t n, uint64_t h);

@@ -323,7 +323,7 @@ class PolicyValueModel {
   std::vector<std::unique_ptr<Adam>> adam_;
   LossConfig last_loss_;
   std::vector<float> last_value_coefs_;  // the last batch's per-agent value_coef, if any
-  bool last_clipped_ = false;  // the last loss was the clipped surrogate
+  bool last_clipped_ = false;            // the last loss was the clipped surrogate
   bool value_grads_written_ = false;
   std::unique_ptr<ActivationRecord> record_;
   uint64_t params_version_ = 1;  // changes whenever the parameters do
@@ -337,7 +337,12 @@ class PolicyValueModel {
   Buffer<uint8_t> active_device_;
   Buffer<uint64_t> steps_device_;
   Buffer<float> value_coefs_device_;
-  Buffer<float> epsilons_device_;  // act_epsilon_greedy's, batched
+  // act_epsilon_greedy's (batched, or where the device records updates): one block of agents
+  // floats, or in a recorded update one block per step (a slot each, as Adam's scalars).
+  Buffer<float> epsilons_device_;
+  std::vector<Buffer<float>> outgrown_epsilons_;
+  int64_t epsilon_slot_ = 0;
+  [[nodiscard]] float* epsilon_slot();
 };
 
 }  // namespace batchpole

@@ -192,7 +192,8 @@ class NnOps {
   void gaussian_loss_grad(const GaussianLossArgs& args);
   // DQN: epsilon-greedy actions on rows of Q-values (epsilon_greedy_row, drawn from
   // (key.seed, kExplore, key.first_env + i, key.step)). A population as sample_actions, agent k
-  // exploring with epsilons[k] (device memory) instead of epsilon.
+  // exploring with epsilons[k] (device memory) instead of epsilon; one agent with epsilons[0]
+  // where epsilons is given (a recorded update's, whose arguments must not change).
   void epsilon_greedy(const float* q, int64_t rows, int32_t num_actions, const SampleKey& key,
                       float epsilon, int32_t* actions, const AgentRows& out = {},
                       const float* epsilons = nullptr);

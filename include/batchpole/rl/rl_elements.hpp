@@ -259,8 +259,10 @@ struct ReplayStoreArgs {
   const uint8_t* truncated = nullptr;
   const float* final_obs = nullptr;  // rows x obs_dim, valid where an episode ended
   int64_t agents = 1;
-  int64_t agent_stride = 0;               // rollout rows between agents' blocks
-  const ReplayCursor* cursors = nullptr;  // agents > 1: per agent (device memory)
+  int64_t agent_stride = 0;  // rollout rows between agents' blocks
+  // Per agent (device memory): required with agents > 1, and with one agent it replaces
+  // `position` (an update the device records passes the same arguments every update).
+  const ReplayCursor* cursors = nullptr;
 };
 
 // Row g of the call: agent g / rows's row g % rows.
@@ -268,8 +270,8 @@ BP_HD void replay_store_row(const ReplayStoreArgs& a, int64_t g) {
   const ReplayArrays& r = a.replay;
   const int64_t agent = a.agents > 1 ? g / a.rows : 0;
   const int64_t k = g - agent * a.rows;
-  if (a.agents > 1 && a.cursors[agent].active == 0) return;
-  const int64_t position = a.agents > 1 ? a.cursors[agent].position : a.position;
+  if (a.cursors != nullptr && a.cursors[agent].active == 0) return;
+  const int64_t position = a.cursors != nullptr ? a.cursors[agent].position : a.position;
   const int64_t slot = agent * r.capacity + (position + k) % r.capacity;
   const int64_t src = agent * a.agent_stride + k;
   const bool ended = (a.terminated[src] | a.truncated[src]) != 0;
@@ -299,7 +301,9 @@ struct ReplaySampleArgs {
   uint8_t* terminated = nullptr;
   float* next_obs = nullptr;
   int64_t agents = 1;
-  const ReplayCursor* cursors = nullptr;  // agents > 1: per agent (device memory)
+  // Per agent (device memory): required with agents > 1, and with one agent it replaces size,
+  // seed and the draw's base (draw is then added to the cursor's).
+  const ReplayCursor* cursors = nullptr;
 };
 
 // 64 random bits modulo size: the bias, at most size / 2^64, is far below anything measurable.
@@ -316,7 +320,7 @@ BP_HD void replay_sample_row(const ReplaySampleArgs& a, int64_t g) {
   const int64_t agent = a.agents > 1 ? g / a.rows : 0;
   const int64_t j = g - agent * a.rows;
   int64_t slot = 0;
-  if (a.agents > 1) {
+  if (a.cursors != nullptr) {
     const ReplayCursor& c = a.cursors[agent];
     if (c.active == 0 || c.size <= 0) return;
     slot = agent * r.capacity + replay_index(c.seed, c.draw + a.draw, j, c.size);
