@@ -91,18 +91,7 @@ void Device::copy_from_host(void* dst, const void* src, std::size_t bytes) {
     do_copy_from_host(dst, src, bytes);
     return;
   }
-  // Held: the bytes are copied now (the caller may reuse its memory) and are part of the
-  // fingerprint, so a replay copies these very bytes.
-  HeldOp op;
-  op.dst = dst;
-  op.bytes.assign(static_cast<const unsigned char*>(src),
-                  static_cast<const unsigned char*>(src) + bytes);
-  uint64_t h = fingerprint_of("copy_from_host");
-  h = fingerprint_of(&dst, sizeof dst, h);
-  h = fingerprint_of(src, bytes, h);
-  held_->fingerprints.push_back(h);
-  held_->names.push_back("copy_from_host");
-  held_->ops.push_back(std::move(op));
+  hold_host_bytes(dst, src, bytes, false);
 }
 
 void Device::copy_parameters(void* dst, const void* src, std::size_t bytes) {
@@ -110,16 +99,24 @@ void Device::copy_parameters(void* dst, const void* src, std::size_t bytes) {
     copy_from_host(dst, src, bytes);
     return;
   }
+  hold_host_bytes(dst, src, bytes, true);
+}
+
+// A held copy from the host: the bytes are copied now (the caller may reuse its memory). A
+// plain copy's bytes are part of its fingerprint, so that a replay copies these very bytes; a
+// parameter copy's are not (only where and how many).
+void Device::hold_host_bytes(void* dst, const void* src, std::size_t bytes, bool parameter) {
+  const char* name = parameter ? "copy_parameters" : "copy_from_host";
   HeldOp op;
   op.dst = dst;
   op.bytes.assign(static_cast<const unsigned char*>(src),
                   static_cast<const unsigned char*>(src) + bytes);
-  op.parameter = true;
-  uint64_t h = fingerprint_of("copy_parameters");
+  op.parameter = parameter;
+  uint64_t h = fingerprint_of(name);
   h = fingerprint_of(&dst, sizeof dst, h);
-  h = fingerprint_of(&bytes, sizeof bytes, h);
+  h = parameter ? fingerprint_of(&bytes, sizeof bytes, h) : fingerprint_of(src, bytes, h);
   held_->fingerprints.push_back(h);
-  held_->names.push_back("copy_parameters");
+  held_->names.push_back(name);
   held_->ops.push_back(std::move(op));
 }
 

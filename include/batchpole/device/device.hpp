@@ -314,6 +314,7 @@ class Device {
   Held* held_ = nullptr;
   bool graphs_failed_ = false;  // do_record could not record: run everything unrecorded
   void hold(const char* name, uint64_t fingerprint, std::function<void()> launch);
+  void hold_host_bytes(void* dst, const void* src, std::size_t bytes, bool parameter);
   void refuse_wait(const char* what) const;
   bool defer_deallocation(void* ptr) noexcept;
   static void report_difference(const Recording& recording, const Held& now);
