@@ -28,7 +28,7 @@ Adam::Adam(Device& device, Blas& blas, NnOps& ops, int64_t n, const AdamConfig& 
   state_ = Buffer<float>(device, static_cast<std::size_t>(agents * (2 * n + 1)));
   state_.zero();
   if ((batched_ && agents_ > 1) || device.plan().graphs) {
-    scalars_ = Buffer<AdamScalars>(device, agents_);
+    scalars_ = ParameterSlots<AdamScalars>(device, static_cast<std::size_t>(agents_));
   }
 }
 
@@ -41,18 +41,6 @@ void Adam::set_lr(double lr) {
 void Adam::set_lr(int64_t agent, double lr) {
   BP_CHECK_ARG(lr >= 0.0, "Adam: negative learning rate " << lr);
   lr_.at(static_cast<std::size_t>(agent)) = lr;
-}
-
-AdamScalars* Adam::slot_scalars() {
-  // Unrecorded: one block, rewritten each step.
-  if (!device_->plan().graphs || !device_->recording()) return scalars_.data();
-  const auto slots = static_cast<int64_t>(scalars_.size()) / agents_;
-  if (slot_ >= slots) {
-    Buffer<AdamScalars> grown(*device_, static_cast<std::size_t>(2 * slots * agents_));
-    outgrown_.push_back(std::move(scalars_));
-    scalars_ = std::move(grown);
-  }
-  return scalars_.data() + agents_ * slot_++;
 }
 
 AdamConfig Adam::config_of(int64_t agent) const {
@@ -97,7 +85,7 @@ void Adam::step(float* params, const float* grads, const Agents& a) {
     for (int64_t k = 0; k < agents_; ++k) {
       if (stepping(k)) list.push_back(k);
     }
-    AdamScalars* block = device_->plan().graphs ? slot_scalars() : nullptr;
+    AdamScalars* block = device_->plan().graphs ? scalars_.next() : nullptr;
     const auto one = [&](int64_t k) {
       float* norm = norms + k * norm_stride;
       blas_->nrm2(n_, grads + k * a.stride, 1, norm);
@@ -148,7 +136,7 @@ void Adam::step(float* params, const float* grads, const Agents& a) {
     for (int64_t k = 0; k < agents_; ++k) {
       host[k] = scalars(config_of(k), std::max<int64_t>(steps_[k], 1));
     }
-    AdamScalars* slot = slot_scalars();
+    AdamScalars* slot = scalars_.next();
     device_->copy_parameters(slot, host.data(), host.size() * sizeof(AdamScalars));
     agents.scalars = slot;
     uniform_scalars = AdamScalars{};  // read from device memory instead

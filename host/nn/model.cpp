@@ -157,7 +157,7 @@ PolicyValueModel::PolicyValueModel(Device& device, const ModelConfig& config,
   steps_.assign(static_cast<std::size_t>(agents_), 0);
   for (int64_t k = 0; k < agents_; ++k) active_list_.push_back(k);
   if (batched_ || device.plan().graphs) {
-    epsilons_device_ = Buffer<float>(device, static_cast<std::size_t>(agents_));
+    epsilons_device_ = ParameterSlots<float>(device, static_cast<std::size_t>(agents_));
     // The act steps in device memory: a population's batched sampling reads them there, and so
     // does every sampling call of a recorded update (its arguments must not change).
     steps_device_ = Buffer<uint64_t>(device, static_cast<std::size_t>(agents_));
@@ -245,19 +245,7 @@ void PolicyValueModel::set_active(std::span<const uint8_t> active) {
 
 void PolicyValueModel::begin_update() {
   for (const auto& a : adam_) a->begin_update();
-  epsilon_slot_ = 0;
-}
-
-float* PolicyValueModel::epsilon_slot() {
-  // Unrecorded: one block, rewritten each step.
-  if (!device_->plan().graphs || !device_->recording()) return epsilons_device_.data();
-  const auto slots = static_cast<int64_t>(epsilons_device_.size()) / agents_;
-  if (epsilon_slot_ >= slots) {
-    Buffer<float> grown(*device_, static_cast<std::size_t>(2 * slots * agents_));
-    outgrown_epsilons_.push_back(std::move(epsilons_device_));  // a held step may name it
-    epsilons_device_ = std::move(grown);
-  }
-  return epsilons_device_.data() + agents_ * epsilon_slot_++;
+  epsilons_device_.rewind();
 }
 
 void PolicyValueModel::set_steps(std::span<const uint64_t> steps) {

@@ -204,8 +204,8 @@ void PolicyValueModel::act_epsilon_greedy(const ConstMatrix& obs, uint64_t step,
   // In device memory for a population, and for a recorded update (its arguments must not
   // change from update to update): each step's block of its own there.
   float* on_device = nullptr;
-  if (epsilons_device_.size() > 0) {
-    on_device = epsilon_slot();
+  if (!epsilons_device_.empty()) {
+    on_device = epsilons_device_.next();
     device_->copy_parameters(on_device, epsilons.data(), epsilons.size() * sizeof(float));
   }
   act_chunks("act_epsilon_greedy", obs, step, nullptr, -1, agent_stride,

@@ -71,4 +71,38 @@ class Buffer {
   std::size_t size_ = 0;
 };
 
+// Blocks of `block` values in device memory for Device::copy_parameters, one block per step of
+// a run: outside a recorded run (Device::run_recorded) every step rewrites the first block;
+// inside one the run's i-th step (counted from rewind()) takes block i, so that the run never
+// copies parameters to one place twice and can replay. Blocks outgrown stay allocated while the
+// slots live, as held operations may name them.
+template <class T>
+class ParameterSlots {
+ public:
+  ParameterSlots() = default;
+  ParameterSlots(Device& device, std::size_t block)
+      : device_(&device), block_(block), blocks_(device, block) {}
+
+  [[nodiscard]] bool empty() const { return block_ == 0; }
+  void rewind() { next_ = 0; }
+  // The next step's block.
+  [[nodiscard]] T* next() {
+    if (!device_->plan().graphs || !device_->recording()) return blocks_.data();
+    const std::size_t slots = blocks_.size() / block_;
+    if (next_ >= slots) {
+      Buffer<T> grown(*device_, 2 * slots * block_);
+      outgrown_.push_back(std::move(blocks_));
+      blocks_ = std::move(grown);
+    }
+    return blocks_.data() + block_ * next_++;
+  }
+
+ private:
+  Device* device_ = nullptr;
+  std::size_t block_ = 0;
+  Buffer<T> blocks_;
+  std::vector<Buffer<T>> outgrown_;
+  std::size_t next_ = 0;
+};
+
 }  // namespace batchpole

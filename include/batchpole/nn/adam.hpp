@@ -54,7 +54,7 @@ class Adam {
   // Where the device records updates (plan().graphs) a step's scalars are copied to the device
   // (Device::copy_parameters) rather than passed, each step of a recorded update to its own
   // slot, so that an update of several steps replays too; the update starts at slot 0 again.
-  void begin_update() { slot_ = 0; }
+  void begin_update() { scalars_.rewind(); }
 
   // The scalars of step t (1-based) under config c, in double on the host then rounded.
   static AdamScalars scalars(const AdamConfig& c, int64_t t);
@@ -97,13 +97,9 @@ class Adam {
   int64_t agents_;
   bool batched_;
   Buffer<float> state_;  // m (agents x n), v (agents x n), the last norms (agents)
-  // The scalars in device memory (a population's agents whose steps or rates differ; every
-  // step of a recorded update): `slots` blocks of one per agent, the update's i-th step in block
-  // i. Blocks outgrown are kept until the Adam goes, as a held operation may still name them.
-  [[nodiscard]] AdamScalars* slot_scalars();
-  Buffer<AdamScalars> scalars_;
-  std::vector<Buffer<AdamScalars>> outgrown_;
-  int64_t slot_ = 0;
+  // The scalars in device memory, one per agent a step: a population's agents whose steps or
+  // rates differ, and every step of a recorded update.
+  ParameterSlots<AdamScalars> scalars_;
   std::vector<int64_t> steps_;
   std::vector<double> lr_;
 };

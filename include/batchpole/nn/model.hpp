@@ -337,12 +337,9 @@ class PolicyValueModel {
   Buffer<uint8_t> active_device_;
   Buffer<uint64_t> steps_device_;
   Buffer<float> value_coefs_device_;
-  // act_epsilon_greedy's (batched, or where the device records updates): one block of agents
-  // floats, or in a recorded update one block per step (a slot each, as Adam's scalars).
-  Buffer<float> epsilons_device_;
-  std::vector<Buffer<float>> outgrown_epsilons_;
-  int64_t epsilon_slot_ = 0;
-  [[nodiscard]] float* epsilon_slot();
+  // act_epsilon_greedy's epsilons in device memory, one per agent a step (batched, or where
+  // the device records updates).
+  ParameterSlots<float> epsilons_device_;
 };
 
 }  // namespace batchpole
